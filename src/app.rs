@@ -1,0 +1,136 @@
+//! Process-level wiring: arguments, logging, signals, pid file, journal, exit codes.
+
+use crate::config::{self, Command, Settings, USAGE};
+use crate::daemon;
+use crate::journal::{Journal, JournalError};
+use log::{error, info, LevelFilter};
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILURE: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+pub fn main(args: Vec<String>) -> i32 {
+    let settings = match config::parse_args(args) {
+        Ok(Command::Run(s)) => s,
+        Ok(Command::Help) => {
+            println!("{USAGE}");
+            return EXIT_OK;
+        }
+        Ok(Command::Version) => {
+            println!("qlship {}", env!("CARGO_PKG_VERSION"));
+            return EXIT_OK;
+        }
+        Err(e) => {
+            eprintln!("qlship: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if settings.https && !cfg!(feature = "https") {
+        eprintln!("qlship: --https: this build has no TLS support (built without the \"https\" feature)");
+        return EXIT_USAGE;
+    }
+    if let Some(path) = &settings.activity_log {
+        if let Err(e) = redirect_stderr(path) {
+            eprintln!("qlship: activity log {}: {e}", path.display());
+            return EXIT_USAGE;
+        }
+    }
+    let level = if settings.verbose { LevelFilter::Debug } else { LevelFilter::Info };
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .with_module_level("sled", LevelFilter::Warn)
+        .with_utc_timestamps()
+        .init();
+    run(settings)
+}
+
+fn run(settings: Settings) -> i32 {
+    let (stop_tx, stop_rx) = smol::channel::bounded(1);
+    if let Err(e) = watch_signals(stop_tx, settings.activity_log.clone()) {
+        error!("cannot install signal handlers: {e}");
+        return EXIT_FAILURE;
+    }
+    // sled's real footprint runs well above its cache_capacity: give it a quarter.
+    let cache = (settings.ram_budget / 4) as u64;
+    let (journal, report) = match Journal::open(&settings.state_dir, cache) {
+        Ok(j) => j,
+        Err(e @ JournalError::Dir(..)) => {
+            error!("--state-dir: {e}");
+            return EXIT_USAGE;
+        }
+        Err(e) => {
+            error!("{e}");
+            return EXIT_FAILURE;
+        }
+    };
+    if let Some(aside) = &report.moved_aside {
+        error!(
+            "the journal was damaged and has been moved aside to {} (kept for inspection); starting a new one and resyncing from the server",
+            aside.display()
+        );
+    }
+    let journal = Arc::new(journal);
+    if let Some(pid_file) = &settings.pid_file {
+        if let Err(e) = std::fs::write(pid_file, format!("{}\n", std::process::id())) {
+            error!("PIDFILE {}: {e}", pid_file.display());
+            return EXIT_USAGE;
+        }
+    }
+    let result = daemon::run(settings.clone(), journal.clone(), stop_rx);
+    let synced = journal.sync();
+    if let Some(pid_file) = &settings.pid_file {
+        let _ = std::fs::remove_file(pid_file);
+    }
+    match (result, synced) {
+        (Err(e), _) => {
+            daemon::report_fatal(&e);
+            EXIT_FAILURE
+        }
+        (Ok(()), Err(e)) => {
+            error!("{e}");
+            EXIT_FAILURE
+        }
+        (Ok(()), Ok(())) => {
+            info!("stopped; journal is consistent");
+            EXIT_OK
+        }
+    }
+}
+
+fn watch_signals(
+    stop: smol::channel::Sender<()>,
+    activity_log: Option<std::path::PathBuf>,
+) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig == SIGHUP {
+                    if let Some(path) = &activity_log {
+                        match redirect_stderr(path) {
+                            Ok(()) => info!("activity log reopened"),
+                            Err(e) => error!("cannot reopen activity log {}: {e}", path.display()),
+                        }
+                    }
+                } else {
+                    let _ = stop.try_send(());
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Points standard error (where the logger writes) at the activity log, appending.
+fn redirect_stderr(path: &Path) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    // SAFETY: dup2 on two valid descriptors; fd 2 is atomically replaced.
+    if unsafe { libc::dup2(file.as_raw_fd(), 2) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,425 @@
+//! Command line and `--config` file, in two stages: raw values (with where they came
+//! from), then validated [`Settings`]. wqloaderd's flags and sysconfig keys are accepted
+//! as they are (see shared/spec/cli.md).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub host: String,
+    pub port: u16,
+    pub context: String,
+    pub user: String,
+    pub password: String,
+    pub https: bool,
+    pub queue_log: PathBuf,
+    pub token: String,
+    /// None: standard error.
+    pub activity_log: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub ram_budget: usize,
+    pub spool_max: u64,
+    pub drain: bool,
+    pub heartbeat: Duration,
+    pub feedback: Duration,
+    pub http_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub rotate_grace: Duration,
+    pub verbose: bool,
+}
+
+impl Settings {
+    /// The endpoint, without credentials (safe to log).
+    pub fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        let ctx = self.context.trim_matches('/');
+        if ctx.is_empty() {
+            format!("{scheme}://{}:{}/jsonQLoaderApi.do", self.host, self.port)
+        } else {
+            format!("{scheme}://{}:{}/{ctx}/jsonQLoaderApi.do", self.host, self.port)
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    Run(Settings),
+    Help,
+    Version,
+}
+
+/// A usage or configuration error: one line naming the flag, key or file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+pub const USAGE: &str = "\
+usage: qlship [-h HOST] [-p PORT] [-c CONTEXT] [-u USER] [-w PASSWORD] [OPTIONS]
+              QUEUE_LOG [TOKEN [ACTIVITY_LOG]]
+options:
+  --config FILE        KEY=VALUE file (wqloaderd's sysconfig keys work); flags win over it
+  --state-dir DIR      sled journal directory (default /var/lib/qlship)
+  --run-dir DIR        live status directory (default /run/qlship)
+  --ram-budget SIZE    working-memory bound, K/M suffixes (default 1M)
+  --spool-max SIZE     journal spool cap before reading pauses (default 64M)
+  --drain              upload to the end of QUEUE_LOG, wait for acknowledgement, exit 0
+  --heartbeat SECS     checkHb interval, 0 disables (default 900)
+  --feedback SECS      checkFb interval, 0 disables (default 0)
+  --https              talk HTTPS to QueueMetrics
+  --http-timeout SECS  connect+answer timeout per request (default 30)
+  --backoff-min SECS   first retry delay after an error (default 1)
+  --backoff-max SECS   longest retry delay (default 60)
+  --rotate-grace SECS  keep reading a rotated file until quiet this long (default 5)
+  -v, --verbose        debug logging
+  --version, --help";
+
+/// Raw values by name, each with where it came from (for error messages).
+#[derive(Default)]
+struct Raw {
+    values: Vec<(&'static str, String, String)>,
+}
+
+impl Raw {
+    fn set(&mut self, key: &'static str, value: String, origin: String) {
+        self.values.retain(|(k, _, _)| *k != key);
+        self.values.push((key, value, origin));
+    }
+    fn get(&self, key: &str) -> Option<(&str, &str)> {
+        self.values
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, v, o)| (v.as_str(), o.as_str()))
+    }
+}
+
+/// Flag → canonical key (the config file's spelling).
+const VALUE_FLAGS: &[(&str, &str)] = &[
+    ("-h", "HTTPHOST"),
+    ("-p", "HTTPPORT"),
+    ("-c", "HTTPCONTEXT"),
+    ("-u", "QMUSER"),
+    ("-w", "QMPASS"),
+    ("--state-dir", "STATE_DIR"),
+    ("--run-dir", "RUN_DIR"),
+    ("--ram-budget", "RAM_BUDGET"),
+    ("--spool-max", "SPOOL_MAX"),
+    ("--heartbeat", "HEARTBEAT"),
+    ("--feedback", "FEEDBACK"),
+    ("--http-timeout", "HTTP_TIMEOUT"),
+    ("--backoff-min", "BACKOFF_MIN"),
+    ("--backoff-max", "BACKOFF_MAX"),
+    ("--rotate-grace", "ROTATE_GRACE"),
+    ("--pid-file", "PIDFILE"),
+];
+
+const FILE_KEYS: &[&str] = &[
+    "HTTPHOST",
+    "HTTPPORT",
+    "HTTPCONTEXT",
+    "QMUSER",
+    "QMPASS",
+    "PARTITION",
+    "QUEUELOG",
+    "LOGFILE",
+    "PIDFILE",
+    "LOCKFILE",
+    "STATE_DIR",
+    "RUN_DIR",
+    "RAM_BUDGET",
+    "SPOOL_MAX",
+    "HEARTBEAT",
+    "FEEDBACK",
+    "HTTPS",
+    "HTTP_TIMEOUT",
+    "BACKOFF_MIN",
+    "BACKOFF_MAX",
+    "ROTATE_GRACE",
+    "LOGLEVEL",
+];
+
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, ConfigError> {
+    let mut cli = Raw::default();
+    let mut config_file: Option<String> = None;
+    let mut positionals = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |flag: &str| -> Result<String, ConfigError> {
+            match inline.clone().or_else(|| args.next()) {
+                Some(v) => Ok(v),
+                None => err(format!("{flag} needs a value (see --help)")),
+            }
+        };
+        match name.as_str() {
+            "--help" => return Ok(Command::Help),
+            "--version" | "-V" => return Ok(Command::Version),
+            "--drain" => cli.set("DRAIN", "1".into(), name.clone()),
+            "--https" => cli.set("HTTPS", "1".into(), name.clone()),
+            "-v" | "--verbose" => cli.set("LOGLEVEL", "debug".into(), name.clone()),
+            "--config" => config_file = Some(value("--config")?),
+            flag if flag.starts_with('-') && flag.len() > 1 => {
+                let Some(&(_, key)) = VALUE_FLAGS.iter().find(|(f, _)| *f == flag) else {
+                    return err(format!("unknown option {flag} (see --help)"));
+                };
+                let v = value(flag)?;
+                cli.set(key, v, flag.to_owned());
+            }
+            _ => positionals.push(arg),
+        }
+    }
+    if positionals.len() > 3 {
+        return err(format!(
+            "too many arguments: {:?} (expected QUEUE_LOG [TOKEN [ACTIVITY_LOG]])",
+            positionals[3]
+        ));
+    }
+    for (key, value) in ["QUEUELOG", "PARTITION", "LOGFILE"].iter().zip(positionals) {
+        cli.set(key, value, format!("argument {}", key.to_lowercase()));
+    }
+
+    let mut merged = Raw::default();
+    if let Some(path) = config_file {
+        let text = std::fs::read_to_string(&path)
+            .or_else(|e| err(format!("--config {path}: cannot read: {e}")))?;
+        for (key, value, line) in parse_config_text(&text, &path)? {
+            merged.set(key, value, format!("{path}:{line} {key}"));
+        }
+    }
+    for (k, v, o) in cli.values {
+        merged.set(k, v, o);
+    }
+    settings_from(&merged).map(Command::Run)
+}
+
+/// Parses shell-style `KEY=VALUE` lines; returns (key, value, line number).
+pub fn parse_config_text(
+    text: &str,
+    file: &str,
+) -> Result<Vec<(&'static str, String, usize)>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            return err(format!("{file}:{n}: expected KEY=VALUE, found {line:?}"));
+        };
+        let key = key.trim();
+        let Some(&known) = FILE_KEYS.iter().find(|k| **k == key) else {
+            return err(format!("{file}:{n}: unknown key {key}"));
+        };
+        out.push((known, unquote(value.trim()), n));
+    }
+    Ok(out)
+}
+
+fn unquote(v: &str) -> String {
+    for q in ['"', '\''] {
+        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
+            return v[1..v.len() - 1].to_owned();
+        }
+    }
+    // An unquoted value ends at a shell comment.
+    match v.find(" #") {
+        Some(i) => v[..i].trim_end().to_owned(),
+        None => v.to_owned(),
+    }
+}
+
+fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
+    let text = |key: &str, default: &str| raw.get(key).map_or(default, |(v, _)| v).to_owned();
+    let path = |key: &str, default: &str| PathBuf::from(text(key, default));
+    let optional_path = |key: &str| {
+        raw.get(key)
+            .map(|(v, _)| v)
+            .filter(|v| !v.is_empty() && *v != "-")
+            .map(PathBuf::from)
+    };
+    let number = |key: &str, default: u64| -> Result<u64, ConfigError> {
+        match raw.get(key) {
+            None => Ok(default),
+            Some((v, origin)) => v
+                .parse()
+                .or_else(|_| err(format!("{origin}: {v:?} is not a whole number"))),
+        }
+    };
+    let seconds = |key: &str, default: f64| -> Result<Duration, ConfigError> {
+        match raw.get(key) {
+            None => Ok(Duration::from_secs_f64(default)),
+            Some((v, origin)) => match v.parse::<f64>() {
+                Ok(s) if s.is_finite() && (0.0..=1e9).contains(&s) => Ok(Duration::from_secs_f64(s)),
+                _ => err(format!("{origin}: {v:?} is not a number of seconds")),
+            },
+        }
+    };
+    let size = |key: &str, default: u64| -> Result<u64, ConfigError> {
+        match raw.get(key) {
+            None => Ok(default),
+            Some((v, origin)) => parse_size(v)
+                .ok_or_else(|| ConfigError(format!("{origin}: {v:?} is not a size (e.g. 512K, 4M)"))),
+        }
+    };
+    let flag = |key: &str| -> Result<bool, ConfigError> {
+        match raw.get(key) {
+            None => Ok(false),
+            Some((v, origin)) => match v.to_ascii_lowercase().as_str() {
+                "1" | "yes" | "true" | "on" => Ok(true),
+                "0" | "no" | "false" | "off" | "" => Ok(false),
+                _ => err(format!("{origin}: {v:?} is not yes/no")),
+            },
+        }
+    };
+
+    let port = number("HTTPPORT", 8080)?;
+    let port = u16::try_from(port)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| {
+            let origin = raw.get("HTTPPORT").map_or("HTTPPORT", |(_, o)| o);
+            ConfigError(format!("{origin}: port {port} is out of range 1-65535"))
+        })?;
+    let ram_budget = size("RAM_BUDGET", 1 << 20)?;
+    if ram_budget < 128 * 1024 {
+        let origin = raw.get("RAM_BUDGET").map_or("RAM_BUDGET", |(_, o)| o);
+        return err(format!("{origin}: the RAM budget must be at least 128K"));
+    }
+    let token = text("PARTITION", "");
+    let token = if token == "-" { String::new() } else { token };
+    let level = text("LOGLEVEL", "info").to_ascii_lowercase();
+    Ok(Settings {
+        host: text("HTTPHOST", "127.0.0.1"),
+        port,
+        context: text("HTTPCONTEXT", "queuemetrics"),
+        user: text("QMUSER", "webqloader"),
+        password: text("QMPASS", "qloader"),
+        https: flag("HTTPS")?,
+        queue_log: path("QUEUELOG", "/var/log/asterisk/queue_log"),
+        token,
+        activity_log: optional_path("LOGFILE"),
+        pid_file: optional_path("PIDFILE"),
+        state_dir: path("STATE_DIR", "/var/lib/qlship"),
+        run_dir: path("RUN_DIR", "/run/qlship"),
+        ram_budget: usize::try_from(ram_budget).unwrap_or(usize::MAX),
+        spool_max: size("SPOOL_MAX", 64 << 20)?,
+        drain: flag("DRAIN")?,
+        heartbeat: seconds("HEARTBEAT", 900.0)?,
+        feedback: seconds("FEEDBACK", 0.0)?,
+        http_timeout: seconds("HTTP_TIMEOUT", 30.0)?.max(Duration::from_millis(100)),
+        backoff_min: seconds("BACKOFF_MIN", 1.0)?.max(Duration::from_millis(10)),
+        backoff_max: seconds("BACKOFF_MAX", 60.0)?,
+        rotate_grace: seconds("ROTATE_GRACE", 5.0)?,
+        verbose: level == "debug" || level == "trace",
+    })
+}
+
+/// `512`, `64K`, `4M`, `1G` (binary multiples).
+pub fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let (digits, mult) = match v.char_indices().last()? {
+        (i, 'k' | 'K') => (&v[..i], 1u64 << 10),
+        (i, 'm' | 'M') => (&v[..i], 1 << 20),
+        (i, 'g' | 'G') => (&v[..i], 1 << 30),
+        _ => (v, 1),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Settings, ConfigError> {
+        match parse_args(args.iter().map(|s| s.to_string()))? {
+            Command::Run(s) => Ok(s),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn wqloaderd_command_line_is_accepted() {
+        let s = run(&["-h", "qm.example", "-p", "8081", "-c", "qm", "-u", "u", "-w", "pw", "/tmp/ql", "P001", "/tmp/act.log"]).unwrap();
+        assert_eq!(s.host, "qm.example");
+        assert_eq!(s.port, 8081);
+        assert_eq!(s.url(), "http://qm.example:8081/qm/jsonQLoaderApi.do");
+        assert_eq!((s.user.as_str(), s.password.as_str()), ("u", "pw"));
+        assert_eq!(s.queue_log, PathBuf::from("/tmp/ql"));
+        assert_eq!(s.token, "P001");
+        assert_eq!(s.activity_log, Some(PathBuf::from("/tmp/act.log")));
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = run(&[]).unwrap();
+        assert_eq!(s.url(), "http://127.0.0.1:8080/queuemetrics/jsonQLoaderApi.do");
+        assert_eq!((s.user.as_str(), s.password.as_str()), ("webqloader", "qloader"));
+        assert_eq!(s.queue_log, PathBuf::from("/var/log/asterisk/queue_log"));
+        assert_eq!(s.token, "");
+        assert_eq!(s.activity_log, None);
+        assert_eq!(s.ram_budget, 1 << 20);
+        assert_eq!(s.heartbeat, Duration::from_secs(900));
+        assert_eq!(s.feedback, Duration::ZERO);
+        assert_eq!(run(&["ql", "-"]).unwrap().token, "");
+    }
+
+    #[test]
+    fn config_file_keys_and_precedence() {
+        let dir = std::env::temp_dir().join(format!("qlship-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("wqloaderd");
+        std::fs::write(
+            &f,
+            "# old sysconfig\nHTTPHOST=10.1.1.1\nHTTPPORT=\"8082\"\nQMPASS='s3cret'\nPARTITION=P002\nLOCKFILE=/var/lock/x\nexport RAM_BUDGET=2M # comment\n",
+        )
+        .unwrap();
+        let f = f.to_str().unwrap();
+        let s = run(&["--config", f, "-p", "9000"]).unwrap();
+        assert_eq!(s.host, "10.1.1.1");
+        assert_eq!(s.port, 9000);
+        assert_eq!(s.password, "s3cret");
+        assert_eq!(s.token, "P002");
+        assert_eq!(s.ram_budget, 2 << 20);
+    }
+
+    #[test]
+    fn errors_name_the_culprit() {
+        assert_eq!(run(&["-p", "http"]).unwrap_err().0, "-p: \"http\" is not a whole number");
+        assert_eq!(run(&["-p", "70000"]).unwrap_err().0, "-p: port 70000 is out of range 1-65535");
+        assert_eq!(run(&["--frobnicate"]).unwrap_err().0, "unknown option --frobnicate (see --help)");
+        assert_eq!(run(&["-h"]).unwrap_err().0, "-h needs a value (see --help)");
+        assert_eq!(run(&["--ram-budget", "lots"]).unwrap_err().0, "--ram-budget: \"lots\" is not a size (e.g. 512K, 4M)");
+        assert_eq!(
+            parse_config_text("HTTPHOST=a\nHTTPHOTS=b\n", "/etc/sysconfig/qlship").unwrap_err().0,
+            "/etc/sysconfig/qlship:2: unknown key HTTPHOTS"
+        );
+        assert_eq!(run(&["a", "b", "c", "d"]).unwrap_err().0, "too many arguments: \"d\" (expected QUEUE_LOG [TOKEN [ACTIVITY_LOG]])");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("256K"), Some(256 * 1024));
+        assert_eq!(parse_size("1M"), Some(1 << 20));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("M"), None);
+        assert_eq!(parse_size("-1K"), None);
+    }
+}

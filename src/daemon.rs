@@ -1,0 +1,502 @@
+//! The running agent: a reader task (file → spool) and an uploader task (spool →
+//! server), plus heartbeats, on one smol executor. Blocking work (file reads, sled,
+//! HTTP) runs through `smol::unblock`; the tasks only decide and wait.
+
+use crate::backoff::Backoff;
+use crate::config::Settings;
+use crate::http::{Client, HttpError};
+use crate::journal::{Entry, Journal, JournalError, Region, Takeover};
+use crate::protocol::InsertAllBody;
+use crate::resync::{self, Doubt};
+use crate::tail::{id_of, Step, Tail};
+use log::{debug, error, info, warn};
+use smol::channel::{Receiver, Sender};
+use smol::Timer;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// At most this many rows per insertAll (the protocol's safe range is 100–500).
+pub const MAX_BATCH_ROWS: usize = 500;
+/// Bodies stay well under Tomcat's 1 MB default.
+pub const MAX_BATCH_BYTES: usize = 900 * 1024;
+/// A partial batch waits this long after the previous send, so a trickle of rows costs
+/// at most one fsync per second.
+const LINGER: Duration = Duration::from_secs(1);
+/// How often an idle reader looks at the file.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Why the daemon stopped on its own.
+#[derive(Debug)]
+pub enum Fatal {
+    Journal(JournalError),
+    QueueLog(String),
+}
+
+impl std::fmt::Display for Fatal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fatal::Journal(e) => write!(f, "{e}"),
+            Fatal::QueueLog(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<JournalError> for Fatal {
+    fn from(e: JournalError) -> Self {
+        Fatal::Journal(e)
+    }
+}
+
+struct Wake {
+    tx: Sender<()>,
+    rx: Receiver<()>,
+}
+
+impl Wake {
+    fn new() -> Wake {
+        let (tx, rx) = smol::channel::bounded(1);
+        Wake { tx, rx }
+    }
+    fn notify(&self) {
+        let _ = self.tx.try_send(());
+    }
+    /// Sleeps until notified or until `d` has passed.
+    async fn wait(&self, d: Duration) {
+        smol::future::or(
+            async {
+                let _ = self.rx.recv().await;
+            },
+            async {
+                Timer::after(d).await;
+            },
+        )
+        .await;
+    }
+}
+
+struct Shared {
+    settings: Settings,
+    journal: Arc<Journal>,
+    client: Client,
+    wake_reader: Wake,
+    wake_uploader: Wake,
+    reader_done: AtomicBool,
+}
+
+/// Runs until `stop` fires (Ok) or, with `--drain`, until everything is acknowledged.
+pub fn run(settings: Settings, journal: Arc<Journal>, stop: Receiver<()>) -> Result<(), Fatal> {
+    let client = Client::new(&settings);
+    let shared = Arc::new(Shared {
+        client,
+        journal,
+        settings,
+        wake_reader: Wake::new(),
+        wake_uploader: Wake::new(),
+        reader_done: AtomicBool::new(false),
+    });
+    smol::block_on(async {
+        let work = smol::future::try_zip(reader(shared.clone()), uploader(shared.clone()));
+        let work = async { work.await.map(|_| ()) };
+        let heartbeat = async {
+            heartbeat(shared.clone()).await;
+            Ok(())
+        };
+        let stopped = async {
+            let _ = stop.recv().await;
+            info!("stopping on signal");
+            Ok(())
+        };
+        smol::future::or(stopped, smol::future::or(work, heartbeat)).await
+    })
+}
+
+fn seed() -> u64 {
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    t.as_nanos() as u64 ^ (u64::from(std::process::id()) << 32)
+}
+
+fn backoff(s: &Settings) -> Backoff {
+    Backoff::new(s.backoff_min, s.backoff_max, seed())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    smol::unblock(f).await
+}
+
+// ---------------------------------------------------------------- reader
+
+enum Progress {
+    Rows,
+    Switched,
+    Idle,
+    Missing,
+}
+
+enum ReadError {
+    Journal(JournalError),
+    File(std::io::Error),
+}
+
+async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
+    let region = loop {
+        match sh.journal.meta().takeover {
+            Takeover::Pending => sh.wake_reader.wait(POLL).await,
+            Takeover::Done(region) => break region,
+        }
+    };
+    let s = &sh.settings;
+    let grace = if s.drain { Duration::ZERO } else { s.rotate_grace };
+    let chunk = (s.ram_budget / 8).clamp(crate::lines::MAX_LINE + 4096, 256 * 1024);
+    let (path, saved) = (s.queue_log.clone(), sh.journal.meta().pos);
+    let mut tail = blocking(move || Tail::resume(&path, saved, grace, chunk, region))
+        .await
+        .map_err(|e| Fatal::QueueLog(file_error(&sh.settings, &e)))?;
+    let mut missing_logged = false;
+    let mut full_logged = false;
+    let mut file_errors = backoff(s);
+    loop {
+        for note in tail.take_notes() {
+            info!("{note}");
+        }
+        let meta = sh.journal.meta();
+        if meta.spool_bytes >= s.spool_max {
+            if !full_logged {
+                warn!(
+                    "spool full ({} rows, {} bytes >= {}): reading paused until the server catches up",
+                    meta.spool_rows, meta.spool_bytes, s.spool_max
+                );
+                full_logged = true;
+            }
+            sh.wake_reader.wait(POLL).await;
+            continue;
+        }
+        if full_logged {
+            info!("spool has room again: reading resumed");
+            full_logged = false;
+        }
+        let journal = sh.journal.clone();
+        let (t, result) = blocking(move || {
+            let r = step_into_journal(&mut tail, &journal);
+            (tail, r)
+        })
+        .await;
+        tail = t;
+        match result {
+            Ok(Progress::Rows) => {
+                file_errors.reset();
+                sh.wake_uploader.notify();
+            }
+            Ok(Progress::Switched) => {}
+            Ok(Progress::Idle) => {
+                missing_logged = false;
+                if s.drain && tail.caught_up() {
+                    sh.reader_done.store(true, Ordering::SeqCst);
+                    sh.wake_uploader.notify();
+                    return Ok(());
+                }
+                sh.wake_reader.wait(POLL).await;
+            }
+            Ok(Progress::Missing) => {
+                if !missing_logged {
+                    info!("waiting for {} to appear", s.queue_log.display());
+                    missing_logged = true;
+                }
+                if s.drain {
+                    sh.reader_done.store(true, Ordering::SeqCst);
+                    sh.wake_uploader.notify();
+                    return Ok(());
+                }
+                sh.wake_reader.wait(POLL).await;
+            }
+            Err(ReadError::Journal(e)) if e.is_disk_full() => {
+                let d = file_errors.next_delay();
+                warn!("journal disk full: reading paused, retrying in {d:?} ({e})");
+                Timer::after(d).await;
+            }
+            Err(ReadError::Journal(e)) => return Err(Fatal::Journal(e)),
+            Err(ReadError::File(e)) => {
+                let d = file_errors.next_delay();
+                warn!("{}; retrying in {d:?}", file_error(s, &e));
+                Timer::after(d).await;
+            }
+        }
+    }
+}
+
+fn step_into_journal(tail: &mut Tail, journal: &Journal) -> Result<Progress, ReadError> {
+    match tail.step().map_err(ReadError::File)? {
+        Step::Read(read) => {
+            for bad in &read.bad_lines {
+                warn!(
+                    "{} at byte {}: skipped, not a queue_log row: {}",
+                    bad.file.display(),
+                    bad.offset,
+                    bad.reason
+                );
+            }
+            if read.already_stored > 0 {
+                debug!("{} rows below the watermark skipped", read.already_stored);
+            }
+            journal.append(&read.rows, read.pos).map_err(ReadError::Journal)?;
+            tail.commit(&read);
+            Ok(Progress::Rows)
+        }
+        Step::Switched(pos) => {
+            // Rows of the file left behind must be durable before we stop tracking it.
+            journal.set_pos(pos).map_err(ReadError::Journal)?;
+            journal.sync().map_err(ReadError::Journal)?;
+            Ok(Progress::Switched)
+        }
+        Step::Idle => Ok(Progress::Idle),
+        Step::Missing => Ok(Progress::Missing),
+    }
+}
+
+fn file_error(s: &Settings, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        format!(
+            "cannot read {}: permission denied (qlship's user must be able to read it: add it to the group that owns the file, usually 'asterisk')",
+            s.queue_log.display()
+        )
+    } else {
+        format!("cannot read {}: {e}", s.queue_log.display())
+    }
+}
+
+// ---------------------------------------------------------------- uploader
+
+async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
+    let s = &sh.settings;
+    let mut retry = backoff(s);
+    let watermark = take_over_or_report_watermark(&sh, &mut retry).await?;
+    info!(
+        "qlship {} started: token {:?}, target {} as {}, heartbeat {}, watermark {}",
+        env!("CARGO_PKG_VERSION"),
+        s.token,
+        sh.client.url(),
+        s.user,
+        if s.heartbeat.is_zero() { "off".to_string() } else { format!("{}s", s.heartbeat.as_secs()) },
+        watermark.map_or("unknown".to_string(), |w| w.map_or("none (empty partition)".into(), |w| w.to_string())),
+    );
+    let batch_bytes = (s.ram_budget / 4).clamp(16 * 1024, MAX_BATCH_BYTES);
+    let mut last_send: Option<Instant> = None;
+    let mut failing = false;
+    loop {
+        let meta = sh.journal.meta();
+        if let Some((from, to)) = meta.inflight {
+            let j = sh.journal.clone();
+            let entries = blocking(move || j.range(from, to)).await?;
+            if !resolve_or_back_off(&sh, entries, &mut retry, &mut failing).await? {
+                continue;
+            }
+            continue;
+        }
+        let j = sh.journal.clone();
+        let entries = blocking(move || j.peek(MAX_BATCH_ROWS)).await?;
+        if entries.is_empty() {
+            if s.drain && sh.reader_done.load(Ordering::SeqCst) && sh.journal.meta().spool_rows == 0 {
+                info!("drain complete: everything read is acknowledged");
+                return Ok(());
+            }
+            sh.wake_uploader.wait(POLL).await;
+            continue;
+        }
+        let doubts: Vec<Entry> = entries.iter().filter(|e| e.in_doubt).cloned().collect();
+        if !doubts.is_empty() {
+            resolve_or_back_off(&sh, doubts, &mut retry, &mut failing).await?;
+            continue;
+        }
+        let mut body = InsertAllBody::new(&sh.client.partition);
+        for e in &entries {
+            if !body.try_push(&e.row, &sh.client.partition, batch_bytes) {
+                break;
+            }
+        }
+        let n = body.rows();
+        let reader_done = sh.reader_done.load(Ordering::SeqCst);
+        if n < MAX_BATCH_ROWS && n == entries.len() && !reader_done {
+            if let Some(at) = last_send {
+                let since = at.elapsed();
+                if since < LINGER {
+                    sh.wake_uploader.wait(LINGER - since).await;
+                    if at.elapsed() < LINGER {
+                        continue;
+                    }
+                }
+            }
+        }
+        let batch = &entries[..n];
+        let (from, to) = (batch[0].seq, batch[n - 1].seq);
+        let j = sh.journal.clone();
+        blocking(move || j.mark_inflight(from, to)).await?;
+        last_send = Some(Instant::now());
+        let client = sh.client.clone();
+        let body = body.finish();
+        match blocking(move || client.insert_all(body, n)).await {
+            Ok(()) => {
+                let j = sh.journal.clone();
+                let acked: Vec<Entry> = batch.to_vec();
+                blocking(move || j.settle(&acked.iter().collect::<Vec<_>>(), &[])).await?;
+                retry.reset();
+                if failing {
+                    info!("server is accepting rows again");
+                    failing = false;
+                }
+                debug!("sent {n} rows");
+                sh.wake_reader.notify();
+            }
+            Err(e) => {
+                if e.never_sent() {
+                    let j = sh.journal.clone();
+                    blocking(move || j.clear_inflight()).await?;
+                }
+                failing = true;
+                let d = retry.next_delay();
+                warn!("upload of {n} rows failed: {e}; resync and retry in {d:?}");
+                Timer::after(d).await;
+            }
+        }
+    }
+}
+
+/// A fresh journal asks the server where the partition stands before reading anything;
+/// an existing one only reports it. Returns the watermark for the startup line
+/// (None: the server could not be asked yet).
+async fn take_over_or_report_watermark(
+    sh: &Arc<Shared>,
+    retry: &mut Backoff,
+) -> Result<Option<Option<i64>>, Fatal> {
+    let fresh = sh.journal.meta().takeover == Takeover::Pending;
+    loop {
+        let client = sh.client.clone();
+        match blocking(move || client.check_hwm()).await {
+            Ok(watermark) => {
+                if fresh {
+                    let path = sh.settings.queue_log.clone();
+                    let region = match (watermark, std::fs::metadata(&path)) {
+                        (Some(w), Ok(m)) => Some(Region {
+                            id: id_of(&m),
+                            end: m.len(),
+                            watermark: w,
+                        }),
+                        _ => None,
+                    };
+                    if let Some(w) = watermark {
+                        info!(
+                            "new journal: taking over partition {:?} at watermark {w}; older rows are already stored",
+                            sh.settings.token
+                        );
+                    }
+                    let j = sh.journal.clone();
+                    blocking(move || {
+                        j.set_takeover(Takeover::Done(region))?;
+                        j.sync()
+                    })
+                    .await?;
+                    sh.wake_reader.notify();
+                }
+                retry.reset();
+                return Ok(Some(watermark));
+            }
+            Err(e) if !fresh => {
+                warn!("checkHWM failed: {e}; will retry with the uploads");
+                return Ok(None);
+            }
+            Err(e) => {
+                let d = retry.next_delay();
+                warn!("checkHWM failed: {e}; a new journal needs it before reading; retry in {d:?}");
+                Timer::after(d).await;
+            }
+        }
+    }
+}
+
+/// Resolves in-doubt rows; on a server error, backs off and returns false.
+async fn resolve_or_back_off(
+    sh: &Arc<Shared>,
+    entries: Vec<Entry>,
+    retry: &mut Backoff,
+    failing: &mut bool,
+) -> Result<bool, Fatal> {
+    match resolve(sh, entries).await {
+        Ok(result) => {
+            result?;
+            Ok(true)
+        }
+        Err(e) => {
+            *failing = true;
+            let d = retry.next_delay();
+            warn!("resync failed: {e}; retry in {d:?}");
+            Timer::after(d).await;
+            Ok(false)
+        }
+    }
+}
+
+/// Asks checkRow about every distinct in-doubt row and settles the spool accordingly.
+/// The outer error is the server's; the inner one the journal's.
+async fn resolve(sh: &Arc<Shared>, entries: Vec<Entry>) -> Result<Result<(), Fatal>, HttpError> {
+    if entries.is_empty() {
+        let j = sh.journal.clone();
+        return Ok(blocking(move || j.clear_inflight()).await.map_err(Fatal::from));
+    }
+    let doubts: Vec<Doubt> = entries
+        .iter()
+        .map(|e| Doubt {
+            seq: e.seq,
+            identity: e.row.identity(),
+        })
+        .collect();
+    let mut counts = HashMap::new();
+    for identity in resync::distinct(&doubts) {
+        let row = entries
+            .iter()
+            .find(|e| e.row.identity() == identity)
+            .expect("identity from entries")
+            .row
+            .clone();
+        let client = sh.client.clone();
+        let stored = blocking(move || client.check_row(&row)).await?;
+        counts.insert(identity, stored);
+    }
+    let (present, absent) = resync::decide(&doubts, &counts, &sh.journal.ring());
+    info!(
+        "resync: {} of {} rows in doubt are already stored, {} will be sent",
+        present.len(),
+        entries.len(),
+        absent.len()
+    );
+    let j = sh.journal.clone();
+    Ok(blocking(move || {
+        let stored: Vec<&Entry> = entries.iter().filter(|e| present.contains(&e.seq)).collect();
+        let to_send: Vec<&Entry> = entries.iter().filter(|e| absent.contains(&e.seq)).collect();
+        j.settle(&stored, &to_send)
+    })
+    .await
+    .map_err(Fatal::from))
+}
+
+// ---------------------------------------------------------------- heartbeat
+
+async fn heartbeat(sh: Arc<Shared>) {
+    let every = sh.settings.heartbeat;
+    if every.is_zero() {
+        return std::future::pending().await;
+    }
+    loop {
+        Timer::after(every).await;
+        let client = sh.client.clone();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+        match blocking(move || client.check_hb(now)).await {
+            Ok(()) => debug!("heartbeat sent"),
+            Err(e) => warn!("heartbeat failed: {e}; next in {}s", every.as_secs()),
+        }
+    }
+}
+
+/// Logs a fatal error in the one-line form an operator reads.
+pub fn report_fatal(e: &Fatal) {
+    error!("{e}");
+}

@@ -1,0 +1,166 @@
+//! The HTTP shell: one blocking POST per command (called through `smol::unblock`).
+
+use crate::config::Settings;
+use crate::protocol::{self, Answer, AnswerError, Partition};
+use crate::row::Row;
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+/// Answers are a few hundred bytes; anything beyond this is not QueueMetrics talking.
+const MAX_ANSWER: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub enum HttpError {
+    /// The connection was refused or could not be made: nothing reached the server.
+    Connect(String),
+    /// Failed after the request may have been sent: its fate is unknown.
+    Transport(String),
+    Status(i32, String),
+    BadAnswer(AnswerError),
+    /// `KO: …` with the server's text.
+    Ko(String),
+    /// OK, but not the answer the command implies (e.g. a short insertAll count).
+    Unexpected(String),
+}
+
+impl HttpError {
+    /// True when the server certainly did not act on the request.
+    pub fn never_sent(&self) -> bool {
+        matches!(self, HttpError::Connect(_))
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpError::Connect(e) => write!(f, "cannot connect: {e}"),
+            HttpError::Transport(e) => write!(f, "connection failed mid-request: {e}"),
+            HttpError::Status(401, _) => write!(
+                f,
+                "HTTP 401: user or password wrong, or the user lacks the WQLOADER key"
+            ),
+            HttpError::Status(404, _) => write!(f, "HTTP 404: wrong context (-c) or not a QueueMetrics server"),
+            HttpError::Status(code, text) => write!(f, "HTTP {code}: {text}"),
+            HttpError::BadAnswer(e) => write!(f, "{e}"),
+            HttpError::Ko(text) => write!(f, "KO: {text}"),
+            HttpError::Unexpected(text) => write!(f, "{text}"),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    url: String,
+    auth: String,
+    timeout_secs: u64,
+    pub partition: Partition,
+}
+
+impl Client {
+    pub fn new(s: &Settings) -> Client {
+        Client {
+            url: s.url(),
+            auth: protocol::basic_auth(&s.user, &s.password),
+            timeout_secs: s.http_timeout.as_secs_f64().ceil().max(1.0) as u64,
+            partition: Partition {
+                token: s.token.clone(),
+                tz_offset: 0,
+            },
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// POSTs a form body and decodes the answer; a KO answer is an error.
+    pub fn post(&self, body: String) -> Result<Answer, HttpError> {
+        let response = minreq::post(&self.url)
+            .with_header("Authorization", &self.auth)
+            .with_header("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8")
+            .with_header("Connection", "close")
+            .with_body(body)
+            .with_timeout(self.timeout_secs)
+            .with_max_redirects(0)
+            .send_lazy()
+            .map_err(classify)?;
+        let status = response.status_code;
+        let reason = response.reason_phrase.clone();
+        let mut bytes = Vec::with_capacity(512);
+        for b in response {
+            let (b, _) = b.map_err(|e| HttpError::Transport(e.to_string()))?;
+            if bytes.len() >= MAX_ANSWER {
+                return Err(HttpError::Unexpected(format!("answer larger than {MAX_ANSWER} bytes")));
+            }
+            bytes.push(b);
+        }
+        if !(200..300).contains(&status) {
+            return Err(HttpError::Status(status, reason));
+        }
+        let answer = protocol::parse_answer(&bytes).map_err(HttpError::BadAnswer)?;
+        match answer.status {
+            Ok(()) => Ok(answer),
+            Err(text) => Err(HttpError::Ko(text)),
+        }
+    }
+
+    /// The partition's high-water mark: the latest time stored, None when empty.
+    pub fn check_hwm(&self) -> Result<Option<i64>, HttpError> {
+        let answer = self.post(protocol::form_body(&protocol::check_hwm(&self.partition)))?;
+        match answer.result.as_deref().map(str::trim) {
+            None | Some("") | Some("null") => Ok(None),
+            Some(t) => t
+                .parse::<i64>()
+                .map(|w| Some(w - self.partition.tz_offset))
+                .map_err(|_| HttpError::Unexpected(format!("checkHWM result {t:?} is not a time"))),
+        }
+    }
+
+    /// How many rows identical to `row` the server stores.
+    pub fn check_row(&self, row: &Row) -> Result<u64, HttpError> {
+        let answer = self.post(protocol::form_body(&protocol::check_row(row, &self.partition)))?;
+        let text = answer.result.unwrap_or_default();
+        text.trim()
+            .parse()
+            .map_err(|_| HttpError::Unexpected(format!("checkRow result {text:?} is not a count")))
+    }
+
+    pub fn insert_all(&self, body: String, rows: usize) -> Result<(), HttpError> {
+        let answer = self.post(body)?;
+        let text = answer.result.unwrap_or_default();
+        match text.trim().parse::<usize>() {
+            Ok(n) if n == rows => Ok(()),
+            _ => Err(HttpError::Unexpected(format!(
+                "insertAll stored {text:?} of {rows} rows"
+            ))),
+        }
+    }
+
+    pub fn check_hb(&self, now: i64) -> Result<(), HttpError> {
+        self.post(protocol::form_body(&protocol::check_hb(&self.partition, now)))
+            .map(|_| ())
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+}
+
+fn classify(e: minreq::Error) -> HttpError {
+    match e {
+        minreq::Error::IoError(io) if is_connect_failure(&io) => HttpError::Connect(io.to_string()),
+        minreq::Error::AddressNotFound => HttpError::Connect("host name not found".into()),
+        other => HttpError::Transport(other.to_string()),
+    }
+}
+
+fn is_connect_failure(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::AddrNotAvailable
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+    )
+}

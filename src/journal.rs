@@ -1,0 +1,611 @@
+//! The sled journal: file position, spool of unacknowledged rows, in-flight mark, and
+//! the ring of recently acknowledged rows, in one tree so that every change is one
+//! atomic `apply_batch`.
+//!
+//! Keys: `m` meta, `r` acknowledged ring, `s`+seq (u64 BE) spooled rows.
+//! sled's `flush()` uses sync_file_range on Linux, which neither persists metadata nor
+//! flushes the disk cache, so [`Journal::sync`] follows it with a real fsync of sled's
+//! log file. A failed fsync is fatal: the page cache state is unknown after it.
+
+use crate::resync::AckedRing;
+use crate::row::{put_varint, Cursor, DecodeError, Row};
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl fmt::Display for FileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.dev, self.ino)
+    }
+}
+
+/// Where reading stopped, and what the file looked like just before that point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FilePos {
+    pub id: FileId,
+    pub offset: u64,
+    /// Hash and length of the bytes just before `offset` (at most 256).
+    pub fp_hash: u64,
+    pub fp_len: u32,
+    /// Inside an overlong line that is being skipped up to its newline.
+    pub skipping: bool,
+}
+
+/// Rows of the file that existed when a fresh journal took over a partition, judged
+/// against the server's watermark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub id: FileId,
+    pub end: u64,
+    pub watermark: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Takeover {
+    /// Fresh journal: the server's watermark has not been asked yet; nothing is read.
+    Pending,
+    Done(Option<Region>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub pos: Option<FilePos>,
+    pub next_seq: u64,
+    pub spool_rows: u64,
+    pub spool_bytes: u64,
+    /// Inclusive spool range of the batch that may be on the server.
+    pub inflight: Option<(u64, u64)>,
+    pub takeover: Takeover,
+}
+
+impl Default for Meta {
+    fn default() -> Self {
+        Meta {
+            pos: None,
+            next_seq: 0,
+            spool_rows: 0,
+            spool_bytes: 0,
+            inflight: None,
+            takeover: Takeover::Pending,
+        }
+    }
+}
+
+const META_VERSION: u8 = 1;
+
+impl Meta {
+    fn encode(&self) -> Vec<u8> {
+        let mut o = vec![META_VERSION];
+        match self.pos {
+            None => o.push(0),
+            Some(p) => {
+                o.push(1);
+                for v in [p.id.dev, p.id.ino, p.offset, p.fp_hash] {
+                    o.extend_from_slice(&v.to_be_bytes());
+                }
+                put_varint(&mut o, u64::from(p.fp_len));
+                o.push(u8::from(p.skipping));
+            }
+        }
+        for v in [self.next_seq, self.spool_rows, self.spool_bytes] {
+            put_varint(&mut o, v);
+        }
+        match self.inflight {
+            None => o.push(0),
+            Some((a, b)) => {
+                o.push(1);
+                put_varint(&mut o, a);
+                put_varint(&mut o, b);
+            }
+        }
+        match self.takeover {
+            Takeover::Pending => o.push(0),
+            Takeover::Done(None) => o.push(1),
+            Takeover::Done(Some(r)) => {
+                o.push(2);
+                for v in [r.id.dev, r.id.ino, r.end, r.watermark as u64] {
+                    o.extend_from_slice(&v.to_be_bytes());
+                }
+            }
+        }
+        o
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Meta, DecodeError> {
+        let mut c = Cursor { bytes, at: 0 };
+        if c.u8()? != META_VERSION {
+            return Err(DecodeError::Truncated);
+        }
+        let pos = match c.u8()? {
+            0 => None,
+            _ => {
+                let id = FileId {
+                    dev: c.u64()?,
+                    ino: c.u64()?,
+                };
+                let offset = c.u64()?;
+                let fp_hash = c.u64()?;
+                let fp_len = c.varint()? as u32;
+                let skipping = c.u8()? != 0;
+                Some(FilePos {
+                    id,
+                    offset,
+                    fp_hash,
+                    fp_len,
+                    skipping,
+                })
+            }
+        };
+        let next_seq = c.varint()?;
+        let spool_rows = c.varint()?;
+        let spool_bytes = c.varint()?;
+        let inflight = match c.u8()? {
+            0 => None,
+            _ => Some((c.varint()?, c.varint()?)),
+        };
+        let takeover = match c.u8()? {
+            0 => Takeover::Pending,
+            1 => Takeover::Done(None),
+            _ => Takeover::Done(Some(Region {
+                id: FileId {
+                    dev: c.u64()?,
+                    ino: c.u64()?,
+                },
+                end: c.u64()?,
+                watermark: c.u64()? as i64,
+            })),
+        };
+        Ok(Meta {
+            pos,
+            next_seq,
+            spool_rows,
+            spool_bytes,
+            inflight,
+            takeover,
+        })
+    }
+}
+
+/// A spooled row.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub seq: u64,
+    /// Must be checked with checkRow before it is sent (takeover at the watermark).
+    pub in_doubt: bool,
+    pub row: Row,
+    /// Bytes it occupies in the spool (key + value), for the spool cap.
+    pub size: u64,
+}
+
+const FLAG_IN_DOUBT: u8 = 1;
+
+fn spool_key(seq: u64) -> [u8; 9] {
+    let mut k = [b's'; 9];
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn entry_value(row: &Row, in_doubt: bool) -> Vec<u8> {
+    let mut v = Vec::with_capacity(128);
+    v.push(if in_doubt { FLAG_IN_DOUBT } else { 0 });
+    row.encode_into(&mut v);
+    v
+}
+
+#[derive(Debug)]
+pub enum JournalError {
+    /// Another process holds the journal.
+    Locked(PathBuf),
+    /// The state directory cannot be created or written.
+    Dir(PathBuf, io::Error),
+    Sled(sled::Error),
+    /// A record that does not decode: the journal is damaged.
+    Corrupt(String),
+    /// fsync failed: fatal, never retried.
+    Fsync(io::Error),
+}
+
+impl fmt::Display for JournalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JournalError::Locked(p) => write!(
+                f,
+                "journal {} is in use by another qlship (one daemon per --state-dir)",
+                p.display()
+            ),
+            JournalError::Dir(p, e) => write!(
+                f,
+                "state dir {}: {e} (it must be writable by the user qlship runs as)",
+                p.display()
+            ),
+            JournalError::Sled(e) => write!(f, "journal: {e}"),
+            JournalError::Corrupt(what) => write!(f, "journal is damaged: {what}"),
+            JournalError::Fsync(e) => write!(f, "journal fsync failed: {e}"),
+        }
+    }
+}
+
+impl From<sled::Error> for JournalError {
+    fn from(e: sled::Error) -> Self {
+        JournalError::Sled(e)
+    }
+}
+
+impl JournalError {
+    /// Disk full: reading pauses until space returns.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            JournalError::Sled(sled::Error::Io(e)) => e.raw_os_error() == Some(libc::ENOSPC),
+            _ => false,
+        }
+    }
+}
+
+struct State {
+    meta: Meta,
+    ring: AckedRing,
+}
+
+pub struct Journal {
+    db: sled::Db,
+    dir: PathBuf,
+    log_file: File,
+    state: Mutex<State>,
+}
+
+/// What opening found, for the startup log.
+#[derive(Debug, Default)]
+pub struct OpenReport {
+    /// A damaged journal moved aside to this path.
+    pub moved_aside: Option<PathBuf>,
+    pub fresh: bool,
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `state_dir/journal`. A journal that does not open
+    /// or whose records do not decode is moved aside, kept for inspection, and a fresh one
+    /// is created: the takeover resync then finds where the server stands.
+    pub fn open(state_dir: &Path, cache_bytes: u64) -> Result<(Journal, OpenReport), JournalError> {
+        create_private_dir(state_dir).map_err(|e| JournalError::Dir(state_dir.to_owned(), e))?;
+        let dir = state_dir.join("journal");
+        let mut report = OpenReport::default();
+        match Self::open_dir(&dir, cache_bytes) {
+            Ok(j) => {
+                report.fresh = j.state.lock().expect("journal lock").meta == Meta::default();
+                Ok((j, report))
+            }
+            Err(JournalError::Corrupt(_)) | Err(JournalError::Sled(sled::Error::Corruption { .. })) => {
+                let aside = state_dir.join(format!("journal.corrupt-{}", unix_now()));
+                std::fs::rename(&dir, &aside).map_err(|e| JournalError::Dir(dir.clone(), e))?;
+                report.moved_aside = Some(aside);
+                report.fresh = true;
+                Ok((Self::open_dir(&dir, cache_bytes)?, report))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_dir(dir: &Path, cache_bytes: u64) -> Result<Journal, JournalError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            // We flush (and fsync) exactly when durability is needed; sled's own timer
+            // would wake the process twice a second and write to flash while idle.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io) if io.kind() == io::ErrorKind::WouldBlock => {
+                    JournalError::Locked(dir.to_owned())
+                }
+                sled::Error::Io(ref io) if io.to_string().contains("lock") => {
+                    JournalError::Locked(dir.to_owned())
+                }
+                other => JournalError::Sled(other),
+            })?;
+        let meta = match db.get(b"m")? {
+            None => Meta::default(),
+            Some(v) => Meta::decode(&v).map_err(|e| JournalError::Corrupt(format!("meta: {e}")))?,
+        };
+        let ring = match db.get(b"r")? {
+            None => AckedRing::default(),
+            Some(v) => AckedRing::decode(&v).map_err(|e| JournalError::Corrupt(format!("ring: {e}")))?,
+        };
+        let log_file = File::open(dir.join("db")).map_err(|e| JournalError::Dir(dir.to_owned(), e))?;
+        sync_dir(dir).map_err(JournalError::Fsync)?;
+        Ok(Journal {
+            db,
+            dir: dir.to_owned(),
+            log_file,
+            state: Mutex::new(State { meta, ring }),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn meta(&self) -> Meta {
+        self.state.lock().expect("journal lock").meta.clone()
+    }
+
+    pub fn ring(&self) -> AckedRing {
+        self.state.lock().expect("journal lock").ring.clone()
+    }
+
+    /// Applies `change` to a copy of the meta, writes it with the extra operations in one
+    /// atomic batch, and only then makes it the current meta.
+    fn commit(
+        &self,
+        ops: sled::Batch,
+        change: impl FnOnce(&mut Meta, &mut AckedRing) -> bool,
+    ) -> Result<(), JournalError> {
+        let mut st = self.state.lock().expect("journal lock");
+        let mut meta = st.meta.clone();
+        let mut ring = st.ring.clone();
+        let ring_changed = change(&mut meta, &mut ring);
+        let mut ops = ops;
+        ops.insert(&b"m"[..], meta.encode());
+        if ring_changed {
+            ring.prune();
+            ops.insert(&b"r"[..], ring.encode());
+        }
+        self.db.apply_batch(ops)?;
+        st.meta = meta;
+        st.ring = ring;
+        Ok(())
+    }
+
+    /// Spools rows read from the file together with the position after them.
+    pub fn append(&self, rows: &[(Row, bool)], pos: FilePos) -> Result<(), JournalError> {
+        let mut st_seq = self.meta().next_seq;
+        let mut ops = sled::Batch::default();
+        let mut bytes = 0u64;
+        for (row, in_doubt) in rows {
+            let value = entry_value(row, *in_doubt);
+            bytes += (value.len() + 9) as u64;
+            ops.insert(&spool_key(st_seq)[..], value);
+            st_seq += 1;
+        }
+        let n = rows.len() as u64;
+        self.commit(ops, |m, _| {
+            m.next_seq += n;
+            m.spool_rows += n;
+            m.spool_bytes += bytes;
+            m.pos = Some(pos);
+            false
+        })
+    }
+
+    pub fn set_pos(&self, pos: Option<FilePos>) -> Result<(), JournalError> {
+        self.commit(sled::Batch::default(), |m, _| {
+            m.pos = pos;
+            false
+        })
+    }
+
+    pub fn set_takeover(&self, t: Takeover) -> Result<(), JournalError> {
+        self.commit(sled::Batch::default(), |m, _| {
+            m.takeover = t;
+            false
+        })
+    }
+
+    /// The first `max` spooled rows, in file order.
+    pub fn peek(&self, max: usize) -> Result<Vec<Entry>, JournalError> {
+        self.db
+            .scan_prefix(b"s")
+            .take(max)
+            .map(|kv| decode_entry(kv?))
+            .collect()
+    }
+
+    /// The spooled rows with sequence numbers in `from..=to`.
+    pub fn range(&self, from: u64, to: u64) -> Result<Vec<Entry>, JournalError> {
+        self.db
+            .range(spool_key(from)..=spool_key(to))
+            .map(|kv| decode_entry(kv?))
+            .collect()
+    }
+
+    /// Durably records that `from..=to` is about to be sent: after a crash, those rows are
+    /// checked with checkRow instead of being sent blindly a second time.
+    pub fn mark_inflight(&self, from: u64, to: u64) -> Result<(), JournalError> {
+        self.commit(sled::Batch::default(), |m, _| {
+            m.inflight = Some((from, to));
+            false
+        })?;
+        self.sync()
+    }
+
+    /// Forgets the in-flight mark when the request certainly never reached the server.
+    pub fn clear_inflight(&self) -> Result<(), JournalError> {
+        self.commit(sled::Batch::default(), |m, _| {
+            m.inflight = None;
+            false
+        })
+    }
+
+    /// Drops `stored` (acknowledged by the server) from the spool, remembering them in the
+    /// ring; clears the in-doubt flag of `to_send`; clears the in-flight mark.
+    pub fn settle(&self, stored: &[&Entry], to_send: &[&Entry]) -> Result<(), JournalError> {
+        let mut ops = sled::Batch::default();
+        let mut bytes = 0u64;
+        for e in stored {
+            ops.remove(&spool_key(e.seq)[..]);
+            bytes += e.size;
+        }
+        for e in to_send.iter().filter(|e| e.in_doubt) {
+            ops.insert(&spool_key(e.seq)[..], entry_value(&e.row, false));
+        }
+        let n = stored.len() as u64;
+        self.commit(ops, |m, ring| {
+            m.spool_rows = m.spool_rows.saturating_sub(n);
+            m.spool_bytes = m.spool_bytes.saturating_sub(bytes);
+            m.inflight = None;
+            for e in stored {
+                ring.add(e.row.time, e.row.identity());
+            }
+            !stored.is_empty()
+        })
+    }
+
+    /// Makes everything written so far durable. sled's flush alone is not a full fsync.
+    pub fn sync(&self) -> Result<(), JournalError> {
+        self.db.flush().map_err(|e| match e {
+            sled::Error::Io(io) => JournalError::Fsync(io),
+            other => JournalError::Sled(other),
+        })?;
+        self.log_file.sync_all().map_err(JournalError::Fsync)
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+fn decode_entry((key, value): (sled::IVec, sled::IVec)) -> Result<Entry, JournalError> {
+    let seq = key
+        .get(1..9)
+        .and_then(|k| k.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| JournalError::Corrupt("spool key".into()))?;
+    let (&flags, row) = value
+        .split_first()
+        .ok_or_else(|| JournalError::Corrupt(format!("spool record {seq} is empty")))?;
+    let row = Row::decode(row).map_err(|e| JournalError::Corrupt(format!("spool record {seq}: {e}")))?;
+    Ok(Entry {
+        seq,
+        in_doubt: flags & FLAG_IN_DOUBT != 0,
+        row,
+        size: (key.len() + value.len()) as u64,
+    })
+}
+
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    // Fail now, with the path in the message, rather than deep inside sled.
+    let probe = dir.join(".qlship-write-test");
+    File::create(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: i64) -> Row {
+        Row {
+            time: 1000 + i,
+            call_id: format!("c{i}"),
+            queue: "q".into(),
+            agent: "a".into(),
+            verb: "V".into(),
+            params: Default::default(),
+        }
+    }
+
+    fn pos(offset: u64) -> FilePos {
+        FilePos {
+            id: FileId { dev: 1, ino: 2 },
+            offset,
+            fp_hash: 3,
+            fp_len: 4,
+            skipping: false,
+        }
+    }
+
+    #[test]
+    fn meta_round_trips() {
+        let m = Meta {
+            pos: Some(pos(77)),
+            next_seq: 5,
+            spool_rows: 3,
+            spool_bytes: 300,
+            inflight: Some((2, 4)),
+            takeover: Takeover::Done(Some(Region {
+                id: FileId { dev: 9, ino: 8 },
+                end: 1234,
+                watermark: 1_700_000_000,
+            })),
+        };
+        assert_eq!(Meta::decode(&m.encode()).unwrap(), m);
+        assert_eq!(Meta::decode(&Meta::default().encode()).unwrap(), Meta::default());
+    }
+
+    #[test]
+    fn spool_append_settle_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+            assert!(report.fresh);
+            j.append(&[(row(1), false), (row(2), true), (row(3), false)], pos(30)).unwrap();
+            let all = j.peek(10).unwrap();
+            assert_eq!(all.len(), 3);
+            assert!(all[1].in_doubt);
+            j.mark_inflight(0, 1).unwrap();
+            let batch = j.range(0, 1).unwrap();
+            j.settle(&[&batch[0]], &[&batch[1]]).unwrap();
+            j.sync().unwrap();
+        }
+        let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert!(!report.fresh);
+        let m = j.meta();
+        assert_eq!(m.pos, Some(pos(30)));
+        assert_eq!(m.spool_rows, 2);
+        assert_eq!(m.inflight, None);
+        let left = j.peek(10).unwrap();
+        assert_eq!(left.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(!left[0].in_doubt);
+        assert_eq!(j.ring().count(row(1).identity()), 1);
+        assert_eq!(m.spool_bytes, left.iter().map(|e| e.size).sum::<u64>());
+    }
+
+    #[test]
+    fn a_second_opener_is_told_the_journal_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+        match Journal::open(dir.path(), 1 << 20) {
+            Err(JournalError::Locked(_)) => {}
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn a_damaged_journal_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+            j.append(&[(row(1), false)], pos(10)).unwrap();
+            j.db.insert(b"m", &b"\x09garbage"[..]).unwrap();
+            j.sync().unwrap();
+        }
+        let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert!(report.fresh);
+        assert!(report.moved_aside.as_ref().unwrap().exists());
+        assert_eq!(j.meta(), Meta::default());
+    }
+}

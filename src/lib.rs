@@ -1,0 +1,18 @@
+//! qlship: ships Asterisk's queue_log to QueueMetrics, exactly once.
+//!
+//! Pure core (no I/O): [`lines`], [`parse`], [`row`], [`protocol`], [`resync`],
+//! [`backoff`], [`config`]. Thin shells: [`tail`] (files), [`journal`] (sled),
+//! [`http`] (minreq), [`daemon`] (smol tasks), [`app`] (process).
+
+pub mod app;
+pub mod backoff;
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod journal;
+pub mod lines;
+pub mod parse;
+pub mod protocol;
+pub mod resync;
+pub mod row;
+pub mod tail;

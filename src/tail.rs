@@ -1,0 +1,649 @@
+//! Following queue_log through rotation, truncation and restarts.
+//!
+//! The file being read is identified by (device, inode) plus a fingerprint: a hash of the
+//! up to 256 bytes just before the read offset. That tells apart, while running and
+//! across restarts, an appended file (fingerprint holds), a rename rotation (the path
+//! names another inode), copytruncate and in-place rewrites (fingerprint or size breaks),
+//! and inode reuse after delete-and-recreate (fingerprint breaks).
+//!
+//! After a rename, Asterisk keeps writing to the renamed file until `logger reload`, so
+//! the old file is read until it has been quiet for the grace period after the new one
+//! appeared; its rows therefore go before the new file's. Each step proposes rows and a
+//! new position; the caller journals them and only then [`Tail::commit`]s, so a failed
+//! journal write re-reads rather than loses.
+
+use crate::journal::{FileId, FilePos, Region};
+use crate::lines::{self, Piece};
+use crate::parse;
+use crate::resync::{takeover_class, TakeoverClass};
+use crate::row::Row;
+use std::collections::VecDeque;
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const FP_MAX: usize = 256;
+/// Rotated files are never compressed by the time we want them, but skip those anyway.
+const COMPRESSED: &[&str] = &[".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip"];
+
+struct Source {
+    file: File,
+    id: FileId,
+    name: PathBuf,
+    offset: u64,
+    skipping: bool,
+    /// The bytes just before `offset` (at most FP_MAX).
+    fp: Vec<u8>,
+    /// Set once the path names another file: this one is being finished.
+    rotated_since: Option<Instant>,
+    last_data: Instant,
+}
+
+impl Source {
+    fn open(name: &Path) -> io::Result<Source> {
+        let file = File::open(name)?;
+        let meta = file.metadata()?;
+        Ok(Source {
+            file,
+            id: id_of(&meta),
+            name: name.to_owned(),
+            offset: 0,
+            skipping: false,
+            fp: Vec::new(),
+            rotated_since: None,
+            last_data: Instant::now(),
+        })
+    }
+
+    fn pos(&self) -> FilePos {
+        FilePos {
+            id: self.id,
+            offset: self.offset,
+            fp_hash: fnv(&self.fp),
+            fp_len: self.fp.len() as u32,
+            skipping: self.skipping,
+        }
+    }
+
+    /// Whether the file still holds, just before `pos.offset`, the bytes we read there.
+    fn holds(&self, pos: &FilePos) -> io::Result<bool> {
+        let len = self.file.metadata()?.len();
+        if len < pos.offset {
+            return Ok(false);
+        }
+        let mut buf = vec![0u8; pos.fp_len as usize];
+        let start = pos.offset - u64::from(pos.fp_len);
+        self.file.read_exact_at(&mut buf, start)?;
+        Ok(fnv(&buf) == pos.fp_hash)
+    }
+
+    fn seek_to(&mut self, pos: &FilePos) -> io::Result<()> {
+        let mut fp = vec![0u8; pos.fp_len as usize];
+        self.file.read_exact_at(&mut fp, pos.offset - u64::from(pos.fp_len))?;
+        self.fp = fp;
+        self.offset = pos.offset;
+        self.skipping = pos.skipping;
+        Ok(())
+    }
+
+    fn rewind(&mut self) {
+        self.offset = 0;
+        self.fp.clear();
+        self.skipping = false;
+    }
+
+    fn quiet_for(&self, grace: Duration) -> bool {
+        match self.rotated_since {
+            None => false,
+            Some(since) => since.max(self.last_data).elapsed() >= grace,
+        }
+    }
+}
+
+/// A line that is not a row, reported once with where it starts.
+#[derive(Debug)]
+pub struct BadLine {
+    pub file: PathBuf,
+    pub offset: u64,
+    pub reason: String,
+}
+
+/// Rows read by one step, not yet committed.
+#[derive(Debug)]
+pub struct Read {
+    /// Rows in file order, with their in-doubt flag (takeover at the watermark).
+    pub rows: Vec<(Row, bool)>,
+    pub bad_lines: Vec<BadLine>,
+    /// Rows below the watermark of a partition taken over: already on the server.
+    pub already_stored: u64,
+    pub pos: FilePos,
+    consumed: usize,
+}
+
+#[derive(Debug)]
+pub enum Step {
+    Read(Read),
+    /// Reading moved to another file (or back to the start of this one): journal `pos`.
+    Switched(Option<FilePos>),
+    /// Nothing new.
+    Idle,
+    /// QUEUE_LOG does not exist (yet).
+    Missing,
+}
+
+pub struct Tail {
+    path: PathBuf,
+    grace: Duration,
+    cur: Option<Source>,
+    /// Rotated files still to read after `cur`, oldest first.
+    queue: VecDeque<Source>,
+    chunk: Vec<u8>,
+    region: Option<Region>,
+    /// Messages for the log (rotation seen, recovery decisions).
+    notes: Vec<String>,
+}
+
+impl Tail {
+    /// Resumes from the journaled position, finding the file it belongs to even when it
+    /// was rotated, truncated or replaced while qlship was stopped.
+    pub fn resume(
+        path: &Path,
+        saved: Option<FilePos>,
+        grace: Duration,
+        chunk_size: usize,
+        region: Option<Region>,
+    ) -> io::Result<Tail> {
+        let mut tail = Tail {
+            path: path.to_owned(),
+            grace,
+            cur: None,
+            queue: VecDeque::new(),
+            chunk: vec![0; chunk_size.max(lines::MAX_LINE + 1)],
+            region,
+            notes: Vec::new(),
+        };
+        if let Some(p) = saved {
+            tail.recover(&p)?;
+        }
+        Ok(tail)
+    }
+
+    fn recover(&mut self, p: &FilePos) -> io::Result<()> {
+        let at_path = match Source::open(&self.path) {
+            Ok(s) => Some(s),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(mut src) = at_path.filter(|s| s.id == p.id) {
+            if src.holds(p)? {
+                src.seek_to(p)?;
+                self.cur = Some(src);
+                return Ok(());
+            }
+            src.rewind();
+            if let Some(mut copy) = self.find_sibling(|s| s.id != p.id && s.holds(p).unwrap_or(false))? {
+                copy.seek_to(p)?;
+                copy.rotated_since = Some(Instant::now());
+                self.notes.push(format!(
+                    "{} was truncated while qlship was stopped; reading the rest of its copy {} first",
+                    self.path.display(),
+                    copy.name.display()
+                ));
+                self.cur = Some(copy);
+                self.queue.push_back(src);
+            } else {
+                self.notes.push(format!(
+                    "{} was truncated or replaced while qlship was stopped; reading it from the start",
+                    self.path.display()
+                ));
+                self.cur = Some(src);
+            }
+            return Ok(());
+        }
+        // The file we were reading is no longer at the path: rotated (or deleted).
+        let found = match self.find_sibling(|s| s.id == p.id && s.holds(p).unwrap_or(false))? {
+            Some(s) => Some(s),
+            None => self.find_sibling(|s| s.holds(p).unwrap_or(false))?,
+        };
+        let Some(mut old) = found else {
+            self.notes.push(format!(
+                "the file qlship was reading (inode {}, offset {}) is gone; starting {} from the beginning",
+                p.id,
+                p.offset,
+                self.path.display()
+            ));
+            return Ok(());
+        };
+        old.seek_to(p)?;
+        old.rotated_since = Some(Instant::now());
+        let old_mtime = old.file.metadata()?.mtime_nsec_total();
+        let path_id = std::fs::metadata(&self.path).ok().map(|m| id_of(&m));
+        // Files rotated after the one we were reading (two rotations while stopped).
+        let mut later: Vec<(i128, Source)> = Vec::new();
+        for (name, meta) in self.siblings()? {
+            let id = id_of(&meta);
+            if id == old.id || Some(id) == path_id || meta.mtime_nsec_total() < old_mtime {
+                continue;
+            }
+            let mut s = Source::open(&name)?;
+            s.rotated_since = Some(Instant::now());
+            later.push((meta.mtime_nsec_total(), s));
+        }
+        later.sort_by_key(|(m, _)| *m);
+        self.notes.push(format!(
+            "{} was rotated while qlship was stopped; finishing {}{} first",
+            self.path.display(),
+            old.name.display(),
+            if later.is_empty() {
+                String::new()
+            } else {
+                format!(" and {} later rotated file(s)", later.len())
+            }
+        ));
+        self.cur = Some(old);
+        self.queue.extend(later.into_iter().map(|(_, s)| s));
+        Ok(())
+    }
+
+    /// Rotated siblings of QUEUE_LOG: `queue_log.1`, `queue_log-20261123`, … (uncompressed).
+    fn siblings(&self) -> io::Result<Vec<(PathBuf, Metadata)>> {
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let base = self.path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rotated_name = name.len() > base.len()
+                && name.starts_with(&base)
+                && matches!(name.as_bytes()[base.len()], b'.' | b'-' | b'_')
+                && !COMPRESSED.iter().any(|c| name.ends_with(c));
+            if !rotated_name {
+                continue;
+            }
+            let meta = entry.metadata()?;
+            if meta.is_file() {
+                out.push((entry.path(), meta));
+            }
+        }
+        Ok(out)
+    }
+
+    fn find_sibling(&self, pred: impl Fn(&Source) -> bool) -> io::Result<Option<Source>> {
+        for (name, _) in self.siblings()? {
+            if let Ok(s) = Source::open(&name) {
+                if pred(&s) {
+                    return Ok(Some(s));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    pub fn pos(&self) -> Option<FilePos> {
+        self.cur.as_ref().map(Source::pos)
+    }
+
+    /// The file being read, for status and logs.
+    pub fn current_file(&self) -> Option<&Path> {
+        self.cur.as_ref().map(|s| s.name.as_path())
+    }
+
+    /// True when everything written to QUEUE_LOG so far has been read (for `--drain`).
+    pub fn caught_up(&self) -> bool {
+        self.queue.is_empty() && self.cur.as_ref().is_none_or(|c| c.rotated_since.is_none())
+    }
+
+    pub fn set_region(&mut self, region: Option<Region>) {
+        self.region = region;
+    }
+
+    /// One unit of work: read a chunk, switch files, or report that nothing is new.
+    pub fn step(&mut self) -> io::Result<Step> {
+        let Some(cur) = self.cur.as_mut() else {
+            if let Some(next) = self.queue.pop_front() {
+                self.cur = Some(next);
+                return Ok(Step::Switched(self.pos()));
+            }
+            return match Source::open(&self.path) {
+                Ok(src) => {
+                    self.cur = Some(src);
+                    Ok(Step::Switched(self.pos()))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Step::Missing),
+                Err(e) => Err(e),
+            };
+        };
+
+        if cur.offset > 0 && !cur.holds(&cur.pos())? {
+            return self.on_truncation();
+        }
+        let n = read_some(&cur.file, &mut self.chunk, cur.offset)?;
+        let is_final = n < self.chunk.len() && cur.quiet_for(self.grace);
+        let split = lines::split(&self.chunk[..n], cur.offset, cur.skipping, is_final);
+        if split.consumed > 0 || !split.pieces.is_empty() {
+            let read = build_read(cur, self.region.as_ref(), &self.chunk[..n], split);
+            return Ok(Step::Read(read));
+        }
+        if is_final {
+            self.notes.push(format!("finished rotated file {}", cur.name.display()));
+            self.cur = None;
+            return self.step();
+        }
+        if cur.rotated_since.is_some() {
+            return Ok(Step::Idle);
+        }
+        match std::fs::metadata(&self.path) {
+            Ok(meta) if id_of(&meta) != cur.id => {
+                self.notes.push(format!(
+                    "rotation: {} is a new file; finishing the old one first",
+                    self.path.display()
+                ));
+                cur.rotated_since = Some(Instant::now());
+                Ok(Step::Idle)
+            }
+            Ok(_) => Ok(Step::Idle),
+            // Renamed away and not recreated yet: keep reading the file we hold.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Step::Idle),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The file we read no longer holds what we read: copytruncate, or rewritten in place.
+    fn on_truncation(&mut self) -> io::Result<Step> {
+        let mut cur = self.cur.take().expect("current file");
+        let pos = cur.pos();
+        if cur.rotated_since.is_some() {
+            self.notes.push(format!(
+                "rotated file {} changed under us; leaving it",
+                cur.name.display()
+            ));
+            return Ok(Step::Switched(self.pos()));
+        }
+        cur.rewind();
+        let copy = self.find_sibling(|s| s.id != pos.id && s.holds(&pos).unwrap_or(false))?;
+        match copy {
+            Some(mut copy) => {
+                copy.seek_to(&pos)?;
+                copy.rotated_since = Some(Instant::now());
+                self.notes.push(format!(
+                    "{} was truncated (copytruncate); reading the rest of {} first",
+                    self.path.display(),
+                    copy.name.display()
+                ));
+                self.cur = Some(copy);
+                self.queue.push_front(cur);
+            }
+            None => {
+                self.notes.push(format!(
+                    "{} was truncated or rewritten; reading it from the start",
+                    self.path.display()
+                ));
+                self.cur = Some(cur);
+            }
+        }
+        Ok(Step::Switched(self.pos()))
+    }
+
+    /// Accepts a [`Read`] once its rows are journaled.
+    pub fn commit(&mut self, read: &Read) {
+        let Some(cur) = self.cur.as_mut() else { return };
+        let consumed = &self.chunk[..read.consumed];
+        if consumed.len() >= FP_MAX {
+            cur.fp.clear();
+            cur.fp.extend_from_slice(&consumed[consumed.len() - FP_MAX..]);
+        } else {
+            cur.fp.extend_from_slice(consumed);
+            let excess = cur.fp.len().saturating_sub(FP_MAX);
+            cur.fp.drain(..excess);
+        }
+        cur.offset = read.pos.offset;
+        cur.skipping = read.pos.skipping;
+        if read.consumed > 0 {
+            cur.last_data = Instant::now();
+        }
+        debug_assert_eq!(cur.pos(), read.pos);
+    }
+}
+
+fn build_read(cur: &Source, region: Option<&Region>, chunk: &[u8], split: lines::Split<'_>) -> Read {
+    let mut rows = Vec::with_capacity(split.pieces.len());
+    let mut bad_lines = Vec::new();
+    let mut already_stored = 0;
+    for piece in split.pieces {
+        match piece {
+            Piece::Overlong { at } => bad_lines.push(BadLine {
+                file: cur.name.clone(),
+                offset: at,
+                reason: format!("line longer than {} bytes", lines::MAX_LINE),
+            }),
+            Piece::Line { at, bytes } => match parse::parse_line(bytes) {
+                Err(e) => bad_lines.push(BadLine {
+                    file: cur.name.clone(),
+                    offset: at,
+                    reason: e.to_string(),
+                }),
+                Ok(row) => {
+                    let class = match region {
+                        Some(r) if r.id == cur.id && at < r.end => takeover_class(row.time, r.watermark),
+                        _ => TakeoverClass::New,
+                    };
+                    match class {
+                        TakeoverClass::AlreadyStored => already_stored += 1,
+                        TakeoverClass::InDoubt => rows.push((row, true)),
+                        TakeoverClass::New => rows.push((row, false)),
+                    }
+                }
+            },
+        }
+    }
+    let consumed_bytes = &chunk[..split.consumed];
+    let mut fp: Vec<u8> = if consumed_bytes.len() >= FP_MAX {
+        consumed_bytes[consumed_bytes.len() - FP_MAX..].to_vec()
+    } else {
+        let mut v = cur.fp.clone();
+        v.extend_from_slice(consumed_bytes);
+        v
+    };
+    let excess = fp.len().saturating_sub(FP_MAX);
+    fp.drain(..excess);
+    Read {
+        rows,
+        bad_lines,
+        already_stored,
+        pos: FilePos {
+            id: cur.id,
+            offset: cur.offset + split.consumed as u64,
+            fp_hash: fnv(&fp),
+            fp_len: fp.len() as u32,
+            skipping: split.skipping,
+        },
+        consumed: split.consumed,
+    }
+}
+
+fn read_some(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], offset + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+pub fn id_of(meta: &Metadata) -> FileId {
+    FileId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+    }
+}
+
+trait MtimeNs {
+    fn mtime_nsec_total(&self) -> i128;
+}
+
+impl MtimeNs for Metadata {
+    fn mtime_nsec_total(&self) -> i128 {
+        i128::from(self.mtime()) * 1_000_000_000 + i128::from(self.mtime_nsec())
+    }
+}
+
+pub fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn line(i: u32) -> String {
+        format!("{}|call{i}|q|Agent/1|ENTERQUEUE||{i}\n", 1_700_000_000 + i)
+    }
+
+    fn append(path: &Path, s: &str) {
+        std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap().write_all(s.as_bytes()).unwrap();
+    }
+
+    /// Drives the tail to idle, collecting call ids; returns them and the final position.
+    fn drain(tail: &mut Tail) -> Vec<String> {
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            match tail.step().unwrap() {
+                Step::Read(r) => {
+                    out.extend(r.rows.iter().map(|(row, _)| row.call_id.clone()));
+                    tail.commit(&r);
+                }
+                Step::Switched(_) => {}
+                Step::Idle | Step::Missing => return out,
+            }
+        }
+        panic!("tail never went idle");
+    }
+
+    fn ids(range: std::ops::Range<u32>) -> Vec<String> {
+        range.map(|i| format!("call{i}")).collect()
+    }
+
+    #[test]
+    fn resumes_at_the_saved_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let ql = dir.path().join("queue_log");
+        append(&ql, &(0..3).map(line).collect::<String>());
+        let mut t = Tail::resume(&ql, None, Duration::ZERO, 1 << 17, None).unwrap();
+        assert_eq!(drain(&mut t), ids(0..3));
+        let pos = t.pos();
+        append(&ql, &line(3));
+        let mut t = Tail::resume(&ql, pos, Duration::ZERO, 1 << 17, None).unwrap();
+        assert_eq!(drain(&mut t), ids(3..4));
+    }
+
+    #[test]
+    fn rename_rotation_finishes_the_old_file_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let ql = dir.path().join("queue_log");
+        append(&ql, &line(0));
+        let mut t = Tail::resume(&ql, None, Duration::ZERO, 1 << 17, None).unwrap();
+        assert_eq!(drain(&mut t), ids(0..1));
+        std::fs::rename(&ql, dir.path().join("queue_log.1")).unwrap();
+        append(&dir.path().join("queue_log.1"), &line(1));
+        append(&ql, &line(2));
+        let mut got = drain(&mut t);
+        got.extend(drain(&mut t));
+        assert_eq!(got, ids(0..3)[1..].to_vec());
+    }
+
+    #[test]
+    fn two_rotations_while_stopped_are_read_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let ql = dir.path().join("queue_log");
+        append(&ql, &(0..2).map(line).collect::<String>());
+        let mut t = Tail::resume(&ql, None, Duration::ZERO, 1 << 17, None).unwrap();
+        drain(&mut t);
+        let pos = t.pos();
+        append(&ql, &line(2));
+        std::fs::rename(&ql, dir.path().join("queue_log.2")).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        append(&ql, &line(3));
+        std::fs::rename(&ql, dir.path().join("queue_log.1")).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        append(&ql, &line(4));
+        let mut t = Tail::resume(&ql, pos, Duration::ZERO, 1 << 17, None).unwrap();
+        assert_eq!(drain(&mut t), ids(2..5));
+    }
+
+    #[test]
+    fn copytruncate_with_a_writer_keeping_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let ql = dir.path().join("queue_log");
+        append(&ql, &(0..3).map(line).collect::<String>());
+        let mut t = Tail::resume(&ql, None, Duration::ZERO, 1 << 17, None).unwrap();
+        assert_eq!(drain(&mut t), ids(0..3));
+        let old_len = std::fs::metadata(&ql).unwrap().len();
+        std::fs::copy(&ql, dir.path().join("queue_log.1")).unwrap();
+        // Truncate, then the writer (no O_APPEND) writes at its old offset: a sparse hole.
+        let f = std::fs::OpenOptions::new().write(true).open(&ql).unwrap();
+        f.set_len(0).unwrap();
+        f.write_all_at(line(3).as_bytes(), old_len).unwrap();
+        assert_eq!(drain(&mut t), ids(3..4));
+    }
+
+    #[test]
+    fn delete_and_recreate_while_stopped_reads_the_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let ql = dir.path().join("queue_log");
+        append(&ql, &(0..3).map(line).collect::<String>());
+        let mut t = Tail::resume(&ql, None, Duration::ZERO, 1 << 17, None).unwrap();
+        drain(&mut t);
+        let pos = t.pos();
+        drop(t);
+        std::fs::remove_file(&ql).unwrap();
+        append(&ql, &(10..15).map(line).collect::<String>());
+        let mut t = Tail::resume(&ql, pos, Duration::ZERO, 1 << 17, None).unwrap();
+        assert_eq!(drain(&mut t), ids(10..15));
+    }
+
+    #[test]
+    fn takeover_region_classifies_rows_against_the_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let ql = dir.path().join("queue_log");
+        append(&ql, &(0..5).map(line).collect::<String>());
+        let meta = std::fs::metadata(&ql).unwrap();
+        let region = Region { id: id_of(&meta), end: meta.len(), watermark: 1_700_000_002 };
+        let mut t = Tail::resume(&ql, None, Duration::ZERO, 1 << 17, Some(region)).unwrap();
+        let mut seen = Vec::new();
+        let mut below = 0;
+        loop {
+            match t.step().unwrap() {
+                Step::Read(r) => {
+                    below += r.already_stored;
+                    seen.extend(r.rows.iter().map(|(row, doubt)| (row.call_id.clone(), *doubt)));
+                    t.commit(&r);
+                }
+                Step::Switched(_) => {}
+                _ => break,
+            }
+        }
+        assert_eq!(below, 2);
+        assert_eq!(seen, vec![("call2".into(), true), ("call3".into(), false), ("call4".into(), false)]);
+    }
+}
