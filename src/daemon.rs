@@ -283,9 +283,28 @@ async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
     let batch_bytes = (s.ram_budget / 4).clamp(16 * 1024, MAX_BATCH_BYTES);
     let mut last_send: Option<Instant> = None;
     let mut failing = false;
+    // A request that got no answer may still be stored by a slow server after we gave
+    // up: its resync waits this long after it was sent, or checkRow could look too early
+    // and the rows would be sent twice.
+    let settle = s.http_timeout * 2;
+    let mut settle_until: Option<Instant> = sh.journal.meta().inflight.map(|_| {
+        let sent = sh.journal.meta().inflight_sent_ms;
+        let elapsed = Duration::from_millis(crate::journal::unix_now_ms().saturating_sub(sent));
+        Instant::now() + settle.saturating_sub(elapsed)
+    });
     loop {
         let meta = sh.journal.meta();
         if let Some((from, to)) = meta.inflight {
+            if let Some(until) = settle_until.take() {
+                let now = Instant::now();
+                if until > now {
+                    info!(
+                        "the last batch's fate is unknown; waiting {:?} for the server to settle before resync",
+                        until - now
+                    );
+                    Timer::after(until - now).await;
+                }
+            }
             let j = sh.journal.clone();
             let entries = blocking(move || j.range(from, to)).await?;
             if !resolve_or_back_off(&sh, entries, &mut retry, &mut failing).await? {
@@ -331,7 +350,8 @@ async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
         let (from, to) = (batch[0].seq, batch[n - 1].seq);
         let j = sh.journal.clone();
         blocking(move || j.mark_inflight(from, to)).await?;
-        last_send = Some(Instant::now());
+        let sent_at = Instant::now();
+        last_send = Some(sent_at);
         let client = sh.client.clone();
         let body = body.finish();
         match blocking(move || client.insert_all(body, n)).await {
@@ -351,6 +371,8 @@ async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
                 if e.never_sent() {
                     let j = sh.journal.clone();
                     blocking(move || j.clear_inflight()).await?;
+                } else if e.unanswered() {
+                    settle_until = Some(sent_at + settle);
                 }
                 failing = true;
                 let d = retry.next_delay();

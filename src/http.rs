@@ -29,6 +29,11 @@ impl HttpError {
     pub fn never_sent(&self) -> bool {
         matches!(self, HttpError::Connect(_))
     }
+
+    /// True when the server may still be working on the request (no answer came back).
+    pub fn unanswered(&self) -> bool {
+        matches!(self, HttpError::Transport(_))
+    }
 }
 
 impl fmt::Display for HttpError {

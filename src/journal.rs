@@ -63,6 +63,9 @@ pub struct Meta {
     pub spool_bytes: u64,
     /// Inclusive spool range of the batch that may be on the server.
     pub inflight: Option<(u64, u64)>,
+    /// Wall-clock milliseconds when that batch was sent: its resync waits for a server
+    /// that may still be storing it.
+    pub inflight_sent_ms: u64,
     pub takeover: Takeover,
 }
 
@@ -74,6 +77,7 @@ impl Default for Meta {
             spool_rows: 0,
             spool_bytes: 0,
             inflight: None,
+            inflight_sent_ms: 0,
             takeover: Takeover::Pending,
         }
     }
@@ -104,6 +108,7 @@ impl Meta {
                 o.push(1);
                 put_varint(&mut o, a);
                 put_varint(&mut o, b);
+                put_varint(&mut o, self.inflight_sent_ms);
             }
         }
         match self.takeover {
@@ -147,9 +152,9 @@ impl Meta {
         let next_seq = c.varint()?;
         let spool_rows = c.varint()?;
         let spool_bytes = c.varint()?;
-        let inflight = match c.u8()? {
-            0 => None,
-            _ => Some((c.varint()?, c.varint()?)),
+        let (inflight, inflight_sent_ms) = match c.u8()? {
+            0 => (None, 0),
+            _ => (Some((c.varint()?, c.varint()?)), c.varint()?),
         };
         let takeover = match c.u8()? {
             0 => Takeover::Pending,
@@ -169,6 +174,7 @@ impl Meta {
             spool_rows,
             spool_bytes,
             inflight,
+            inflight_sent_ms,
             takeover,
         })
     }
@@ -418,8 +424,10 @@ impl Journal {
     /// Durably records that `from..=to` is about to be sent: after a crash, those rows are
     /// checked with checkRow instead of being sent blindly a second time.
     pub fn mark_inflight(&self, from: u64, to: u64) -> Result<(), JournalError> {
+        let now = unix_now_ms();
         self.commit(sled::Batch::default(), |m, _| {
             m.inflight = Some((from, to));
+            m.inflight_sent_ms = now;
             false
         })?;
         self.sync()
@@ -507,6 +515,12 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -546,6 +560,7 @@ mod tests {
             spool_rows: 3,
             spool_bytes: 300,
             inflight: Some((2, 4)),
+            inflight_sent_ms: 1_700_000_000_123,
             takeover: Takeover::Done(Some(Region {
                 id: FileId { dev: 9, ino: 8 },
                 end: 1234,

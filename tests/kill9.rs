@@ -1,0 +1,31 @@
+//! SIGKILL at random moments during a catch-up, many times, then a clean drain: the
+//! server must end with exactly the file's rows.
+
+mod support;
+
+use std::time::Duration;
+use support::*;
+
+#[test]
+fn sigkill_at_random_moments_during_a_100k_catch_up_ends_exact() {
+    let env = Env::new();
+    let (text, expected) = rows(0..100_000);
+    env.append(&text);
+    let mut seed: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("seed {seed}");
+    for _ in 0..50 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let child = env.spawn(&[]);
+        std::thread::sleep(Duration::from_millis(30 + seed % 300));
+        kill9(child);
+    }
+    let before = env.rows().len();
+    assert!(before > 0, "the kills left no time to upload anything");
+    assert!(env.drain(&[]).success(), "{}", env.logs());
+    env.assert_exact(&expected);
+}

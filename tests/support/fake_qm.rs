@@ -1,0 +1,579 @@
+//! A strict QueueMetrics stand-in speaking jsonQLoaderApi.do over real HTTP.
+//!
+//! Strict on purpose, so that a sloppy client fails: preemptive Basic auth only (401
+//! without a challenge otherwise), POST of a form-encoded `COMMANDSTRING` only, the
+//! documented field names and types, exactly five parameters, ASCII-only JSON (non-ASCII
+//! must be `\u` escaped to survive the servlet's ISO-8859-1 form decoding), a 1 MiB body
+//! limit, KO answers for bad input. Every violation is also recorded, so tests can
+//! assert that none happened. Faults can be injected per command.
+#![allow(dead_code)]
+
+use miniserde::json::{self, Number, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub const MAX_BODY: usize = 1024 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoredRow {
+    pub time_id: String,
+    pub call_id: String,
+    pub queue: String,
+    pub agent: String,
+    pub verb: String,
+    pub params: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fault {
+    /// HTTP 500 before doing anything.
+    Http500,
+    /// `KO: simulated failure` before doing anything.
+    Ko,
+    /// Waits, then answers normally.
+    Delay(Duration),
+    /// Never answers; holds the connection until the client gives up.
+    Hang,
+    /// Executes the command (stores the rows), then closes without answering.
+    DropAfterStore,
+    /// Closes without answering and without executing.
+    DropBeforeStore,
+}
+
+#[derive(Clone, Debug)]
+pub struct FakeConfig {
+    pub user: String,
+    pub pass: String,
+    pub context: String,
+    pub port: u16,
+    /// Print one line per command to stdout (the example binary).
+    pub verbose: bool,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        FakeConfig {
+            user: "webqloader".into(),
+            pass: "qloader".into(),
+            context: "queuemetrics".into(),
+            port: 0,
+            verbose: false,
+        }
+    }
+}
+
+struct FaultRule {
+    command: String,
+    fault: Fault,
+    remaining: u32,
+}
+
+#[derive(Default)]
+struct State {
+    rows: HashMap<String, Vec<StoredRow>>,
+    faults: Vec<FaultRule>,
+    commands: Vec<String>,
+    violations: Vec<String>,
+    heartbeats: Vec<(String, String)>,
+}
+
+struct Inner {
+    cfg: FakeConfig,
+    port: u16,
+    state: Mutex<State>,
+    down: AtomicBool,
+    acceptor: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Clone)]
+pub struct FakeQm {
+    inner: Arc<Inner>,
+}
+
+impl FakeQm {
+    pub fn start(cfg: FakeConfig) -> FakeQm {
+        let listener = TcpListener::bind(("127.0.0.1", cfg.port)).expect("bind fake QueueMetrics");
+        let port = listener.local_addr().unwrap().port();
+        let qm = FakeQm {
+            inner: Arc::new(Inner {
+                cfg,
+                port,
+                state: Mutex::new(State::default()),
+                down: AtomicBool::new(false),
+                acceptor: Mutex::new(None),
+            }),
+        };
+        qm.spawn_acceptor(listener);
+        qm
+    }
+
+    pub fn port(&self) -> u16 {
+        self.inner.port
+    }
+
+    fn spawn_acceptor(&self, listener: TcpListener) {
+        let inner = self.inner.clone();
+        let handle = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if inner.down.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let inner = inner.clone();
+                std::thread::spawn(move || serve(&inner, stream));
+            }
+        });
+        *self.inner.acceptor.lock().unwrap() = Some(handle);
+    }
+
+    /// Stops listening: connections are refused until [`FakeQm::resume`].
+    pub fn stop(&self) {
+        self.inner.down.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.inner.port));
+        if let Some(h) = self.inner.acceptor.lock().unwrap().take() {
+            let _ = h.join();
+        }
+    }
+
+    pub fn resume(&self) {
+        self.inner.down.store(false, Ordering::SeqCst);
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.inner.port)) {
+                Ok(l) => break l,
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        self.spawn_acceptor(listener);
+    }
+
+    /// Injects `fault` for the next `times` requests of `command` (`"*"`: any command).
+    pub fn fail(&self, command: &str, fault: Fault, times: u32) {
+        self.inner.state.lock().unwrap().faults.push(FaultRule {
+            command: command.into(),
+            fault,
+            remaining: times,
+        });
+    }
+
+    pub fn clear_faults(&self) {
+        self.inner.state.lock().unwrap().faults.clear();
+    }
+
+    pub fn rows(&self, token: &str) -> Vec<StoredRow> {
+        self.inner.state.lock().unwrap().rows.get(token).cloned().unwrap_or_default()
+    }
+
+    /// Rows stored by an earlier loader (for takeover tests).
+    pub fn preload(&self, token: &str, rows: Vec<StoredRow>) {
+        self.inner.state.lock().unwrap().rows.entry(token.into()).or_default().extend(rows);
+    }
+
+    pub fn violations(&self) -> Vec<String> {
+        self.inner.state.lock().unwrap().violations.clone()
+    }
+
+    pub fn commands(&self, command: &str) -> usize {
+        self.inner.state.lock().unwrap().commands.iter().filter(|c| *c == command).count()
+    }
+
+    pub fn heartbeats(&self) -> usize {
+        self.inner.state.lock().unwrap().heartbeats.len()
+    }
+}
+
+struct Request {
+    method: String,
+    path: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+enum Reply {
+    Http(u16, &'static str, String),
+    Json(String),
+    /// Close the connection without an answer.
+    Drop,
+    Hang,
+}
+
+fn serve(inner: &Inner, mut stream: TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let reply = match read_request(&mut stream) {
+        Ok(req) => handle(inner, req),
+        Err(reply) => reply,
+    };
+    match reply {
+        Reply::Drop => {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        Reply::Hang => {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(600)));
+            let _ = stream.read(&mut [0u8; 1]);
+        }
+        Reply::Http(code, reason, body) => write_response(&mut stream, code, reason, "text/plain", &body),
+        Reply::Json(body) => write_response(&mut stream, 200, "OK", "application/json;charset=ISO-8859-1", &body),
+    }
+}
+
+fn write_response(stream: &mut TcpStream, code: u16, reason: &str, ctype: &str, body: &str) {
+    let head = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nSet-Cookie: JSESSIONID=fake; Path=/\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body.as_bytes());
+    let _ = stream.flush();
+}
+
+fn read_request(stream: &mut TcpStream) -> Result<Request, Reply> {
+    let mut reader = BufReader::new(stream.try_clone().map_err(|_| Reply::Drop)?);
+    let mut line = String::new();
+    reader.read_line(&mut line).map_err(|_| Reply::Drop)?;
+    let mut parts = line.split_whitespace();
+    let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
+        return Err(Reply::Drop);
+    };
+    let (method, path) = (method.to_owned(), path.to_owned());
+    let mut headers = HashMap::new();
+    let mut header_bytes = 0;
+    loop {
+        let mut h = String::new();
+        let n = reader.read_line(&mut h).map_err(|_| Reply::Drop)?;
+        header_bytes += n;
+        if n == 0 || header_bytes > 16 * 1024 {
+            return Err(Reply::Http(400, "Bad Request", "headers".into()));
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+        }
+    }
+    if headers.contains_key("transfer-encoding") {
+        return Err(Reply::Http(411, "Length Required", "chunked bodies are not accepted".into()));
+    }
+    let len: usize = match headers.get("content-length").map(|v| v.parse()) {
+        Some(Ok(n)) => n,
+        _ if method != "POST" => 0,
+        _ => return Err(Reply::Http(411, "Length Required", "Content-Length required".into())),
+    };
+    if len > MAX_BODY {
+        return Err(Reply::Http(413, "Payload Too Large", format!("body of {len} bytes exceeds {MAX_BODY}")));
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).map_err(|_| Reply::Drop)?;
+    Ok(Request { method, path, headers, body })
+}
+
+fn handle(inner: &Inner, req: Request) -> Reply {
+    let cfg = &inner.cfg;
+    let violation = |msg: String| inner.state.lock().unwrap().violations.push(msg);
+    if req.method != "POST" {
+        violation(format!("method {}", req.method));
+        return Reply::Http(405, "Method Not Allowed", "POST only".into());
+    }
+    let expected_path = format!("/{}/jsonQLoaderApi.do", cfg.context);
+    if req.path != expected_path {
+        violation(format!("path {}", req.path));
+        return Reply::Http(404, "Not Found", req.path);
+    }
+    let expected_auth = format!("Basic {}", base64(&format!("{}:{}", cfg.user, cfg.pass)));
+    if req.headers.get("authorization") != Some(&expected_auth) {
+        violation("missing or wrong Basic auth".into());
+        // QueueMetrics does not challenge: no WWW-Authenticate header.
+        return Reply::Http(401, "Unauthorized", "authentication required".into());
+    }
+    let ctype = req.headers.get("content-type").cloned().unwrap_or_default();
+    if !ctype.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
+        violation(format!("content type {ctype:?}"));
+        return Reply::Http(400, "Bad Request", "form encoding required".into());
+    }
+    let command = match decode_form(&req.body) {
+        Ok(c) => c,
+        Err(e) => {
+            violation(format!("form: {e}"));
+            return Reply::Http(400, "Bad Request", e);
+        }
+    };
+    if let Some(i) = command.iter().position(|b| !b.is_ascii()) {
+        violation(format!("non-ASCII byte 0x{:02x} in COMMANDSTRING at {i}", command[i]));
+        return ko("", "non-ASCII data in COMMANDSTRING (would be mojibake)");
+    }
+    let text = String::from_utf8(command).expect("ascii");
+    let Ok(Value::Object(obj)) = json::from_str::<Value>(&text) else {
+        violation(format!("not a JSON object: {}", &text[..text.len().min(80)]));
+        return ko("", "invalid JSON");
+    };
+    let command_id = match obj.get("commandId") {
+        Some(Value::String(s)) => s.clone(),
+        _ => {
+            violation("no commandId".into());
+            return ko("", "no commandId");
+        }
+    };
+    if let Err(e) = validate(&command_id, &obj) {
+        violation(format!("{command_id}: {e}"));
+        return ko(&command_id, &e);
+    }
+    let token = string(&obj, "token");
+    let fault = {
+        let mut st = inner.state.lock().unwrap();
+        st.commands.push(command_id.clone());
+        let rule = st
+            .faults
+            .iter_mut()
+            .find(|r| r.remaining > 0 && (r.command == "*" || r.command == command_id));
+        rule.map(|r| {
+            r.remaining -= 1;
+            r.fault
+        })
+    };
+    match fault {
+        Some(Fault::Http500) => return Reply::Http(500, "Internal Server Error", "simulated".into()),
+        Some(Fault::Ko) => return ko(&command_id, "simulated failure"),
+        Some(Fault::Hang) => return Reply::Hang,
+        Some(Fault::DropBeforeStore) => return Reply::Drop,
+        Some(Fault::Delay(d)) => std::thread::sleep(d),
+        Some(Fault::DropAfterStore) | None => {}
+    }
+    let result = execute(inner, &command_id, &token, &obj);
+    if cfg.verbose {
+        println!("{command_id} token={token:?}: {}", result.1);
+    }
+    if fault == Some(Fault::DropAfterStore) {
+        return Reply::Drop;
+    }
+    Reply::Json(result.0)
+}
+
+fn execute(inner: &Inner, command: &str, token: &str, obj: &json::Object) -> (String, String) {
+    let mut st = inner.state.lock().unwrap();
+    let ok = |result: Option<String>, extra: &str| {
+        let mut out = format!("{{\"commandId\":\"{command}\",\"version\":\"1.0\",\"resultStatus\":\"OK\",\"result\":");
+        match result {
+            Some(r) => out.push_str(&format!("\"{r}\"")),
+            None => out.push_str("null"),
+        }
+        out.push_str(extra);
+        out.push_str(",\"name\":\"fake QueueMetrics\"}");
+        out
+    };
+    match command {
+        "checkHWM" => {
+            let hwm = st
+                .rows
+                .get(token)
+                .and_then(|rows| rows.iter().map(|r| r.time_id.parse::<i64>().unwrap()).max());
+            (ok(hwm.map(|h| h.to_string()), ""), format!("watermark {hwm:?}"))
+        }
+        "checkRow" => {
+            let row = stored_row(obj);
+            let n = st.rows.get(token).map_or(0, |rows| rows.iter().filter(|r| **r == row).count());
+            (ok(Some(n.to_string()), ""), format!("{n} copies"))
+        }
+        "insertRow" => {
+            let rows = st.rows.entry(token.into()).or_default();
+            rows.push(stored_row(obj));
+            let id = rows.len();
+            (ok(Some(id.to_string()), ""), "1 row stored".into())
+        }
+        "insertAll" => {
+            let Some(Value::Array(list)) = obj.get("rows") else { unreachable!() };
+            let new: Vec<StoredRow> = list
+                .iter()
+                .map(|v| match v {
+                    Value::Object(o) => stored_row(o),
+                    _ => unreachable!(),
+                })
+                .collect();
+            let n = new.len();
+            let rows = st.rows.entry(token.into()).or_default();
+            rows.extend(new);
+            let total = rows.len();
+            (ok(Some(n.to_string()), ""), format!("{n} rows stored (total {total})"))
+        }
+        "checkHb" => {
+            st.heartbeats.push((token.into(), string(obj, "timeId")));
+            (ok(Some("OK".into()), ""), "heartbeat".into())
+        }
+        "checkFb" => (ok(None, ",\"actions\":[]"), "no actions".into()),
+        _ => unreachable!("validated"),
+    }
+}
+
+fn ko(command: &str, text: &str) -> Reply {
+    Reply::Json(format!(
+        "{{\"commandId\":\"{command}\",\"version\":\"1.0\",\"resultStatus\":\"KO: {text}\",\"result\":null,\"name\":\"fake QueueMetrics\"}}"
+    ))
+}
+
+const ROW_KEYS: &[&str] = &["timeId", "callId", "queue", "agent", "verb", "parameters"];
+
+fn validate(command: &str, obj: &json::Object) -> Result<(), String> {
+    let base = ["commandId", "version", "token"];
+    let extra: &[&str] = match command {
+        "checkHWM" => &[],
+        "checkRow" | "insertRow" => ROW_KEYS,
+        "insertAll" => &["rows"],
+        "checkHb" => &["timeId"],
+        "checkFb" => &["results"],
+        other => return Err(format!("unknown commandId {other:?}")),
+    };
+    exact_keys(obj, &[&base[..], extra].concat())?;
+    match obj.get("version") {
+        Some(Value::String(v)) if v == "1.0" => {}
+        _ => return Err("version must be the string \"1.0\"".into()),
+    }
+    if !matches!(obj.get("token"), Some(Value::String(_))) {
+        return Err("token must be a string".into());
+    }
+    match command {
+        "checkRow" | "insertRow" => validate_row(obj),
+        "insertAll" => match obj.get("rows") {
+            Some(Value::Array(rows)) if !rows.is_empty() => {
+                for (i, r) in rows.iter().enumerate() {
+                    match r {
+                        Value::Object(o) => {
+                            exact_keys(o, ROW_KEYS).map_err(|e| format!("rows[{i}]: {e}"))?;
+                            validate_row(o).map_err(|e| format!("rows[{i}]: {e}"))?;
+                        }
+                        _ => return Err(format!("rows[{i}] is not an object")),
+                    }
+                }
+                Ok(())
+            }
+            _ => Err("rows must be a non-empty array".into()),
+        },
+        "checkHb" => digits(obj, "timeId"),
+        "checkFb" => match obj.get("results") {
+            Some(Value::Array(_)) => Ok(()),
+            _ => Err("results must be an array".into()),
+        },
+        _ => Ok(()),
+    }
+}
+
+fn exact_keys(obj: &json::Object, keys: &[&str]) -> Result<(), String> {
+    for k in obj.keys() {
+        if !keys.contains(&k.as_str()) {
+            return Err(format!("unexpected field {k:?}"));
+        }
+    }
+    for k in keys {
+        if !obj.contains_key(*k) {
+            return Err(format!("missing field {k:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn digits(obj: &json::Object, key: &str) -> Result<(), String> {
+    match obj.get(key) {
+        Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+        _ => Err(format!("{key} must be a string of digits")),
+    }
+}
+
+fn validate_row(obj: &json::Object) -> Result<(), String> {
+    digits(obj, "timeId")?;
+    for k in ["callId", "queue", "agent", "verb"] {
+        if !matches!(obj.get(k), Some(Value::String(_))) {
+            return Err(format!("{k} must be a string"));
+        }
+    }
+    match obj.get("parameters") {
+        Some(Value::Array(p)) if p.len() == 5 && p.iter().all(|v| matches!(v, Value::String(_))) => Ok(()),
+        Some(Value::Array(p)) => Err(format!("parameters must be exactly 5 strings, got {} items", p.len())),
+        _ => Err("parameters must be an array of 5 strings".into()),
+    }
+}
+
+fn string(obj: &json::Object, key: &str) -> String {
+    match obj.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(Number::U64(n))) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn stored_row(obj: &json::Object) -> StoredRow {
+    let params = match obj.get("parameters") {
+        Some(Value::Array(p)) => p
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                _ => String::new(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    StoredRow {
+        time_id: string(obj, "timeId"),
+        call_id: string(obj, "callId"),
+        queue: string(obj, "queue"),
+        agent: string(obj, "agent"),
+        verb: string(obj, "verb"),
+        params,
+    }
+}
+
+/// Decodes `COMMANDSTRING=…`: exactly that one field, strict percent-decoding.
+fn decode_form(body: &[u8]) -> Result<Vec<u8>, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "form body is not ASCII".to_string())?;
+    let mut value = None;
+    for pair in text.split('&') {
+        let (k, v) = pair.split_once('=').ok_or_else(|| format!("field without '=': {pair:?}"))?;
+        if k != "COMMANDSTRING" {
+            return Err(format!("unexpected form field {k:?}"));
+        }
+        if value.is_some() {
+            return Err("COMMANDSTRING given twice".into());
+        }
+        value = Some(v);
+    }
+    let v = value.ok_or("no COMMANDSTRING field")?;
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                let byte = hex
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("bad percent escape at {i}"))?;
+                out.push(byte);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c if c.is_ascii_alphanumeric() || b"-_.~*".contains(&c) => {
+                out.push(c);
+                i += 1;
+            }
+            c => return Err(format!("unencoded character {:?} in form value", char::from(c))),
+        }
+    }
+    Ok(out)
+}
+
+fn base64(s: &str) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in s.as_bytes().chunks(3) {
+        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            out.push(if i <= c.len() { char::from(A[((n >> (18 - 6 * i)) & 63) as usize]) } else { '=' });
+        }
+    }
+    out
+}

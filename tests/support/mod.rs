@@ -1,0 +1,242 @@
+//! Shared test harness: a strict fake QueueMetrics, a temp queue_log and state dir, and
+//! the real qlship binary run against them over real sockets.
+#![allow(dead_code)]
+
+pub mod fake_qm;
+
+use fake_qm::{FakeConfig, FakeQm, StoredRow};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const T0: u64 = 1_700_000_000;
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub ql: PathBuf,
+    pub state: PathBuf,
+    pub qm: FakeQm,
+    pub token: String,
+    runs: AtomicUsize,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Self::with_token("P001")
+    }
+
+    pub fn with_token(token: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        Env {
+            ql: dir.path().join("queue_log"),
+            state: dir.path().join("state"),
+            dir,
+            qm: FakeQm::start(FakeConfig::default()),
+            token: token.into(),
+            runs: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut a: Vec<String> = [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.qm.port().to_string(),
+            "--state-dir",
+            self.state.to_str().unwrap(),
+            "--run-dir",
+            self.dir.path().join("run").to_str().unwrap(),
+            "--backoff-min",
+            "0.05",
+            "--backoff-max",
+            "0.4",
+            "--http-timeout",
+            "1",
+            "--rotate-grace",
+            "0.5",
+            "--heartbeat",
+            "0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a.push(self.ql.to_str().unwrap().into());
+        a.push(self.token.clone());
+        a
+    }
+
+    fn log_path(&self, n: usize) -> PathBuf {
+        self.dir.path().join(format!("qlship-{n}.log"))
+    }
+
+    pub fn spawn(&self, extra: &[&str]) -> Child {
+        let n = self.runs.fetch_add(1, Ordering::SeqCst);
+        let log = std::fs::File::create(self.log_path(n)).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_qlship"))
+            .args(self.args(extra))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Runs `qlship --drain` to completion (panics after `limit`).
+    pub fn drain(&self, extra: &[&str]) -> ExitStatus {
+        let mut args = vec!["--drain"];
+        args.extend_from_slice(extra);
+        let mut child = self.spawn(&args);
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("qlship --drain did not finish; logs:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for n in 0..self.runs.load(Ordering::SeqCst) {
+            let text = std::fs::read_to_string(self.log_path(n)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            out.push_str(&format!("--- run {n} ({} lines, last 40)\n{}\n", lines.len(), tail.join("\n")));
+        }
+        out
+    }
+
+    pub fn append(&self, text: &str) {
+        append_to(&self.ql, text.as_bytes());
+    }
+
+    pub fn rows(&self) -> Vec<StoredRow> {
+        self.qm.rows(&self.token)
+    }
+
+    /// Waits until the server holds at least `n` rows, then a little longer so that a
+    /// duplicate would have time to show.
+    pub fn wait_for_rows(&self, n: usize, limit: Duration) -> Vec<StoredRow> {
+        let deadline = Instant::now() + limit;
+        while self.rows().len() < n {
+            if Instant::now() > deadline {
+                panic!(
+                    "server has {} of {n} rows after {limit:?}; logs:\n{}",
+                    self.rows().len(),
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        self.rows()
+    }
+
+    /// Asserts the server holds exactly `expected`, in order, and saw no protocol violation.
+    pub fn assert_exact(&self, expected: &[StoredRow]) {
+        assert_exact(&self.rows(), expected, &self.logs());
+        assert_eq!(self.qm.violations(), Vec::<String>::new(), "protocol violations");
+    }
+}
+
+pub fn append_to(path: &Path, bytes: &[u8]) {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+pub fn assert_exact(got: &[StoredRow], expected: &[StoredRow], logs: &str) {
+    if got == expected {
+        return;
+    }
+    let mut a = got.to_vec();
+    let mut b = expected.to_vec();
+    a.sort();
+    b.sort();
+    let same_multiset = a == b;
+    let first_diff = got.iter().zip(expected).position(|(x, y)| x != y);
+    panic!(
+        "server rows differ: got {} expected {} (same multiset: {same_multiset}); first difference at {first_diff:?}: got {:?} expected {:?}\nlogs:\n{logs}",
+        got.len(),
+        expected.len(),
+        first_diff.and_then(|i| got.get(i)),
+        first_diff.and_then(|i| expected.get(i)),
+    );
+}
+
+/// A realistic row: calls entering, connecting, completing, agents pausing.
+pub fn row(i: u64) -> (String, StoredRow) {
+    let t = T0 + i / 4;
+    let call = format!("{}.{}", T0 + i / 12, i / 3);
+    let (queue, agent, verb, params): (&str, &str, &str, Vec<String>) = match i % 6 {
+        0 => ("q-sales", "NONE", "ENTERQUEUE", vec!["".into(), format!("555{i:04}"), "1".into()]),
+        1 => ("q-sales", "Agent/101", "CONNECT", vec!["4".into(), format!("{call}x"), "3".into()]),
+        2 => ("q-sales", "Agent/101", "COMPLETEAGENT", vec!["4".into(), format!("{}", 30 + i % 50), "1".into()]),
+        3 => ("NONE", "Agent/102", "PAUSE", vec!["lunch".into()]),
+        4 => ("q-support", "Agent/103", "RINGNOANSWER", vec!["15000".into()]),
+        _ => ("q-support", "NONE", "ABANDON", vec!["1".into(), "1".into(), format!("{}", i % 90)]),
+    };
+    let call = if queue == "NONE" { "NONE".to_string() } else { call };
+    let line = format!("{t}|{call}|{queue}|{agent}|{verb}|{}\n", params.join("|"));
+    let mut p = params;
+    p.resize(5, String::new());
+    (
+        line,
+        StoredRow {
+            time_id: t.to_string(),
+            call_id: call,
+            queue: queue.into(),
+            agent: agent.into(),
+            verb: verb.into(),
+            params: p,
+        },
+    )
+}
+
+/// Lines and expected rows for `range`.
+pub fn rows(range: std::ops::Range<u64>) -> (String, Vec<StoredRow>) {
+    let mut text = String::new();
+    let mut expected = Vec::new();
+    for i in range {
+        let (l, r) = row(i);
+        text.push_str(&l);
+        expected.push(r);
+    }
+    (text, expected)
+}
+
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: plain kill(2) on a child we spawned.
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+/// SIGTERM, and the process must be gone within two seconds with exit status 0.
+pub fn stop(mut child: Child) {
+    signal(&child, libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status after SIGTERM: {status}");
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("qlship did not stop within 2 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn kill9(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
