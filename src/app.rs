@@ -14,7 +14,7 @@ pub const EXIT_USAGE: i32 = 2;
 
 pub fn main(args: Vec<String>) -> i32 {
     let settings = match config::parse_args(args) {
-        Ok(Command::Run(s)) => s,
+        Ok(Command::Run(s)) => *s,
         Ok(Command::Help) => {
             println!("{USAGE}");
             return EXIT_OK;
@@ -29,7 +29,9 @@ pub fn main(args: Vec<String>) -> i32 {
         }
     };
     if settings.https && !cfg!(feature = "https") {
-        eprintln!("qlship: --https: this build has no TLS support (built without the \"https\" feature)");
+        eprintln!(
+            "qlship: --https: this build has no TLS support (built without the \"https\" feature)"
+        );
         return EXIT_USAGE;
     }
     if let Some(path) = &settings.activity_log {
@@ -38,7 +40,11 @@ pub fn main(args: Vec<String>) -> i32 {
             return EXIT_USAGE;
         }
     }
-    let level = if settings.verbose { LevelFilter::Debug } else { LevelFilter::Info };
+    let level = if settings.verbose {
+        LevelFilter::Debug
+    } else {
+        LevelFilter::Info
+    };
     let _ = simple_logger::SimpleLogger::new()
         .with_level(level)
         .with_module_level("sled", LevelFilter::Warn)
@@ -127,7 +133,10 @@ fn watch_signals(
 
 /// Points standard error (where the logger writes) at the activity log, appending.
 fn redirect_stderr(path: &Path) -> std::io::Result<()> {
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     // SAFETY: dup2 on two valid descriptors; fd 2 is atomically replaced.
     if unsafe { libc::dup2(file.as_raw_fd(), 2) } < 0 {
         return Err(std::io::Error::last_os_error());

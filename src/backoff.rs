@@ -36,7 +36,11 @@ impl Backoff {
             .min(self.max);
         self.failures = self.failures.saturating_add(1);
         let span = ceiling.saturating_sub(self.min).as_millis() as u64;
-        let jitter = if span == 0 { 0 } else { self.next_random() % (span + 1) };
+        let jitter = if span == 0 {
+            0
+        } else {
+            self.next_random() % (span + 1)
+        };
         self.min + Duration::from_millis(jitter)
     }
 

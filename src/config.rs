@@ -30,6 +30,9 @@ pub struct Settings {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub rotate_grace: Duration,
+    /// How long after an unanswered request its resync waits (a slow server may still
+    /// store it). Default: twice the HTTP timeout.
+    pub resync_settle: Duration,
     pub verbose: bool,
 }
 
@@ -41,14 +44,17 @@ impl Settings {
         if ctx.is_empty() {
             format!("{scheme}://{}:{}/jsonQLoaderApi.do", self.host, self.port)
         } else {
-            format!("{scheme}://{}:{}/{ctx}/jsonQLoaderApi.do", self.host, self.port)
+            format!(
+                "{scheme}://{}:{}/{ctx}/jsonQLoaderApi.do",
+                self.host, self.port
+            )
         }
     }
 }
 
 #[derive(Debug, PartialEq)]
 pub enum Command {
-    Run(Settings),
+    Run(Box<Settings>),
     Help,
     Version,
 }
@@ -84,6 +90,8 @@ options:
   --backoff-min SECS   first retry delay after an error (default 1)
   --backoff-max SECS   longest retry delay (default 60)
   --rotate-grace SECS  keep reading a rotated file until quiet this long (default 5)
+  --resync-settle SECS wait after an unanswered request before checking it (default 2x timeout)
+  --pid-file FILE      write the process id here
   -v, --verbose        debug logging
   --version, --help";
 
@@ -123,6 +131,7 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("--backoff-min", "BACKOFF_MIN"),
     ("--backoff-max", "BACKOFF_MAX"),
     ("--rotate-grace", "ROTATE_GRACE"),
+    ("--resync-settle", "RESYNC_SETTLE"),
     ("--pid-file", "PIDFILE"),
 ];
 
@@ -148,6 +157,7 @@ const FILE_KEYS: &[&str] = &[
     "BACKOFF_MIN",
     "BACKOFF_MAX",
     "ROTATE_GRACE",
+    "RESYNC_SETTLE",
     "LOGLEVEL",
 ];
 
@@ -205,7 +215,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
     for (k, v, o) in cli.values {
         merged.set(k, v, o);
     }
-    settings_from(&merged).map(Command::Run)
+    settings_from(&merged).map(|s| Command::Run(Box::new(s)))
 }
 
 /// Parses shell-style `KEY=VALUE` lines; returns (key, value, line number).
@@ -267,7 +277,9 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         match raw.get(key) {
             None => Ok(Duration::from_secs_f64(default)),
             Some((v, origin)) => match v.parse::<f64>() {
-                Ok(s) if s.is_finite() && (0.0..=1e9).contains(&s) => Ok(Duration::from_secs_f64(s)),
+                Ok(s) if s.is_finite() && (0.0..=1e9).contains(&s) => {
+                    Ok(Duration::from_secs_f64(s))
+                }
                 _ => err(format!("{origin}: {v:?} is not a number of seconds")),
             },
         }
@@ -275,8 +287,9 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
     let size = |key: &str, default: u64| -> Result<u64, ConfigError> {
         match raw.get(key) {
             None => Ok(default),
-            Some((v, origin)) => parse_size(v)
-                .ok_or_else(|| ConfigError(format!("{origin}: {v:?} is not a size (e.g. 512K, 4M)"))),
+            Some((v, origin)) => parse_size(v).ok_or_else(|| {
+                ConfigError(format!("{origin}: {v:?} is not a size (e.g. 512K, 4M)"))
+            }),
         }
     };
     let flag = |key: &str| -> Result<bool, ConfigError> {
@@ -291,13 +304,10 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
     };
 
     let port = number("HTTPPORT", 8080)?;
-    let port = u16::try_from(port)
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| {
-            let origin = raw.get("HTTPPORT").map_or("HTTPPORT", |(_, o)| o);
-            ConfigError(format!("{origin}: port {port} is out of range 1-65535"))
-        })?;
+    let port = u16::try_from(port).ok().filter(|p| *p > 0).ok_or_else(|| {
+        let origin = raw.get("HTTPPORT").map_or("HTTPPORT", |(_, o)| o);
+        ConfigError(format!("{origin}: port {port} is out of range 1-65535"))
+    })?;
     let ram_budget = size("RAM_BUDGET", 1 << 20)?;
     if ram_budget < 128 * 1024 {
         let origin = raw.get("RAM_BUDGET").map_or("RAM_BUDGET", |(_, o)| o);
@@ -306,6 +316,8 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
     let token = text("PARTITION", "");
     let token = if token == "-" { String::new() } else { token };
     let level = text("LOGLEVEL", "info").to_ascii_lowercase();
+    let http_timeout = seconds("HTTP_TIMEOUT", 30.0)?.max(Duration::from_secs(1));
+    let resync_settle = seconds("RESYNC_SETTLE", http_timeout.as_secs_f64() * 2.0)?;
     Ok(Settings {
         host: text("HTTPHOST", "127.0.0.1"),
         port,
@@ -324,7 +336,8 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         drain: flag("DRAIN")?,
         heartbeat: seconds("HEARTBEAT", 900.0)?,
         feedback: seconds("FEEDBACK", 0.0)?,
-        http_timeout: seconds("HTTP_TIMEOUT", 30.0)?.max(Duration::from_millis(100)),
+        http_timeout,
+        resync_settle,
         backoff_min: seconds("BACKOFF_MIN", 1.0)?.max(Duration::from_millis(10)),
         backoff_max: seconds("BACKOFF_MAX", 60.0)?,
         rotate_grace: seconds("ROTATE_GRACE", 5.0)?,
@@ -350,14 +363,29 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<Settings, ConfigError> {
         match parse_args(args.iter().map(|s| s.to_string()))? {
-            Command::Run(s) => Ok(s),
+            Command::Run(s) => Ok(*s),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
     fn wqloaderd_command_line_is_accepted() {
-        let s = run(&["-h", "qm.example", "-p", "8081", "-c", "qm", "-u", "u", "-w", "pw", "/tmp/ql", "P001", "/tmp/act.log"]).unwrap();
+        let s = run(&[
+            "-h",
+            "qm.example",
+            "-p",
+            "8081",
+            "-c",
+            "qm",
+            "-u",
+            "u",
+            "-w",
+            "pw",
+            "/tmp/ql",
+            "P001",
+            "/tmp/act.log",
+        ])
+        .unwrap();
         assert_eq!(s.host, "qm.example");
         assert_eq!(s.port, 8081);
         assert_eq!(s.url(), "http://qm.example:8081/qm/jsonQLoaderApi.do");
@@ -370,8 +398,14 @@ mod tests {
     #[test]
     fn defaults_follow_the_contract() {
         let s = run(&[]).unwrap();
-        assert_eq!(s.url(), "http://127.0.0.1:8080/queuemetrics/jsonQLoaderApi.do");
-        assert_eq!((s.user.as_str(), s.password.as_str()), ("webqloader", "qloader"));
+        assert_eq!(
+            s.url(),
+            "http://127.0.0.1:8080/queuemetrics/jsonQLoaderApi.do"
+        );
+        assert_eq!(
+            (s.user.as_str(), s.password.as_str()),
+            ("webqloader", "qloader")
+        );
         assert_eq!(s.queue_log, PathBuf::from("/var/log/asterisk/queue_log"));
         assert_eq!(s.token, "");
         assert_eq!(s.activity_log, None);
@@ -402,16 +436,33 @@ mod tests {
 
     #[test]
     fn errors_name_the_culprit() {
-        assert_eq!(run(&["-p", "http"]).unwrap_err().0, "-p: \"http\" is not a whole number");
-        assert_eq!(run(&["-p", "70000"]).unwrap_err().0, "-p: port 70000 is out of range 1-65535");
-        assert_eq!(run(&["--frobnicate"]).unwrap_err().0, "unknown option --frobnicate (see --help)");
-        assert_eq!(run(&["-h"]).unwrap_err().0, "-h needs a value (see --help)");
-        assert_eq!(run(&["--ram-budget", "lots"]).unwrap_err().0, "--ram-budget: \"lots\" is not a size (e.g. 512K, 4M)");
         assert_eq!(
-            parse_config_text("HTTPHOST=a\nHTTPHOTS=b\n", "/etc/sysconfig/qlship").unwrap_err().0,
+            run(&["-p", "http"]).unwrap_err().0,
+            "-p: \"http\" is not a whole number"
+        );
+        assert_eq!(
+            run(&["-p", "70000"]).unwrap_err().0,
+            "-p: port 70000 is out of range 1-65535"
+        );
+        assert_eq!(
+            run(&["--frobnicate"]).unwrap_err().0,
+            "unknown option --frobnicate (see --help)"
+        );
+        assert_eq!(run(&["-h"]).unwrap_err().0, "-h needs a value (see --help)");
+        assert_eq!(
+            run(&["--ram-budget", "lots"]).unwrap_err().0,
+            "--ram-budget: \"lots\" is not a size (e.g. 512K, 4M)"
+        );
+        assert_eq!(
+            parse_config_text("HTTPHOST=a\nHTTPHOTS=b\n", "/etc/sysconfig/qlship")
+                .unwrap_err()
+                .0,
             "/etc/sysconfig/qlship:2: unknown key HTTPHOTS"
         );
-        assert_eq!(run(&["a", "b", "c", "d"]).unwrap_err().0, "too many arguments: \"d\" (expected QUEUE_LOG [TOKEN [ACTIVITY_LOG]])");
+        assert_eq!(
+            run(&["a", "b", "c", "d"]).unwrap_err().0,
+            "too many arguments: \"d\" (expected QUEUE_LOG [TOKEN [ACTIVITY_LOG]])"
+        );
     }
 
     #[test]

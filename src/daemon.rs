@@ -113,7 +113,9 @@ pub fn run(settings: Settings, journal: Arc<Journal>, stop: Receiver<()>) -> Res
 }
 
 fn seed() -> u64 {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     t.as_nanos() as u64 ^ (u64::from(std::process::id()) << 32)
 }
 
@@ -147,7 +149,11 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
         }
     };
     let s = &sh.settings;
-    let grace = if s.drain { Duration::ZERO } else { s.rotate_grace };
+    let grace = if s.drain {
+        Duration::ZERO
+    } else {
+        s.rotate_grace
+    };
     let chunk = (s.ram_budget / 8).clamp(crate::lines::MAX_LINE + 4096, 256 * 1024);
     let (path, saved) = (s.queue_log.clone(), sh.journal.meta().pos);
     let mut tail = blocking(move || Tail::resume(&path, saved, grace, chunk, region))
@@ -239,7 +245,9 @@ fn step_into_journal(tail: &mut Tail, journal: &Journal) -> Result<Progress, Rea
             if read.already_stored > 0 {
                 debug!("{} rows below the watermark skipped", read.already_stored);
             }
-            journal.append(&read.rows, read.pos).map_err(ReadError::Journal)?;
+            journal
+                .append(&read.rows, read.pos)
+                .map_err(ReadError::Journal)?;
             tail.commit(&read);
             Ok(Progress::Rows)
         }
@@ -277,8 +285,13 @@ async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
         s.token,
         sh.client.url(),
         s.user,
-        if s.heartbeat.is_zero() { "off".to_string() } else { format!("{}s", s.heartbeat.as_secs()) },
-        watermark.map_or("unknown".to_string(), |w| w.map_or("none (empty partition)".into(), |w| w.to_string())),
+        if s.heartbeat.is_zero() {
+            "off".to_string()
+        } else {
+            format!("{}s", s.heartbeat.as_secs())
+        },
+        watermark.map_or("unknown".to_string(), |w| w
+            .map_or("none (empty partition)".into(), |w| w.to_string())),
     );
     let batch_bytes = (s.ram_budget / 4).clamp(16 * 1024, MAX_BATCH_BYTES);
     let mut last_send: Option<Instant> = None;
@@ -286,7 +299,7 @@ async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
     // A request that got no answer may still be stored by a slow server after we gave
     // up: its resync waits this long after it was sent, or checkRow could look too early
     // and the rows would be sent twice.
-    let settle = s.http_timeout * 2;
+    let settle = s.resync_settle;
     let mut settle_until: Option<Instant> = sh.journal.meta().inflight.map(|_| {
         let sent = sh.journal.meta().inflight_sent_ms;
         let elapsed = Duration::from_millis(crate::journal::unix_now_ms().saturating_sub(sent));
@@ -315,7 +328,8 @@ async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
         let j = sh.journal.clone();
         let entries = blocking(move || j.peek(MAX_BATCH_ROWS)).await?;
         if entries.is_empty() {
-            if s.drain && sh.reader_done.load(Ordering::SeqCst) && sh.journal.meta().spool_rows == 0 {
+            if s.drain && sh.reader_done.load(Ordering::SeqCst) && sh.journal.meta().spool_rows == 0
+            {
                 info!("drain complete: everything read is acknowledged");
                 return Ok(());
             }
@@ -428,7 +442,9 @@ async fn take_over_or_report_watermark(
             }
             Err(e) => {
                 let d = retry.next_delay();
-                warn!("checkHWM failed: {e}; a new journal needs it before reading; retry in {d:?}");
+                warn!(
+                    "checkHWM failed: {e}; a new journal needs it before reading; retry in {d:?}"
+                );
                 Timer::after(d).await;
             }
         }
@@ -462,7 +478,9 @@ async fn resolve_or_back_off(
 async fn resolve(sh: &Arc<Shared>, entries: Vec<Entry>) -> Result<Result<(), Fatal>, HttpError> {
     if entries.is_empty() {
         let j = sh.journal.clone();
-        return Ok(blocking(move || j.clear_inflight()).await.map_err(Fatal::from));
+        return Ok(blocking(move || j.clear_inflight())
+            .await
+            .map_err(Fatal::from));
     }
     let doubts: Vec<Doubt> = entries
         .iter()
@@ -492,7 +510,10 @@ async fn resolve(sh: &Arc<Shared>, entries: Vec<Entry>) -> Result<Result<(), Fat
     );
     let j = sh.journal.clone();
     Ok(blocking(move || {
-        let stored: Vec<&Entry> = entries.iter().filter(|e| present.contains(&e.seq)).collect();
+        let stored: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| present.contains(&e.seq))
+            .collect();
         let to_send: Vec<&Entry> = entries.iter().filter(|e| absent.contains(&e.seq)).collect();
         j.settle(&stored, &to_send)
     })
@@ -510,7 +531,10 @@ async fn heartbeat(sh: Arc<Shared>) {
     loop {
         Timer::after(every).await;
         let client = sh.client.clone();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs() as i64;
         match blocking(move || client.check_hb(now)).await {
             Ok(()) => debug!("heartbeat sent"),
             Err(e) => warn!("heartbeat failed: {e}; next in {}s", every.as_secs()),

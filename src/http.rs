@@ -45,7 +45,10 @@ impl fmt::Display for HttpError {
                 f,
                 "HTTP 401: user or password wrong, or the user lacks the WQLOADER key"
             ),
-            HttpError::Status(404, _) => write!(f, "HTTP 404: wrong context (-c) or not a QueueMetrics server"),
+            HttpError::Status(404, _) => write!(
+                f,
+                "HTTP 404: wrong context (-c) or not a QueueMetrics server"
+            ),
             HttpError::Status(code, text) => write!(f, "HTTP {code}: {text}"),
             HttpError::BadAnswer(e) => write!(f, "{e}"),
             HttpError::Ko(text) => write!(f, "KO: {text}"),
@@ -83,7 +86,10 @@ impl Client {
     pub fn post(&self, body: String) -> Result<Answer, HttpError> {
         let response = minreq::post(&self.url)
             .with_header("Authorization", &self.auth)
-            .with_header("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8")
+            .with_header(
+                "Content-Type",
+                "application/x-www-form-urlencoded; charset=UTF-8",
+            )
             .with_header("Connection", "close")
             .with_body(body)
             .with_timeout(self.timeout_secs)
@@ -96,7 +102,9 @@ impl Client {
         for b in response {
             let (b, _) = b.map_err(|e| HttpError::Transport(e.to_string()))?;
             if bytes.len() >= MAX_ANSWER {
-                return Err(HttpError::Unexpected(format!("answer larger than {MAX_ANSWER} bytes")));
+                return Err(HttpError::Unexpected(format!(
+                    "answer larger than {MAX_ANSWER} bytes"
+                )));
             }
             bytes.push(b);
         }
@@ -124,7 +132,10 @@ impl Client {
 
     /// How many rows identical to `row` the server stores.
     pub fn check_row(&self, row: &Row) -> Result<u64, HttpError> {
-        let answer = self.post(protocol::form_body(&protocol::check_row(row, &self.partition)))?;
+        let answer = self.post(protocol::form_body(&protocol::check_row(
+            row,
+            &self.partition,
+        )))?;
         let text = answer.result.unwrap_or_default();
         text.trim()
             .parse()
@@ -143,8 +154,11 @@ impl Client {
     }
 
     pub fn check_hb(&self, now: i64) -> Result<(), HttpError> {
-        self.post(protocol::form_body(&protocol::check_hb(&self.partition, now)))
-            .map(|_| ())
+        self.post(protocol::form_body(&protocol::check_hb(
+            &self.partition,
+            now,
+        )))
+        .map(|_| ())
     }
 
     pub fn timeout(&self) -> Duration {

@@ -283,12 +283,24 @@ impl Journal {
         create_private_dir(state_dir).map_err(|e| JournalError::Dir(state_dir.to_owned(), e))?;
         let dir = state_dir.join("journal");
         let mut report = OpenReport::default();
-        match Self::open_dir(&dir, cache_bytes) {
+        // sled lets go of its lock a moment after the previous owner closed it (its
+        // threads wind down): a respawned daemon waits for it rather than failing.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let opened = loop {
+            match Self::open_dir(&dir, cache_bytes) {
+                Err(JournalError::Locked(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other,
+            }
+        };
+        match opened {
             Ok(j) => {
                 report.fresh = j.state.lock().expect("journal lock").meta == Meta::default();
                 Ok((j, report))
             }
-            Err(JournalError::Corrupt(_)) | Err(JournalError::Sled(sled::Error::Corruption { .. })) => {
+            Err(JournalError::Corrupt(_))
+            | Err(JournalError::Sled(sled::Error::Corruption { .. })) => {
                 let aside = state_dir.join(format!("journal.corrupt-{}", unix_now()));
                 std::fs::rename(&dir, &aside).map_err(|e| JournalError::Dir(dir.clone(), e))?;
                 report.moved_aside = Some(aside);
@@ -322,9 +334,12 @@ impl Journal {
         };
         let ring = match db.get(b"r")? {
             None => AckedRing::default(),
-            Some(v) => AckedRing::decode(&v).map_err(|e| JournalError::Corrupt(format!("ring: {e}")))?,
+            Some(v) => {
+                AckedRing::decode(&v).map_err(|e| JournalError::Corrupt(format!("ring: {e}")))?
+            }
         };
-        let log_file = File::open(dir.join("db")).map_err(|e| JournalError::Dir(dir.to_owned(), e))?;
+        let log_file =
+            File::open(dir.join("db")).map_err(|e| JournalError::Dir(dir.to_owned(), e))?;
         sync_dir(dir).map_err(JournalError::Fsync)?;
         Ok(Journal {
             db,
@@ -346,18 +361,18 @@ impl Journal {
         self.state.lock().expect("journal lock").ring.clone()
     }
 
-    /// Applies `change` to a copy of the meta, writes it with the extra operations in one
-    /// atomic batch, and only then makes it the current meta.
+    /// Applies `change` to a copy of the meta (it may add operations to the batch), writes
+    /// the new meta with those operations in one atomic batch, and only then makes it the
+    /// current meta. The lock serialises every change, so sequence numbers never collide.
     fn commit(
         &self,
-        ops: sled::Batch,
-        change: impl FnOnce(&mut Meta, &mut AckedRing) -> bool,
+        change: impl FnOnce(&mut Meta, &mut AckedRing, &mut sled::Batch) -> bool,
     ) -> Result<(), JournalError> {
         let mut st = self.state.lock().expect("journal lock");
         let mut meta = st.meta.clone();
         let mut ring = st.ring.clone();
-        let ring_changed = change(&mut meta, &mut ring);
-        let mut ops = ops;
+        let mut ops = sled::Batch::default();
+        let ring_changed = change(&mut meta, &mut ring, &mut ops);
         ops.insert(&b"m"[..], meta.encode());
         if ring_changed {
             ring.prune();
@@ -371,34 +386,28 @@ impl Journal {
 
     /// Spools rows read from the file together with the position after them.
     pub fn append(&self, rows: &[(Row, bool)], pos: FilePos) -> Result<(), JournalError> {
-        let mut st_seq = self.meta().next_seq;
-        let mut ops = sled::Batch::default();
-        let mut bytes = 0u64;
-        for (row, in_doubt) in rows {
-            let value = entry_value(row, *in_doubt);
-            bytes += (value.len() + 9) as u64;
-            ops.insert(&spool_key(st_seq)[..], value);
-            st_seq += 1;
-        }
-        let n = rows.len() as u64;
-        self.commit(ops, |m, _| {
-            m.next_seq += n;
-            m.spool_rows += n;
-            m.spool_bytes += bytes;
+        self.commit(|m, _, ops| {
+            for (row, in_doubt) in rows {
+                let value = entry_value(row, *in_doubt);
+                m.spool_bytes += (value.len() + 9) as u64;
+                ops.insert(&spool_key(m.next_seq)[..], value);
+                m.next_seq += 1;
+                m.spool_rows += 1;
+            }
             m.pos = Some(pos);
             false
         })
     }
 
     pub fn set_pos(&self, pos: Option<FilePos>) -> Result<(), JournalError> {
-        self.commit(sled::Batch::default(), |m, _| {
+        self.commit(|m, _, _| {
             m.pos = pos;
             false
         })
     }
 
     pub fn set_takeover(&self, t: Takeover) -> Result<(), JournalError> {
-        self.commit(sled::Batch::default(), |m, _| {
+        self.commit(|m, _, _| {
             m.takeover = t;
             false
         })
@@ -425,7 +434,7 @@ impl Journal {
     /// checked with checkRow instead of being sent blindly a second time.
     pub fn mark_inflight(&self, from: u64, to: u64) -> Result<(), JournalError> {
         let now = unix_now_ms();
-        self.commit(sled::Batch::default(), |m, _| {
+        self.commit(|m, _, _| {
             m.inflight = Some((from, to));
             m.inflight_sent_ms = now;
             false
@@ -435,7 +444,7 @@ impl Journal {
 
     /// Forgets the in-flight mark when the request certainly never reached the server.
     pub fn clear_inflight(&self) -> Result<(), JournalError> {
-        self.commit(sled::Batch::default(), |m, _| {
+        self.commit(|m, _, _| {
             m.inflight = None;
             false
         })
@@ -444,23 +453,17 @@ impl Journal {
     /// Drops `stored` (acknowledged by the server) from the spool, remembering them in the
     /// ring; clears the in-doubt flag of `to_send`; clears the in-flight mark.
     pub fn settle(&self, stored: &[&Entry], to_send: &[&Entry]) -> Result<(), JournalError> {
-        let mut ops = sled::Batch::default();
-        let mut bytes = 0u64;
-        for e in stored {
-            ops.remove(&spool_key(e.seq)[..]);
-            bytes += e.size;
-        }
-        for e in to_send.iter().filter(|e| e.in_doubt) {
-            ops.insert(&spool_key(e.seq)[..], entry_value(&e.row, false));
-        }
-        let n = stored.len() as u64;
-        self.commit(ops, |m, ring| {
-            m.spool_rows = m.spool_rows.saturating_sub(n);
-            m.spool_bytes = m.spool_bytes.saturating_sub(bytes);
-            m.inflight = None;
+        self.commit(|m, ring, ops| {
             for e in stored {
+                ops.remove(&spool_key(e.seq)[..]);
+                m.spool_rows = m.spool_rows.saturating_sub(1);
+                m.spool_bytes = m.spool_bytes.saturating_sub(e.size);
                 ring.add(e.row.time, e.row.identity());
             }
+            for e in to_send.iter().filter(|e| e.in_doubt) {
+                ops.insert(&spool_key(e.seq)[..], entry_value(&e.row, false));
+            }
+            m.inflight = None;
             !stored.is_empty()
         })
     }
@@ -488,7 +491,8 @@ fn decode_entry((key, value): (sled::IVec, sled::IVec)) -> Result<Entry, Journal
     let (&flags, row) = value
         .split_first()
         .ok_or_else(|| JournalError::Corrupt(format!("spool record {seq} is empty")))?;
-    let row = Row::decode(row).map_err(|e| JournalError::Corrupt(format!("spool record {seq}: {e}")))?;
+    let row =
+        Row::decode(row).map_err(|e| JournalError::Corrupt(format!("spool record {seq}: {e}")))?;
     Ok(Entry {
         seq,
         in_doubt: flags & FLAG_IN_DOUBT != 0,
@@ -500,7 +504,10 @@ fn decode_entry((key, value): (sled::IVec, sled::IVec)) -> Result<Entry, Journal
 fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if !dir.is_dir() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
         if let Some(parent) = dir.parent() {
             sync_dir(parent)?;
         }
@@ -568,7 +575,10 @@ mod tests {
             })),
         };
         assert_eq!(Meta::decode(&m.encode()).unwrap(), m);
-        assert_eq!(Meta::decode(&Meta::default().encode()).unwrap(), Meta::default());
+        assert_eq!(
+            Meta::decode(&Meta::default().encode()).unwrap(),
+            Meta::default()
+        );
     }
 
     #[test]
@@ -577,7 +587,8 @@ mod tests {
         {
             let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
             assert!(report.fresh);
-            j.append(&[(row(1), false), (row(2), true), (row(3), false)], pos(30)).unwrap();
+            j.append(&[(row(1), false), (row(2), true), (row(3), false)], pos(30))
+                .unwrap();
             let all = j.peek(10).unwrap();
             assert_eq!(all.len(), 3);
             assert!(all[1].in_doubt);

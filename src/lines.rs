@@ -110,7 +110,13 @@ mod tests {
         assert_eq!(lines(&s), vec![&b"a"[..], b"b"]);
         assert_eq!(s.consumed, 4);
         assert!(!s.skipping);
-        assert_eq!(s.pieces[1], Piece::Line { at: 102, bytes: b"b" });
+        assert_eq!(
+            s.pieces[1],
+            Piece::Line {
+                at: 102,
+                bytes: b"b"
+            }
+        );
     }
 
     #[test]

@@ -17,7 +17,10 @@ impl fmt::Display for LineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LineError::TooFewFields(n) => {
-                write!(f, "{n} field(s), a row needs at least 5 (time|callid|queue|agent|verb)")
+                write!(
+                    f,
+                    "{n} field(s), a row needs at least 5 (time|callid|queue|agent|verb)"
+                )
             }
             LineError::BadTime(t) => write!(f, "time field {t:?} is not a Unix timestamp"),
         }
@@ -95,7 +98,10 @@ mod tests {
         assert_eq!(r.queue, "q1");
         assert_eq!(r.agent, "Agent/1");
         assert_eq!(r.verb, "CONNECT");
-        assert_eq!(r.params, ["12", "1699999988.1", "3", "", ""].map(String::from));
+        assert_eq!(
+            r.params,
+            ["12", "1699999988.1", "3", "", ""].map(String::from)
+        );
     }
 
     #[test]
@@ -133,9 +139,18 @@ mod tests {
     fn rejects_what_is_not_a_row() {
         assert_eq!(parse_line(b"1|c|q|a"), Err(LineError::TooFewFields(4)));
         assert_eq!(parse_line(b""), Err(LineError::TooFewFields(1)));
-        assert!(matches!(parse_line(b"12a|c|q|a|V"), Err(LineError::BadTime(_))));
-        assert!(matches!(parse_line(b"-1|c|q|a|V"), Err(LineError::BadTime(_))));
-        assert!(matches!(parse_line(b"|c|q|a|V"), Err(LineError::BadTime(_))));
+        assert!(matches!(
+            parse_line(b"12a|c|q|a|V"),
+            Err(LineError::BadTime(_))
+        ));
+        assert!(matches!(
+            parse_line(b"-1|c|q|a|V"),
+            Err(LineError::BadTime(_))
+        ));
+        assert!(matches!(
+            parse_line(b"|c|q|a|V"),
+            Err(LineError::BadTime(_))
+        ));
     }
 
     #[test]
@@ -146,7 +161,11 @@ mod tests {
                 .map(|_| {
                     seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
                     let b = (seed >> 16) as u8;
-                    if b % 5 == 0 { b'|' } else { b }
+                    if b.is_multiple_of(5) {
+                        b'|'
+                    } else {
+                        b
+                    }
                 })
                 .collect();
             let _ = parse_line(&bytes);

@@ -50,7 +50,11 @@ fn head(command: &str, p: &Partition, out: &mut String) {
 
 /// The row fields, without braces: `"timeId":"…",…,"parameters":[…]`.
 fn row_fields(row: &Row, p: &Partition, out: &mut String) {
-    let _ = write!(out, "\"timeId\":\"{}\"", row.time.saturating_add(p.tz_offset));
+    let _ = write!(
+        out,
+        "\"timeId\":\"{}\"",
+        row.time.saturating_add(p.tz_offset)
+    );
     for (name, value) in [
         ("callId", &row.call_id),
         ("queue", &row.queue),
@@ -216,7 +220,11 @@ pub fn basic_auth(user: &str, password: &str) -> String {
     let input = format!("{user}:{password}");
     let mut out = String::from("Basic ");
     for chunk in input.as_bytes().chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -240,7 +248,13 @@ mod tests {
             queue: "q".into(),
             agent: "José".into(),
             verb: "V".into(),
-            params: ["😀".into(), "a\\b".into(), "".into(), "".into(), "x|y".into()],
+            params: [
+                "😀".into(),
+                "a\\b".into(),
+                "".into(),
+                "".into(),
+                "x|y".into(),
+            ],
         }
     }
 
@@ -266,14 +280,25 @@ mod tests {
 
     #[test]
     fn commands_have_the_documented_fields() {
-        assert_eq!(check_hwm(&part(0)), r#"{"commandId":"checkHWM","version":"1.0","token":"P001"}"#);
-        assert!(check_row(&row(), &part(0)).starts_with(r#"{"commandId":"checkRow","version":"1.0","token":"P001","timeId":"100","#));
-        assert_eq!(check_hb(&part(0), 5), r#"{"commandId":"checkHb","version":"1.0","token":"P001","timeId":"5"}"#);
+        assert_eq!(
+            check_hwm(&part(0)),
+            r#"{"commandId":"checkHWM","version":"1.0","token":"P001"}"#
+        );
+        assert!(check_row(&row(), &part(0)).starts_with(
+            r#"{"commandId":"checkRow","version":"1.0","token":"P001","timeId":"100","#
+        ));
+        assert_eq!(
+            check_hb(&part(0), 5),
+            r#"{"commandId":"checkHb","version":"1.0","token":"P001","timeId":"5"}"#
+        );
     }
 
     #[test]
     fn form_body_url_encodes_everything_but_unreserved() {
-        assert_eq!(form_body(r#"{"a":"b c+&="}"#), "COMMANDSTRING=%7B%22a%22%3A%22b%20c%2B%26%3D%22%7D");
+        assert_eq!(
+            form_body(r#"{"a":"b c+&="}"#),
+            "COMMANDSTRING=%7B%22a%22%3A%22b%20c%2B%26%3D%22%7D"
+        );
     }
 
     #[test]
@@ -291,8 +316,12 @@ mod tests {
         assert!(s.len() <= limit, "{} > {limit}", s.len());
         // The body decodes to a JSON command holding exactly n rows.
         let json_text = url_decode(s.strip_prefix("COMMANDSTRING=").unwrap());
-        let Value::Object(m) = json::from_str::<Value>(&json_text).unwrap() else { panic!() };
-        let Some(Value::Array(rows)) = m.get("rows") else { panic!() };
+        let Value::Object(m) = json::from_str::<Value>(&json_text).unwrap() else {
+            panic!()
+        };
+        let Some(Value::Array(rows)) = m.get("rows") else {
+            panic!()
+        };
         assert_eq!(rows.len(), n);
     }
 
@@ -325,20 +354,42 @@ mod tests {
 
     #[test]
     fn answers_are_decoded() {
-        let a = parse_answer(br#"{"commandId":"checkHWM","resultStatus":"OK","result":"1700","name":"x"}"#).unwrap();
-        assert_eq!(a, Answer { status: Ok(()), result: Some("1700".into()) });
+        let a = parse_answer(
+            br#"{"commandId":"checkHWM","resultStatus":"OK","result":"1700","name":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            a,
+            Answer {
+                status: Ok(()),
+                result: Some("1700".into())
+            }
+        );
         let a = parse_answer(br#"{"resultStatus":"OK","result":null}"#).unwrap();
         assert_eq!(a.result, None);
-        let a = parse_answer(br#"{"resultStatus":"KO: Empty partition found for token: P001"}"#).unwrap();
-        assert_eq!(a.status, Err("Empty partition found for token: P001".into()));
-        assert!(matches!(parse_answer(b"<html>"), Err(AnswerError::NotJson(_))));
+        let a = parse_answer(br#"{"resultStatus":"KO: Empty partition found for token: P001"}"#)
+            .unwrap();
+        assert_eq!(
+            a.status,
+            Err("Empty partition found for token: P001".into())
+        );
+        assert!(matches!(
+            parse_answer(b"<html>"),
+            Err(AnswerError::NotJson(_))
+        ));
         assert_eq!(parse_answer(b"{}"), Err(AnswerError::NoStatus));
     }
 
     #[test]
     fn basic_auth_matches_rfc_examples() {
-        assert_eq!(basic_auth("Aladdin", "open sesame"), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
-        assert_eq!(basic_auth("webqloader", "qloader"), "Basic d2VicWxvYWRlcjpxbG9hZGVy");
+        assert_eq!(
+            basic_auth("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        assert_eq!(
+            basic_auth("webqloader", "qloader"),
+            "Basic d2VicWxvYWRlcjpxbG9hZGVy"
+        );
         assert_eq!(basic_auth("a", ""), "Basic YTo=");
     }
 }

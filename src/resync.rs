@@ -145,7 +145,10 @@ mod tests {
     fn doubts(ids: &[u64]) -> Vec<Doubt> {
         ids.iter()
             .enumerate()
-            .map(|(i, &identity)| Doubt { seq: 10 + i as u64, identity })
+            .map(|(i, &identity)| Doubt {
+                seq: 10 + i as u64,
+                identity,
+            })
             .collect()
     }
 
@@ -156,7 +159,11 @@ mod tests {
     #[test]
     fn a_batch_that_landed_is_all_present() {
         let d = doubts(&[1, 2, 3]);
-        let (present, absent) = decide(&d, &counts(&[(1, 1), (2, 1), (3, 1)]), &AckedRing::default());
+        let (present, absent) = decide(
+            &d,
+            &counts(&[(1, 1), (2, 1), (3, 1)]),
+            &AckedRing::default(),
+        );
         assert_eq!(present, vec![10, 11, 12]);
         assert!(absent.is_empty());
     }

@@ -121,7 +121,9 @@ impl<'a> Cursor<'a> {
     }
 
     pub fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     pub fn varint(&mut self) -> Result<u64, DecodeError> {
@@ -154,7 +156,13 @@ mod tests {
             queue: "q-support".into(),
             agent: "Agent/101".into(),
             verb: "CONNECT".into(),
-            params: ["12".into(), "1700000000.11".into(), "3".into(), "".into(), "é|x".into()],
+            params: [
+                "12".into(),
+                "1700000000.11".into(),
+                "3".into(),
+                "".into(),
+                "é|x".into(),
+            ],
         }
     }
 

@@ -81,7 +81,8 @@ impl Source {
 
     fn seek_to(&mut self, pos: &FilePos) -> io::Result<()> {
         let mut fp = vec![0u8; pos.fp_len as usize];
-        self.file.read_exact_at(&mut fp, pos.offset - u64::from(pos.fp_len))?;
+        self.file
+            .read_exact_at(&mut fp, pos.offset - u64::from(pos.fp_len))?;
         self.fp = fp;
         self.offset = pos.offset;
         self.skipping = pos.skipping;
@@ -183,7 +184,9 @@ impl Tail {
                 return Ok(());
             }
             src.rewind();
-            if let Some(mut copy) = self.find_sibling(|s| s.id != p.id && s.holds(p).unwrap_or(false))? {
+            if let Some(mut copy) =
+                self.find_sibling(|s| s.id != p.id && s.holds(p).unwrap_or(false))?
+            {
                 copy.seek_to(p)?;
                 copy.rotated_since = Some(Instant::now());
                 self.notes.push(format!(
@@ -253,7 +256,12 @@ impl Tail {
             Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
             _ => PathBuf::from("."),
         };
-        let base = self.path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let base = self
+            .path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let mut out = Vec::new();
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
@@ -339,7 +347,8 @@ impl Tail {
             return Ok(Step::Read(read));
         }
         if is_final {
-            self.notes.push(format!("finished rotated file {}", cur.name.display()));
+            self.notes
+                .push(format!("finished rotated file {}", cur.name.display()));
             self.cur = None;
             return self.step();
         }
@@ -404,7 +413,8 @@ impl Tail {
         let consumed = &self.chunk[..read.consumed];
         if consumed.len() >= FP_MAX {
             cur.fp.clear();
-            cur.fp.extend_from_slice(&consumed[consumed.len() - FP_MAX..]);
+            cur.fp
+                .extend_from_slice(&consumed[consumed.len() - FP_MAX..]);
         } else {
             cur.fp.extend_from_slice(consumed);
             let excess = cur.fp.len().saturating_sub(FP_MAX);
@@ -419,7 +429,12 @@ impl Tail {
     }
 }
 
-fn build_read(cur: &Source, region: Option<&Region>, chunk: &[u8], split: lines::Split<'_>) -> Read {
+fn build_read(
+    cur: &Source,
+    region: Option<&Region>,
+    chunk: &[u8],
+    split: lines::Split<'_>,
+) -> Read {
     let mut rows = Vec::with_capacity(split.pieces.len());
     let mut bad_lines = Vec::new();
     let mut already_stored = 0;
@@ -438,7 +453,9 @@ fn build_read(cur: &Source, region: Option<&Region>, chunk: &[u8], split: lines:
                 }),
                 Ok(row) => {
                     let class = match region {
-                        Some(r) if r.id == cur.id && at < r.end => takeover_class(row.time, r.watermark),
+                        Some(r) if r.id == cur.id && at < r.end => {
+                            takeover_class(row.time, r.watermark)
+                        }
                         _ => TakeoverClass::New,
                     };
                     match class {
@@ -521,7 +538,13 @@ mod tests {
     }
 
     fn append(path: &Path, s: &str) {
-        std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap().write_all(s.as_bytes()).unwrap();
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(s.as_bytes())
+            .unwrap();
     }
 
     /// Drives the tail to idle, collecting call ids; returns them and the final position.
@@ -628,7 +651,11 @@ mod tests {
         let ql = dir.path().join("queue_log");
         append(&ql, &(0..5).map(line).collect::<String>());
         let meta = std::fs::metadata(&ql).unwrap();
-        let region = Region { id: id_of(&meta), end: meta.len(), watermark: 1_700_000_002 };
+        let region = Region {
+            id: id_of(&meta),
+            end: meta.len(),
+            watermark: 1_700_000_002,
+        };
         let mut t = Tail::resume(&ql, None, Duration::ZERO, 1 << 17, Some(region)).unwrap();
         let mut seen = Vec::new();
         let mut below = 0;
@@ -636,7 +663,11 @@ mod tests {
             match t.step().unwrap() {
                 Step::Read(r) => {
                     below += r.already_stored;
-                    seen.extend(r.rows.iter().map(|(row, doubt)| (row.call_id.clone(), *doubt)));
+                    seen.extend(
+                        r.rows
+                            .iter()
+                            .map(|(row, doubt)| (row.call_id.clone(), *doubt)),
+                    );
                     t.commit(&r);
                 }
                 Step::Switched(_) => {}
@@ -644,6 +675,13 @@ mod tests {
             }
         }
         assert_eq!(below, 2);
-        assert_eq!(seen, vec![("call2".into(), true), ("call3".into(), false), ("call4".into(), false)]);
+        assert_eq!(
+            seen,
+            vec![
+                ("call2".into(), true),
+                ("call3".into(), false),
+                ("call4".into(), false)
+            ]
+        );
     }
 }

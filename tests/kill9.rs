@@ -20,12 +20,22 @@ fn sigkill_at_random_moments_during_a_100k_catch_up_ends_exact() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let child = env.spawn(&[]);
-        std::thread::sleep(Duration::from_millis(30 + seed % 300));
+        // The fake server stores before it answers, so a short settle window is safe here.
+        let child = env.spawn(&["--resync-settle", "0.05"]);
+        std::thread::sleep(Duration::from_millis(30 + seed % 400));
         kill9(child);
     }
     let before = env.rows().len();
-    assert!(before > 0, "the kills left no time to upload anything");
+    let resyncs = env.qm.commands("checkRow");
+    eprintln!("{before} rows stored before the final drain; {resyncs} checkRow calls");
+    assert!(
+        before > 10_000,
+        "the kills left too little time to upload: {before} rows"
+    );
+    assert!(
+        resyncs > 0,
+        "no batch was ever in doubt: the kills did not hit a request"
+    );
     assert!(env.drain(&[]).success(), "{}", env.logs());
     env.assert_exact(&expected);
 }

@@ -4,9 +4,9 @@
 
 mod support;
 
+use std::time::Duration;
 use support::fake_qm::{Fault, StoredRow};
 use support::*;
-use std::time::Duration;
 
 const SECS: Duration = Duration::from_secs(20);
 
@@ -17,7 +17,10 @@ fn catch_up_of_100k_rows_arrives_exactly_once_in_order() {
     env.append(&text);
     assert!(env.drain(&[]).success(), "{}", env.logs());
     env.assert_exact(&expected);
-    assert!(env.qm.commands("insertAll") >= 200, "batches are at most 500 rows");
+    assert!(
+        env.qm.commands("insertAll") >= 200,
+        "batches are at most 500 rows"
+    );
 }
 
 #[test]
@@ -33,7 +36,11 @@ fn rows_appended_live_arrive_promptly() {
         env.append(&text);
         expected.extend(more);
         env.wait_for_rows(expected.len(), SECS);
-        assert!(started.elapsed() < Duration::from_secs(4), "live row took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "live row took {:?}",
+            started.elapsed()
+        );
     }
     stop(child);
     env.assert_exact(&expected);
@@ -83,7 +90,12 @@ fn copytruncate_while_running_loses_nothing() {
     let child = env.spawn(&[]);
     env.wait_for_rows(100, SECS);
     std::fs::copy(&env.ql, env.dir.path().join("queue_log.1")).unwrap();
-    std::fs::OpenOptions::new().write(true).open(&env.ql).unwrap().set_len(0).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&env.ql)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
     let (b, more) = rows(100..130);
     env.append(&b);
     expected.extend(more);
@@ -102,7 +114,10 @@ fn copytruncate_with_a_writer_keeping_its_offset_ships_no_nul_rows() {
     env.wait_for_rows(50, SECS);
     let old_len = std::fs::metadata(&env.ql).unwrap().len();
     std::fs::copy(&env.ql, env.dir.path().join("queue_log.1")).unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(&env.ql).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&env.ql)
+        .unwrap();
     f.set_len(0).unwrap();
     let (b, more) = rows(50..60);
     f.write_all_at(b.as_bytes(), old_len).unwrap();
@@ -162,7 +177,12 @@ fn copytruncate_while_stopped_with_longer_new_content() {
     env.append(&b);
     expected.extend(more);
     std::fs::copy(&env.ql, env.dir.path().join("queue_log.1")).unwrap();
-    std::fs::OpenOptions::new().write(true).open(&env.ql).unwrap().set_len(0).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&env.ql)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
     let (c, more) = rows(30..100);
     env.append(&c);
     expected.extend(more);
@@ -223,10 +243,34 @@ fn crlf_latin1_nul_bom_and_overlong_lines() {
         params: p.iter().map(|s| s.to_string()).collect(),
     };
     env.assert_exact(&[
-        r("1700000000", "c1", "Agent/1", "ENTERQUEUE", ["", "555", "1", "", ""]),
-        r("1700000001", "c2", "José", "CONNECT", ["1", "c2", "1", "", ""]),
-        r("1700000002", "c3", "Zoë", "PAUSE", ["😀 ünïcode", "", "", "", ""]),
-        r("1700000004", "c4", "a", "V", ["a\0b", "x", "y", "z", "w|extra|pipes"]),
+        r(
+            "1700000000",
+            "c1",
+            "Agent/1",
+            "ENTERQUEUE",
+            ["", "555", "1", "", ""],
+        ),
+        r(
+            "1700000001",
+            "c2",
+            "José",
+            "CONNECT",
+            ["1", "c2", "1", "", ""],
+        ),
+        r(
+            "1700000002",
+            "c3",
+            "Zoë",
+            "PAUSE",
+            ["😀 ünïcode", "", "", "", ""],
+        ),
+        r(
+            "1700000004",
+            "c4",
+            "a",
+            "V",
+            ["a\0b", "x", "y", "z", "w|extra|pipes"],
+        ),
     ]);
     let logs = env.logs();
     assert!(logs.contains("skipped, not a queue_log row"), "{logs}");
@@ -274,11 +318,15 @@ fn server_down_while_the_file_is_rotated_and_deleted() {
 }
 
 fn with_fault(command: &str, fault: Fault, times: u32) {
+    with_fault_args(command, fault, times, &[]);
+}
+
+fn with_fault_args(command: &str, fault: Fault, times: u32, args: &[&str]) {
     let env = Env::new();
     env.qm.fail(command, fault, times);
     let (a, expected) = rows(0..1500);
     env.append(&a);
-    assert!(env.drain(&[]).success(), "{}", env.logs());
+    assert!(env.drain(args).success(), "{}", env.logs());
     env.assert_exact(&expected);
 }
 
@@ -296,7 +344,12 @@ fn fault_ko_on_insert() {
 fn fault_server_stores_after_the_client_timed_out() {
     // Timeout is 1 s: the server stores each of these batches 1.5 s after receiving it,
     // when the client has already given up on the answer.
-    with_fault("insertAll", Fault::Delay(Duration::from_millis(1500)), 2);
+    with_fault_args(
+        "insertAll",
+        Fault::Delay(Duration::from_millis(1500)),
+        2,
+        &["--resync-settle", "2"],
+    );
 }
 
 #[test]
@@ -387,7 +440,8 @@ fn sigterm_mid_flow_stops_within_two_seconds_and_resumes_exactly() {
     let env = Env::new();
     let (a, expected) = rows(0..30_000);
     env.append(&a);
-    env.qm.fail("insertAll", Fault::Delay(Duration::from_millis(300)), 1000);
+    env.qm
+        .fail("insertAll", Fault::Delay(Duration::from_millis(300)), 1000);
     let child = env.spawn(&[]);
     std::thread::sleep(Duration::from_millis(1500));
     stop(child);
@@ -402,7 +456,10 @@ fn sighup_reopens_the_activity_log() {
     let log = env.dir.path().join("activity.log");
     let mut args = env.args(&[]);
     args.push(log.to_str().unwrap().into());
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_qlship")).args(&args).spawn().unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_qlship"))
+        .args(&args)
+        .spawn()
+        .unwrap();
     let (a, expected) = rows(0..10);
     env.append(&a);
     env.wait_for_rows(10, SECS);

@@ -165,12 +165,26 @@ impl FakeQm {
     }
 
     pub fn rows(&self, token: &str) -> Vec<StoredRow> {
-        self.inner.state.lock().unwrap().rows.get(token).cloned().unwrap_or_default()
+        self.inner
+            .state
+            .lock()
+            .unwrap()
+            .rows
+            .get(token)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Rows stored by an earlier loader (for takeover tests).
     pub fn preload(&self, token: &str, rows: Vec<StoredRow>) {
-        self.inner.state.lock().unwrap().rows.entry(token.into()).or_default().extend(rows);
+        self.inner
+            .state
+            .lock()
+            .unwrap()
+            .rows
+            .entry(token.into())
+            .or_default()
+            .extend(rows);
     }
 
     pub fn violations(&self) -> Vec<String> {
@@ -178,7 +192,14 @@ impl FakeQm {
     }
 
     pub fn commands(&self, command: &str) -> usize {
-        self.inner.state.lock().unwrap().commands.iter().filter(|c| *c == command).count()
+        self.inner
+            .state
+            .lock()
+            .unwrap()
+            .commands
+            .iter()
+            .filter(|c| *c == command)
+            .count()
     }
 
     pub fn heartbeats(&self) -> usize {
@@ -215,8 +236,16 @@ fn serve(inner: &Inner, mut stream: TcpStream) {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(600)));
             let _ = stream.read(&mut [0u8; 1]);
         }
-        Reply::Http(code, reason, body) => write_response(&mut stream, code, reason, "text/plain", &body),
-        Reply::Json(body) => write_response(&mut stream, 200, "OK", "application/json;charset=ISO-8859-1", &body),
+        Reply::Http(code, reason, body) => {
+            write_response(&mut stream, code, reason, "text/plain", &body)
+        }
+        Reply::Json(body) => write_response(
+            &mut stream,
+            200,
+            "OK",
+            "application/json;charset=ISO-8859-1",
+            &body,
+        ),
     }
 }
 
@@ -257,19 +286,38 @@ fn read_request(stream: &mut TcpStream) -> Result<Request, Reply> {
         }
     }
     if headers.contains_key("transfer-encoding") {
-        return Err(Reply::Http(411, "Length Required", "chunked bodies are not accepted".into()));
+        return Err(Reply::Http(
+            411,
+            "Length Required",
+            "chunked bodies are not accepted".into(),
+        ));
     }
     let len: usize = match headers.get("content-length").map(|v| v.parse()) {
         Some(Ok(n)) => n,
         _ if method != "POST" => 0,
-        _ => return Err(Reply::Http(411, "Length Required", "Content-Length required".into())),
+        _ => {
+            return Err(Reply::Http(
+                411,
+                "Length Required",
+                "Content-Length required".into(),
+            ))
+        }
     };
     if len > MAX_BODY {
-        return Err(Reply::Http(413, "Payload Too Large", format!("body of {len} bytes exceeds {MAX_BODY}")));
+        return Err(Reply::Http(
+            413,
+            "Payload Too Large",
+            format!("body of {len} bytes exceeds {MAX_BODY}"),
+        ));
     }
     let mut body = vec![0u8; len];
     reader.read_exact(&mut body).map_err(|_| Reply::Drop)?;
-    Ok(Request { method, path, headers, body })
+    Ok(Request {
+        method,
+        path,
+        headers,
+        body,
+    })
 }
 
 fn handle(inner: &Inner, req: Request) -> Reply {
@@ -291,7 +339,10 @@ fn handle(inner: &Inner, req: Request) -> Reply {
         return Reply::Http(401, "Unauthorized", "authentication required".into());
     }
     let ctype = req.headers.get("content-type").cloned().unwrap_or_default();
-    if !ctype.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
+    if !ctype
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+    {
         violation(format!("content type {ctype:?}"));
         return Reply::Http(400, "Bad Request", "form encoding required".into());
     }
@@ -303,12 +354,18 @@ fn handle(inner: &Inner, req: Request) -> Reply {
         }
     };
     if let Some(i) = command.iter().position(|b| !b.is_ascii()) {
-        violation(format!("non-ASCII byte 0x{:02x} in COMMANDSTRING at {i}", command[i]));
+        violation(format!(
+            "non-ASCII byte 0x{:02x} in COMMANDSTRING at {i}",
+            command[i]
+        ));
         return ko("", "non-ASCII data in COMMANDSTRING (would be mojibake)");
     }
     let text = String::from_utf8(command).expect("ascii");
     let Ok(Value::Object(obj)) = json::from_str::<Value>(&text) else {
-        violation(format!("not a JSON object: {}", &text[..text.len().min(80)]));
+        violation(format!(
+            "not a JSON object: {}",
+            &text[..text.len().min(80)]
+        ));
         return ko("", "invalid JSON");
     };
     let command_id = match obj.get("commandId") {
@@ -336,7 +393,9 @@ fn handle(inner: &Inner, req: Request) -> Reply {
         })
     };
     match fault {
-        Some(Fault::Http500) => return Reply::Http(500, "Internal Server Error", "simulated".into()),
+        Some(Fault::Http500) => {
+            return Reply::Http(500, "Internal Server Error", "simulated".into())
+        }
         Some(Fault::Ko) => return ko(&command_id, "simulated failure"),
         Some(Fault::Hang) => return Reply::Hang,
         Some(Fault::DropBeforeStore) => return Reply::Drop,
@@ -356,7 +415,9 @@ fn handle(inner: &Inner, req: Request) -> Reply {
 fn execute(inner: &Inner, command: &str, token: &str, obj: &json::Object) -> (String, String) {
     let mut st = inner.state.lock().unwrap();
     let ok = |result: Option<String>, extra: &str| {
-        let mut out = format!("{{\"commandId\":\"{command}\",\"version\":\"1.0\",\"resultStatus\":\"OK\",\"result\":");
+        let mut out = format!(
+            "{{\"commandId\":\"{command}\",\"version\":\"1.0\",\"resultStatus\":\"OK\",\"result\":"
+        );
         match result {
             Some(r) => out.push_str(&format!("\"{r}\"")),
             None => out.push_str("null"),
@@ -371,11 +432,17 @@ fn execute(inner: &Inner, command: &str, token: &str, obj: &json::Object) -> (St
                 .rows
                 .get(token)
                 .and_then(|rows| rows.iter().map(|r| r.time_id.parse::<i64>().unwrap()).max());
-            (ok(hwm.map(|h| h.to_string()), ""), format!("watermark {hwm:?}"))
+            (
+                ok(hwm.map(|h| h.to_string()), ""),
+                format!("watermark {hwm:?}"),
+            )
         }
         "checkRow" => {
             let row = stored_row(obj);
-            let n = st.rows.get(token).map_or(0, |rows| rows.iter().filter(|r| **r == row).count());
+            let n = st
+                .rows
+                .get(token)
+                .map_or(0, |rows| rows.iter().filter(|r| **r == row).count());
             (ok(Some(n.to_string()), ""), format!("{n} copies"))
         }
         "insertRow" => {
@@ -385,7 +452,9 @@ fn execute(inner: &Inner, command: &str, token: &str, obj: &json::Object) -> (St
             (ok(Some(id.to_string()), ""), "1 row stored".into())
         }
         "insertAll" => {
-            let Some(Value::Array(list)) = obj.get("rows") else { unreachable!() };
+            let Some(Value::Array(list)) = obj.get("rows") else {
+                unreachable!()
+            };
             let new: Vec<StoredRow> = list
                 .iter()
                 .map(|v| match v {
@@ -397,7 +466,10 @@ fn execute(inner: &Inner, command: &str, token: &str, obj: &json::Object) -> (St
             let rows = st.rows.entry(token.into()).or_default();
             rows.extend(new);
             let total = rows.len();
-            (ok(Some(n.to_string()), ""), format!("{n} rows stored (total {total})"))
+            (
+                ok(Some(n.to_string()), ""),
+                format!("{n} rows stored (total {total})"),
+            )
         }
         "checkHb" => {
             st.heartbeats.push((token.into(), string(obj, "timeId")));
@@ -489,8 +561,15 @@ fn validate_row(obj: &json::Object) -> Result<(), String> {
         }
     }
     match obj.get("parameters") {
-        Some(Value::Array(p)) if p.len() == 5 && p.iter().all(|v| matches!(v, Value::String(_))) => Ok(()),
-        Some(Value::Array(p)) => Err(format!("parameters must be exactly 5 strings, got {} items", p.len())),
+        Some(Value::Array(p))
+            if p.len() == 5 && p.iter().all(|v| matches!(v, Value::String(_))) =>
+        {
+            Ok(())
+        }
+        Some(Value::Array(p)) => Err(format!(
+            "parameters must be exactly 5 strings, got {} items",
+            p.len()
+        )),
         _ => Err("parameters must be an array of 5 strings".into()),
     }
 }
@@ -529,7 +608,9 @@ fn decode_form(body: &[u8]) -> Result<Vec<u8>, String> {
     let text = std::str::from_utf8(body).map_err(|_| "form body is not ASCII".to_string())?;
     let mut value = None;
     for pair in text.split('&') {
-        let (k, v) = pair.split_once('=').ok_or_else(|| format!("field without '=': {pair:?}"))?;
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("field without '=': {pair:?}"))?;
         if k != "COMMANDSTRING" {
             return Err(format!("unexpected form field {k:?}"));
         }
@@ -545,7 +626,9 @@ fn decode_form(body: &[u8]) -> Result<Vec<u8>, String> {
     while i < b.len() {
         match b[i] {
             b'%' => {
-                let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
                 let byte = hex
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or_else(|| format!("bad percent escape at {i}"))?;
@@ -560,7 +643,12 @@ fn decode_form(body: &[u8]) -> Result<Vec<u8>, String> {
                 out.push(c);
                 i += 1;
             }
-            c => return Err(format!("unencoded character {:?} in form value", char::from(c))),
+            c => {
+                return Err(format!(
+                    "unencoded character {:?} in form value",
+                    char::from(c)
+                ))
+            }
         }
     }
     Ok(out)
@@ -570,9 +658,15 @@ fn base64(s: &str) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in s.as_bytes().chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
         for i in 0..4 {
-            out.push(if i <= c.len() { char::from(A[((n >> (18 - 6 * i)) & 63) as usize]) } else { '=' });
+            out.push(if i <= c.len() {
+                char::from(A[((n >> (18 - 6 * i)) & 63) as usize])
+            } else {
+                '='
+            });
         }
     }
     out

@@ -57,6 +57,8 @@ impl Env {
             "1",
             "--rotate-grace",
             "0.5",
+            "--resync-settle",
+            "0.6",
             "--heartbeat",
             "0",
         ]
@@ -109,7 +111,11 @@ impl Env {
             let text = std::fs::read_to_string(self.log_path(n)).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(40)..];
-            out.push_str(&format!("--- run {n} ({} lines, last 40)\n{}\n", lines.len(), tail.join("\n")));
+            out.push_str(&format!(
+                "--- run {n} ({} lines, last 40)\n{}\n",
+                lines.len(),
+                tail.join("\n")
+            ));
         }
         out
     }
@@ -143,12 +149,20 @@ impl Env {
     /// Asserts the server holds exactly `expected`, in order, and saw no protocol violation.
     pub fn assert_exact(&self, expected: &[StoredRow]) {
         assert_exact(&self.rows(), expected, &self.logs());
-        assert_eq!(self.qm.violations(), Vec::<String>::new(), "protocol violations");
+        assert_eq!(
+            self.qm.violations(),
+            Vec::<String>::new(),
+            "protocol violations"
+        );
     }
 }
 
 pub fn append_to(path: &Path, bytes: &[u8]) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     f.write_all(bytes).unwrap();
 }
 
@@ -176,14 +190,43 @@ pub fn row(i: u64) -> (String, StoredRow) {
     let t = T0 + i / 4;
     let call = format!("{}.{}", T0 + i / 12, i / 3);
     let (queue, agent, verb, params): (&str, &str, &str, Vec<String>) = match i % 6 {
-        0 => ("q-sales", "NONE", "ENTERQUEUE", vec!["".into(), format!("555{i:04}"), "1".into()]),
-        1 => ("q-sales", "Agent/101", "CONNECT", vec!["4".into(), format!("{call}x"), "3".into()]),
-        2 => ("q-sales", "Agent/101", "COMPLETEAGENT", vec!["4".into(), format!("{}", 30 + i % 50), "1".into()]),
+        0 => (
+            "q-sales",
+            "NONE",
+            "ENTERQUEUE",
+            vec!["".into(), format!("555{i:04}"), "1".into()],
+        ),
+        1 => (
+            "q-sales",
+            "Agent/101",
+            "CONNECT",
+            vec!["4".into(), format!("{call}x"), "3".into()],
+        ),
+        2 => (
+            "q-sales",
+            "Agent/101",
+            "COMPLETEAGENT",
+            vec!["4".into(), format!("{}", 30 + i % 50), "1".into()],
+        ),
         3 => ("NONE", "Agent/102", "PAUSE", vec!["lunch".into()]),
-        4 => ("q-support", "Agent/103", "RINGNOANSWER", vec!["15000".into()]),
-        _ => ("q-support", "NONE", "ABANDON", vec!["1".into(), "1".into(), format!("{}", i % 90)]),
+        4 => (
+            "q-support",
+            "Agent/103",
+            "RINGNOANSWER",
+            vec!["15000".into()],
+        ),
+        _ => (
+            "q-support",
+            "NONE",
+            "ABANDON",
+            vec!["1".into(), "1".into(), format!("{}", i % 90)],
+        ),
     };
-    let call = if queue == "NONE" { "NONE".to_string() } else { call };
+    let call = if queue == "NONE" {
+        "NONE".to_string()
+    } else {
+        call
+    };
     let line = format!("{t}|{call}|{queue}|{agent}|{verb}|{}\n", params.join("|"));
     let mut p = params;
     p.resize(5, String::new());
