@@ -93,6 +93,10 @@ fn run(settings: Settings) -> i32 {
     match (result, synced) {
         (Err(e), _) => {
             daemon::report_fatal(&e);
+            if let daemon::Fatal::Journal(JournalError::Corrupt(_)) = e {
+                // The next start moves it aside and resyncs instead of failing again.
+                crate::journal::mark_suspect(&settings.state_dir);
+            }
             EXIT_FAILURE
         }
         (Ok(()), Err(e)) => {

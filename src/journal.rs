@@ -57,6 +57,9 @@ pub enum Takeover {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Meta {
+    /// Bumped by every commit: a journal that comes back older than the generation it
+    /// had at its last fsync (see the seal) has lost durable data and is not trusted.
+    pub generation: u64,
     pub pos: Option<FilePos>,
     pub next_seq: u64,
     pub spool_rows: u64,
@@ -72,6 +75,7 @@ pub struct Meta {
 impl Default for Meta {
     fn default() -> Self {
         Meta {
+            generation: 0,
             pos: None,
             next_seq: 0,
             spool_rows: 0,
@@ -83,11 +87,12 @@ impl Default for Meta {
     }
 }
 
-const META_VERSION: u8 = 1;
+const META_VERSION: u8 = 2;
 
 impl Meta {
     fn encode(&self) -> Vec<u8> {
         let mut o = vec![META_VERSION];
+        put_varint(&mut o, self.generation);
         match self.pos {
             None => o.push(0),
             Some(p) => {
@@ -129,6 +134,7 @@ impl Meta {
         if c.u8()? != META_VERSION {
             return Err(DecodeError::Truncated);
         }
+        let generation = c.varint()?;
         let pos = match c.u8()? {
             0 => None,
             _ => {
@@ -169,6 +175,7 @@ impl Meta {
             })),
         };
         Ok(Meta {
+            generation,
             pos,
             next_seq,
             spool_rows,
@@ -264,7 +271,48 @@ pub struct Journal {
     db: sled::Db,
     dir: PathBuf,
     log_file: File,
+    seal: Seal,
     state: Mutex<State>,
+}
+
+/// `journal.seal` beside the journal: the generation the journal had at its last
+/// successful fsync. Written after the fsync without one of its own: if the write is
+/// lost in a power cut the seal is merely older, which never raises a false alarm.
+struct Seal {
+    path: PathBuf,
+}
+
+impl Seal {
+    fn read(&self) -> Option<u64> {
+        let b = std::fs::read(&self.path).ok()?;
+        let g = u64::from_be_bytes(b.get(0..8)?.try_into().ok()?);
+        let check = u64::from_be_bytes(b.get(8..16)?.try_into().ok()?);
+        (check == seal_check(g)).then_some(g)
+    }
+
+    fn write(&self, generation: u64) -> io::Result<()> {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&generation.to_be_bytes());
+        b[8..].copy_from_slice(&seal_check(generation).to_be_bytes());
+        std::fs::write(&self.path, b)
+    }
+}
+
+fn seal_check(g: u64) -> u64 {
+    crate::tail::fnv(&g.to_be_bytes()) ^ 0x716c_7368_6970
+}
+
+/// `journal.suspect` exists while the journal is being opened and once damage was seen
+/// at run time: if it is found at start, the previous open crashed (sled may panic or
+/// abort on a damaged log) or the journal is known bad, so it is moved aside instead of
+/// crash-looping.
+fn suspect_marker(state_dir: &Path) -> PathBuf {
+    state_dir.join("journal.suspect")
+}
+
+/// Records that the journal is damaged, so the next start moves it aside.
+pub fn mark_suspect(state_dir: &Path) {
+    let _ = std::fs::write(suspect_marker(state_dir), b"damaged\n");
 }
 
 /// What opening found, for the startup log.
@@ -282,36 +330,48 @@ impl Journal {
     pub fn open(state_dir: &Path, cache_bytes: u64) -> Result<(Journal, OpenReport), JournalError> {
         create_private_dir(state_dir).map_err(|e| JournalError::Dir(state_dir.to_owned(), e))?;
         let dir = state_dir.join("journal");
+        let marker = suspect_marker(state_dir);
         let mut report = OpenReport::default();
+        if marker.exists() && dir.exists() {
+            report.moved_aside = Some(move_aside(state_dir, &dir)?);
+        }
+        std::fs::write(&marker, b"opening\n")
+            .map_err(|e| JournalError::Dir(state_dir.to_owned(), e))?;
+        let seal = Seal {
+            path: state_dir.join("journal.seal"),
+        };
+        let opened = match Self::open_waiting_for_lock(&dir, cache_bytes, &seal) {
+            Err(JournalError::Corrupt(_)) if report.moved_aside.is_none() => {
+                report.moved_aside = Some(move_aside(state_dir, &dir)?);
+                Self::open_waiting_for_lock(&dir, cache_bytes, &seal)
+            }
+            other => other,
+        };
+        let _ = std::fs::remove_file(&marker);
+        let journal = opened?;
+        report.fresh = journal.meta().generation == 0;
+        Ok((journal, report))
+    }
+
+    fn open_waiting_for_lock(
+        dir: &Path,
+        cache_bytes: u64,
+        seal: &Seal,
+    ) -> Result<Journal, JournalError> {
         // sled lets go of its lock a moment after the previous owner closed it (its
         // threads wind down): a respawned daemon waits for it rather than failing.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-        let opened = loop {
-            match Self::open_dir(&dir, cache_bytes) {
+        loop {
+            match Self::open_dir(dir, cache_bytes, seal) {
                 Err(JournalError::Locked(_)) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
-                other => break other,
+                other => return other,
             }
-        };
-        match opened {
-            Ok(j) => {
-                report.fresh = j.state.lock().expect("journal lock").meta == Meta::default();
-                Ok((j, report))
-            }
-            Err(JournalError::Corrupt(_))
-            | Err(JournalError::Sled(sled::Error::Corruption { .. })) => {
-                let aside = state_dir.join(format!("journal.corrupt-{}", unix_now()));
-                std::fs::rename(&dir, &aside).map_err(|e| JournalError::Dir(dir.clone(), e))?;
-                report.moved_aside = Some(aside);
-                report.fresh = true;
-                Ok((Self::open_dir(&dir, cache_bytes)?, report))
-            }
-            Err(e) => Err(e),
         }
     }
 
-    fn open_dir(dir: &Path, cache_bytes: u64) -> Result<Journal, JournalError> {
+    fn open_dir(dir: &Path, cache_bytes: u64, seal: &Seal) -> Result<Journal, JournalError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
@@ -326,6 +386,17 @@ impl Journal {
                 sled::Error::Io(ref io) if io.to_string().contains("lock") => {
                     JournalError::Locked(dir.to_owned())
                 }
+                sled::Error::Io(ref io)
+                    if matches!(
+                        io.kind(),
+                        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+                    ) =>
+                {
+                    JournalError::Corrupt(format!("sled: {e}"))
+                }
+                sled::Error::Corruption { .. }
+                | sled::Error::Unsupported(_)
+                | sled::Error::ReportableBug(_) => JournalError::Corrupt(format!("sled: {e}")),
                 other => JournalError::Sled(other),
             })?;
         let meta = match db.get(b"m")? {
@@ -338,6 +409,14 @@ impl Journal {
                 AckedRing::decode(&v).map_err(|e| JournalError::Corrupt(format!("ring: {e}")))?
             }
         };
+        if let Some(sealed) = seal.read() {
+            if meta.generation < sealed {
+                return Err(JournalError::Corrupt(format!(
+                    "it came back at generation {} but had reached {sealed} when last made durable",
+                    meta.generation
+                )));
+            }
+        }
         let log_file =
             File::open(dir.join("db")).map_err(|e| JournalError::Dir(dir.to_owned(), e))?;
         sync_dir(dir).map_err(JournalError::Fsync)?;
@@ -345,6 +424,9 @@ impl Journal {
             db,
             dir: dir.to_owned(),
             log_file,
+            seal: Seal {
+                path: seal.path.clone(),
+            },
             state: Mutex::new(State { meta, ring }),
         })
     }
@@ -373,6 +455,7 @@ impl Journal {
         let mut ring = st.ring.clone();
         let mut ops = sled::Batch::default();
         let ring_changed = change(&mut meta, &mut ring, &mut ops);
+        meta.generation += 1;
         ops.insert(&b"m"[..], meta.encode());
         if ring_changed {
             ring.prune();
@@ -474,7 +557,11 @@ impl Journal {
             sled::Error::Io(io) => JournalError::Fsync(io),
             other => JournalError::Sled(other),
         })?;
-        self.log_file.sync_all().map_err(JournalError::Fsync)
+        let generation = self.meta().generation;
+        self.log_file.sync_all().map_err(JournalError::Fsync)?;
+        // Not fatal: a missing seal only weakens the rollback check.
+        let _ = self.seal.write(generation);
+        Ok(())
     }
 
     pub fn size_on_disk(&self) -> u64 {
@@ -508,8 +595,10 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
             .recursive(true)
             .mode(0o700)
             .create(dir)?;
-        if let Some(parent) = dir.parent() {
-            sync_dir(parent)?;
+        // The new directory entry must survive a power cut too.
+        match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent)?,
+            _ => sync_dir(Path::new("."))?,
         }
     }
     // Fail now, with the path in the message, rather than deep inside sled.
@@ -526,6 +615,13 @@ pub fn unix_now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn move_aside(state_dir: &Path, dir: &Path) -> Result<PathBuf, JournalError> {
+    let aside = state_dir.join(format!("journal.corrupt-{}", unix_now()));
+    std::fs::rename(dir, &aside).map_err(|e| JournalError::Dir(dir.to_owned(), e))?;
+    let _ = std::fs::remove_file(state_dir.join("journal.seal"));
+    Ok(aside)
 }
 
 fn unix_now() -> u64 {
@@ -562,6 +658,7 @@ mod tests {
     #[test]
     fn meta_round_trips() {
         let m = Meta {
+            generation: 42,
             pos: Some(pos(77)),
             next_seq: 5,
             spool_rows: 3,
@@ -633,5 +730,40 @@ mod tests {
         assert!(report.fresh);
         assert!(report.moved_aside.as_ref().unwrap().exists());
         assert_eq!(j.meta(), Meta::default());
+    }
+
+    #[test]
+    fn a_journal_older_than_its_seal_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+            j.append(&[(row(1), false)], pos(10)).unwrap();
+            j.sync().unwrap();
+            // As if later commits had been made durable and then lost.
+            j.seal.write(j.meta().generation + 5).unwrap();
+        }
+        let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert!(report.moved_aside.is_some());
+        assert!(report.fresh);
+        assert_eq!(j.meta(), Meta::default());
+    }
+
+    #[test]
+    fn a_journal_marked_suspect_is_moved_aside_once() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+            j.append(&[(row(1), false)], pos(10)).unwrap();
+            j.sync().unwrap();
+        }
+        mark_suspect(dir.path());
+        let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert!(report.moved_aside.is_some());
+        j.append(&[(row(2), false)], pos(20)).unwrap();
+        j.sync().unwrap();
+        drop(j);
+        let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert!(report.moved_aside.is_none());
+        assert_eq!(j.meta().pos, Some(pos(20)));
     }
 }

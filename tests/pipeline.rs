@@ -472,3 +472,54 @@ fn sighup_reopens_the_activity_log() {
     assert!(text.contains("stopped; journal is consistent"), "{text}");
     env.assert_exact(&expected);
 }
+
+/// Damages the journal between two runs; qlship must neither crash-loop nor double rows.
+fn with_damaged_journal(damage: impl Fn(&std::path::Path)) {
+    let env = Env::new();
+    let (a, mut expected) = rows(0..1000);
+    env.append(&a);
+    assert!(env.drain(&[]).success(), "{}", env.logs());
+    damage(&env.state.join("journal"));
+    let (b, more) = rows(1000..1100);
+    env.append(&b);
+    expected.extend(more);
+    let status = env.drain(&[]);
+    assert!(status.success(), "{status}: {}", env.logs());
+    env.assert_exact(&expected);
+}
+
+fn rewrite(path: &std::path::Path, f: impl Fn(&mut Vec<u8>)) {
+    let mut bytes = std::fs::read(path).unwrap();
+    f(&mut bytes);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn journal_with_flipped_bytes_is_survived() {
+    for at in [0.0, 0.1, 0.5, 0.9, 0.999] {
+        with_damaged_journal(|dir| {
+            rewrite(&dir.join("db"), |b| {
+                let start = ((b.len() as f64) * at) as usize;
+                for x in b.iter_mut().skip(start).take(64) {
+                    *x ^= 0x5a;
+                }
+            })
+        });
+    }
+}
+
+#[test]
+fn journal_truncated_is_survived() {
+    for keep in [0.0, 0.5, 0.95] {
+        with_damaged_journal(|dir| {
+            rewrite(&dir.join("db"), |b| {
+                b.truncate((b.len() as f64 * keep) as usize)
+            })
+        });
+    }
+}
+
+#[test]
+fn journal_with_garbage_conf_is_survived() {
+    with_damaged_journal(|dir| std::fs::write(dir.join("conf"), b"\xff\xfe garbage").unwrap());
+}
