@@ -26,6 +26,11 @@ pub const MAX_BATCH_BYTES: usize = 900 * 1024;
 const LINGER: Duration = Duration::from_secs(1);
 /// How often an idle reader looks at the file.
 const POLL: Duration = Duration::from_secs(1);
+/// Reading pauses while less than this is free on the journal's filesystem. sled fails
+/// for good after a write error (ENOSPC included), so it must never get there; the
+/// reserve leaves room for the uploader's in-flight marks and acknowledgements, which
+/// free the spool.
+pub const DISK_RESERVE: u64 = 2 << 20;
 
 /// Why the daemon stopped on its own.
 #[derive(Debug)]
@@ -161,6 +166,7 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
         .map_err(|e| Fatal::QueueLog(file_error(&sh.settings, &e)))?;
     let mut missing_logged = false;
     let mut full_logged = false;
+    let mut disk_logged = false;
     let mut file_errors = backoff(s);
     loop {
         for note in tail.take_notes() {
@@ -181,6 +187,23 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
         if full_logged {
             info!("spool has room again: reading resumed");
             full_logged = false;
+        }
+        let j = sh.journal.clone();
+        let free = blocking(move || j.free_bytes()).await.unwrap_or(u64::MAX);
+        if free < DISK_RESERVE {
+            if !disk_logged {
+                warn!(
+                    "disk nearly full: {free} bytes free for the journal in {} (keeping {DISK_RESERVE} in reserve); reading paused until there is room",
+                    sh.journal.dir().display()
+                );
+                disk_logged = true;
+            }
+            sh.wake_reader.wait(POLL).await;
+            continue;
+        }
+        if disk_logged {
+            info!("disk has room again: reading resumed");
+            disk_logged = false;
         }
         let journal = sh.journal.clone();
         let (t, result) = blocking(move || {
@@ -215,11 +238,6 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
                     return Ok(());
                 }
                 sh.wake_reader.wait(POLL).await;
-            }
-            Err(ReadError::Journal(e)) if e.is_disk_full() => {
-                let d = file_errors.next_delay();
-                warn!("journal disk full: reading paused, retrying in {d:?} ({e})");
-                Timer::after(d).await;
             }
             Err(ReadError::Journal(e)) => return Err(Fatal::Journal(e)),
             Err(ReadError::File(e)) => {

@@ -239,6 +239,10 @@ impl fmt::Display for JournalError {
                 "state dir {}: {e} (it must be writable by the user qlship runs as)",
                 p.display()
             ),
+            JournalError::Sled(e) if self.is_disk_full() => write!(
+                f,
+                "journal: disk full ({e}); free space on the state dir's filesystem, qlship resumes from its last durable state"
+            ),
             JournalError::Sled(e) => write!(f, "journal: {e}"),
             JournalError::Corrupt(what) => write!(f, "journal is damaged: {what}"),
             JournalError::Fsync(e) => write!(f, "journal fsync failed: {e}"),
@@ -253,10 +257,13 @@ impl From<sled::Error> for JournalError {
 }
 
 impl JournalError {
-    /// Disk full: reading pauses until space returns.
+    /// Disk full despite the reserve: fatal, because sled stays failed after a write
+    /// error; the restart resumes from the last durable state.
     pub fn is_disk_full(&self) -> bool {
         match self {
-            JournalError::Sled(sled::Error::Io(e)) => e.raw_os_error() == Some(libc::ENOSPC),
+            JournalError::Sled(sled::Error::Io(e)) | JournalError::Fsync(e) => {
+                e.raw_os_error() == Some(libc::ENOSPC)
+            }
             _ => false,
         }
     }
@@ -562,6 +569,19 @@ impl Journal {
         // Not fatal: a missing seal only weakens the rollback check.
         let _ = self.seal.write(generation);
         Ok(())
+    }
+
+    /// Bytes free for an unprivileged writer on the journal's filesystem.
+    pub fn free_bytes(&self) -> io::Result<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(self.dir.as_os_str().as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
     }
 
     pub fn size_on_disk(&self) -> u64 {
