@@ -26,6 +26,8 @@ pub const MAX_BATCH_BYTES: usize = 900 * 1024;
 const LINGER: Duration = Duration::from_secs(1);
 /// How often an idle reader looks at the file.
 const POLL: Duration = Duration::from_secs(1);
+/// An idle uploader sleeps until the reader wakes it; this is only a safety net.
+const IDLE: Duration = Duration::from_secs(30);
 /// Reading pauses while less than this is free on the journal's filesystem. sled fails
 /// for good after a write error (ENOSPC included), so it must never get there; the
 /// reserve leaves room for the uploader's in-flight marks and acknowledgements, which
@@ -101,7 +103,9 @@ pub fn run(settings: Settings, journal: Arc<Journal>, stop: Receiver<()>) -> Res
         wake_uploader: Wake::new(),
         reader_done: AtomicBool::new(false),
     });
-    smol::block_on(async {
+    // futures-lite's block_on parks the thread; async-io's (smol::block_on) would make
+    // smol's reactor thread poll every few milliseconds while we idle.
+    smol::future::block_on(async {
         let work = smol::future::try_zip(reader(shared.clone()), uploader(shared.clone()));
         let work = async { work.await.map(|_| ()) };
         let heartbeat = async {
@@ -135,6 +139,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 // ---------------------------------------------------------------- reader
 
 enum Progress {
+    /// Less than the reserve is free (bytes free): nothing was read.
+    DiskFull(u64),
     Rows,
     Switched,
     Idle,
@@ -188,23 +194,6 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
             info!("spool has room again: reading resumed");
             full_logged = false;
         }
-        let j = sh.journal.clone();
-        let free = blocking(move || j.free_bytes()).await.unwrap_or(u64::MAX);
-        if free < DISK_RESERVE {
-            if !disk_logged {
-                warn!(
-                    "disk nearly full: {free} bytes free for the journal in {} (keeping {DISK_RESERVE} in reserve); reading paused until there is room",
-                    sh.journal.dir().display()
-                );
-                disk_logged = true;
-            }
-            sh.wake_reader.wait(POLL).await;
-            continue;
-        }
-        if disk_logged {
-            info!("disk has room again: reading resumed");
-            disk_logged = false;
-        }
         let journal = sh.journal.clone();
         let (t, result) = blocking(move || {
             let r = step_into_journal(&mut tail, &journal);
@@ -212,7 +201,21 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
         })
         .await;
         tail = t;
+        if !matches!(result, Ok(Progress::DiskFull(_))) && disk_logged {
+            info!("disk has room again: reading resumed");
+            disk_logged = false;
+        }
         match result {
+            Ok(Progress::DiskFull(free)) => {
+                if !disk_logged {
+                    warn!(
+                        "disk nearly full: {free} bytes free for the journal in {} (keeping {DISK_RESERVE} in reserve); reading paused until there is room",
+                        sh.journal.dir().display()
+                    );
+                    disk_logged = true;
+                }
+                sh.wake_reader.wait(POLL).await;
+            }
             Ok(Progress::Rows) => {
                 file_errors.reset();
                 sh.wake_uploader.notify();
@@ -250,6 +253,10 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
 }
 
 fn step_into_journal(tail: &mut Tail, journal: &Journal) -> Result<Progress, ReadError> {
+    let free = journal.free_bytes().unwrap_or(u64::MAX);
+    if free < DISK_RESERVE {
+        return Ok(Progress::DiskFull(free));
+    }
     match tail.step().map_err(ReadError::File)? {
         Step::Read(read) => {
             for bad in &read.bad_lines {
@@ -351,7 +358,7 @@ async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
                 info!("drain complete: everything read is acknowledged");
                 return Ok(());
             }
-            sh.wake_uploader.wait(POLL).await;
+            sh.wake_uploader.wait(IDLE).await;
             continue;
         }
         let doubts: Vec<Entry> = entries.iter().filter(|e| e.in_doubt).cloned().collect();

@@ -581,7 +581,10 @@ impl Journal {
         if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
+        // The field types are narrower on some 32-bit targets.
+        #[allow(clippy::useless_conversion)]
+        let (blocks, size) = (u64::from(st.f_bavail), u64::from(st.f_frsize));
+        Ok(blocks.saturating_mul(size))
     }
 
     pub fn size_on_disk(&self) -> u64 {

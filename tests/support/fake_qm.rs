@@ -250,6 +250,16 @@ fn serve(inner: &Inner, mut stream: TcpStream) {
 }
 
 fn write_response(stream: &mut TcpStream, code: u16, reason: &str, ctype: &str, body: &str) {
+    send(stream, code, reason, ctype, body);
+    // Lingering close: closing with unread bytes would reset the connection and the
+    // client would never see the answer.
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut sink = [0u8; 8192];
+    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+}
+
+fn send(stream: &mut TcpStream, code: u16, reason: &str, ctype: &str, body: &str) {
     let head = format!(
         "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nSet-Cookie: JSESSIONID=fake; Path=/\r\nConnection: close\r\n\r\n",
         body.len()
