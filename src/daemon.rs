@@ -95,6 +95,23 @@ struct Shared {
 /// Runs until `stop` fires (Ok) or, with `--drain`, until everything is acknowledged.
 pub fn run(settings: Settings, journal: Arc<Journal>, stop: Receiver<()>) -> Result<(), Fatal> {
     let client = Client::new(&settings);
+    let meta = journal.meta();
+    info!(
+        "qlship {} starting: {} -> {} as {}, token {:?}, heartbeat {}, journal {} ({} rows spooled){}",
+        env!("CARGO_PKG_VERSION"),
+        settings.queue_log.display(),
+        client.url(),
+        settings.user,
+        settings.token,
+        if settings.heartbeat.is_zero() {
+            "off".to_string()
+        } else {
+            format!("{}s", settings.heartbeat.as_secs())
+        },
+        journal.dir().display(),
+        meta.spool_rows,
+        if settings.drain { ", draining" } else { "" },
+    );
     let shared = Arc::new(Shared {
         client,
         journal,
@@ -271,7 +288,7 @@ fn step_into_journal(tail: &mut Tail, journal: &Journal) -> Result<Progress, Rea
                 debug!("{} rows below the watermark skipped", read.already_stored);
             }
             journal
-                .append(&read.rows, read.pos)
+                .append(&read.rows, read.pos, read.bad_lines.len() as u64)
                 .map_err(ReadError::Journal)?;
             tail.commit(&read);
             Ok(Progress::Rows)
@@ -303,21 +320,7 @@ fn file_error(s: &Settings, e: &std::io::Error) -> String {
 async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
     let s = &sh.settings;
     let mut retry = backoff(s);
-    let watermark = take_over_or_report_watermark(&sh, &mut retry).await?;
-    info!(
-        "qlship {} started: token {:?}, target {} as {}, heartbeat {}, watermark {}",
-        env!("CARGO_PKG_VERSION"),
-        s.token,
-        sh.client.url(),
-        s.user,
-        if s.heartbeat.is_zero() {
-            "off".to_string()
-        } else {
-            format!("{}s", s.heartbeat.as_secs())
-        },
-        watermark.map_or("unknown".to_string(), |w| w
-            .map_or("none (empty partition)".into(), |w| w.to_string())),
-    );
+    take_over_or_report_watermark(&sh, &mut retry).await?;
     let batch_bytes = (s.ram_budget / 4).clamp(16 * 1024, MAX_BATCH_BYTES);
     let mut last_send: Option<Instant> = None;
     let mut failing = false;
@@ -423,12 +426,8 @@ async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
 }
 
 /// A fresh journal asks the server where the partition stands before reading anything;
-/// an existing one only reports it. Returns the watermark for the startup line
-/// (None: the server could not be asked yet).
-async fn take_over_or_report_watermark(
-    sh: &Arc<Shared>,
-    retry: &mut Backoff,
-) -> Result<Option<Option<i64>>, Fatal> {
+/// an existing one only reports it.
+async fn take_over_or_report_watermark(sh: &Arc<Shared>, retry: &mut Backoff) -> Result<(), Fatal> {
     let fresh = sh.journal.meta().takeover == Takeover::Pending;
     loop {
         let client = sh.client.clone();
@@ -458,12 +457,22 @@ async fn take_over_or_report_watermark(
                     .await?;
                     sh.wake_reader.notify();
                 }
+                match watermark {
+                    Some(w) => info!(
+                        "server reachable; partition {:?} watermark {w}",
+                        sh.settings.token
+                    ),
+                    None => info!(
+                        "server reachable; partition {:?} is empty",
+                        sh.settings.token
+                    ),
+                }
                 retry.reset();
-                return Ok(Some(watermark));
+                return Ok(());
             }
             Err(e) if !fresh => {
                 warn!("checkHWM failed: {e}; will retry with the uploads");
-                return Ok(None);
+                return Ok(());
             }
             Err(e) => {
                 let d = retry.next_delay();

@@ -70,6 +70,8 @@ pub struct Meta {
     /// that may still be storing it.
     pub inflight_sent_ms: u64,
     pub takeover: Takeover,
+    /// Lines of queue_log that were not rows (skipped and logged), ever.
+    pub bad_lines: u64,
 }
 
 impl Default for Meta {
@@ -83,6 +85,7 @@ impl Default for Meta {
             inflight: None,
             inflight_sent_ms: 0,
             takeover: Takeover::Pending,
+            bad_lines: 0,
         }
     }
 }
@@ -126,6 +129,7 @@ impl Meta {
                 }
             }
         }
+        put_varint(&mut o, self.bad_lines);
         o
     }
 
@@ -174,6 +178,7 @@ impl Meta {
                 watermark: c.u64()? as i64,
             })),
         };
+        let bad_lines = c.varint()?;
         Ok(Meta {
             generation,
             pos,
@@ -183,6 +188,7 @@ impl Meta {
             inflight,
             inflight_sent_ms,
             takeover,
+            bad_lines,
         })
     }
 }
@@ -474,9 +480,16 @@ impl Journal {
         Ok(())
     }
 
-    /// Spools rows read from the file together with the position after them.
-    pub fn append(&self, rows: &[(Row, bool)], pos: FilePos) -> Result<(), JournalError> {
+    /// Spools rows read from the file together with the position after them and the
+    /// number of lines skipped on the way.
+    pub fn append(
+        &self,
+        rows: &[(Row, bool)],
+        pos: FilePos,
+        bad_lines: u64,
+    ) -> Result<(), JournalError> {
         self.commit(|m, _, ops| {
+            m.bad_lines += bad_lines;
             for (row, in_doubt) in rows {
                 let value = entry_value(row, *in_doubt);
                 m.spool_bytes += (value.len() + 9) as u64;
@@ -693,6 +706,7 @@ mod tests {
                 end: 1234,
                 watermark: 1_700_000_000,
             })),
+            bad_lines: 3,
         };
         assert_eq!(Meta::decode(&m.encode()).unwrap(), m);
         assert_eq!(
@@ -707,8 +721,12 @@ mod tests {
         {
             let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
             assert!(report.fresh);
-            j.append(&[(row(1), false), (row(2), true), (row(3), false)], pos(30))
-                .unwrap();
+            j.append(
+                &[(row(1), false), (row(2), true), (row(3), false)],
+                pos(30),
+                0,
+            )
+            .unwrap();
             let all = j.peek(10).unwrap();
             assert_eq!(all.len(), 3);
             assert!(all[1].in_doubt);
@@ -745,7 +763,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
-            j.append(&[(row(1), false)], pos(10)).unwrap();
+            j.append(&[(row(1), false)], pos(10), 0).unwrap();
             j.db.insert(b"m", &b"\x09garbage"[..]).unwrap();
             j.sync().unwrap();
         }
@@ -760,7 +778,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
-            j.append(&[(row(1), false)], pos(10)).unwrap();
+            j.append(&[(row(1), false)], pos(10), 0).unwrap();
             j.sync().unwrap();
             // As if later commits had been made durable and then lost.
             j.seal.write(j.meta().generation + 5).unwrap();
@@ -776,13 +794,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
-            j.append(&[(row(1), false)], pos(10)).unwrap();
+            j.append(&[(row(1), false)], pos(10), 0).unwrap();
             j.sync().unwrap();
         }
         mark_suspect(dir.path());
         let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
         assert!(report.moved_aside.is_some());
-        j.append(&[(row(2), false)], pos(20)).unwrap();
+        j.append(&[(row(2), false)], pos(20), 0).unwrap();
         j.sync().unwrap();
         drop(j);
         let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();

@@ -25,8 +25,16 @@ pub struct Split<'a> {
 }
 
 /// Splits `chunk`, read at file offset `base`. `skipping` carries an overlong line over
-/// from the previous chunk; `is_final` releases a last line that has no newline.
-pub fn split(chunk: &[u8], base: u64, skipping: bool, is_final: bool) -> Split<'_> {
+/// from the previous chunk; `is_final` releases a last line that has no newline. At most
+/// `max_pieces` pieces are returned (the rest of the chunk is left unconsumed), so the
+/// rows parsed from one chunk stay within the memory budget.
+pub fn split(
+    chunk: &[u8],
+    base: u64,
+    skipping: bool,
+    is_final: bool,
+    max_pieces: usize,
+) -> Split<'_> {
     let mut pieces = Vec::new();
     let mut i = 0;
     if skipping {
@@ -42,6 +50,13 @@ pub fn split(chunk: &[u8], base: u64, skipping: bool, is_final: bool) -> Split<'
         }
     }
     loop {
+        if pieces.len() >= max_pieces.max(1) {
+            return Split {
+                pieces,
+                consumed: i,
+                skipping: false,
+            };
+        }
         // NUL runs come from copytruncate with a writer that kept its offset (a sparse
         // file): they are holes, not data, and must not glue themselves to the next row.
         while i < chunk.len() && chunk[i] == 0 {
@@ -106,7 +121,7 @@ mod tests {
 
     #[test]
     fn holds_a_partial_last_line() {
-        let s = split(b"a\nb\nabc", 100, false, false);
+        let s = split(b"a\nb\nabc", 100, false, false, usize::MAX);
         assert_eq!(lines(&s), vec![&b"a"[..], b"b"]);
         assert_eq!(s.consumed, 4);
         assert!(!s.skipping);
@@ -121,30 +136,30 @@ mod tests {
 
     #[test]
     fn releases_a_partial_last_line_of_a_final_file() {
-        let s = split(b"a\nabc", 0, false, true);
+        let s = split(b"a\nabc", 0, false, true, usize::MAX);
         assert_eq!(lines(&s), vec![&b"a"[..], b"abc"]);
         assert_eq!(s.consumed, 5);
     }
 
     #[test]
     fn skips_nul_holes_and_blank_lines() {
-        let s = split(b"\0\0\0\0row\n\r\n\nrow2\n", 0, false, false);
+        let s = split(b"\0\0\0\0row\n\r\n\nrow2\n", 0, false, false, usize::MAX);
         assert_eq!(lines(&s), vec![&b"row"[..], b"row2"]);
         assert_eq!(s.consumed, 16);
-        let only_holes = split(&[0u8; 10], 0, false, false);
+        let only_holes = split(&[0u8; 10], 0, false, false, usize::MAX);
         assert_eq!(only_holes.consumed, 10);
     }
 
     #[test]
     fn overlong_line_is_reported_and_skipped_across_chunks() {
         let mut chunk = vec![b'x'; MAX_LINE + 10];
-        let s = split(&chunk, 7, false, false);
+        let s = split(&chunk, 7, false, false, usize::MAX);
         assert_eq!(s.pieces, vec![Piece::Overlong { at: 7 }]);
         assert!(s.skipping);
         assert_eq!(s.consumed, chunk.len());
         chunk.truncate(5);
         chunk.extend_from_slice(b"\nnext\n");
-        let s = split(&chunk, 0, true, false);
+        let s = split(&chunk, 0, true, false, usize::MAX);
         assert_eq!(lines(&s), vec![&b"next"[..]]);
         assert!(!s.skipping);
     }
@@ -154,17 +169,27 @@ mod tests {
         let mut chunk = b"a\n".to_vec();
         chunk.extend(std::iter::repeat_n(b'y', MAX_LINE + 1));
         chunk.extend_from_slice(b"\nb\n");
-        let s = split(&chunk, 0, false, false);
+        let s = split(&chunk, 0, false, false, usize::MAX);
         assert_eq!(s.pieces.len(), 3);
         assert_eq!(s.pieces[1], Piece::Overlong { at: 2 });
         assert_eq!(lines(&s), vec![&b"a"[..], b"b"]);
     }
 
     #[test]
+    fn stops_after_max_pieces() {
+        let s = split(b"a\nb\nc\nd", 0, false, false, 2);
+        assert_eq!(lines(&s), vec![&b"a"[..], b"b"]);
+        assert_eq!(s.consumed, 4);
+        let s = split(&b"a\nb\nc\nd"[4..], 4, false, false, 2);
+        assert_eq!(lines(&s), vec![&b"c"[..]]);
+        assert_eq!(s.consumed, 2);
+    }
+
+    #[test]
     fn a_line_of_exactly_max_length_is_kept() {
         let mut chunk = vec![b'z'; MAX_LINE];
         chunk.push(b'\n');
-        let s = split(&chunk, 0, false, false);
+        let s = split(&chunk, 0, false, false, usize::MAX);
         assert_eq!(lines(&s).len(), 1);
     }
 }

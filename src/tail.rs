@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const FP_MAX: usize = 256;
+/// Parsed rows held at once by one step (about 300 bytes each in memory).
+const MAX_ROWS_PER_STEP: usize = 256;
 /// Rotated files are never compressed by the time we want them, but skip those anyway.
 const COMPRESSED: &[&str] = &[".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip"];
 
@@ -341,7 +343,13 @@ impl Tail {
         }
         let n = read_some(&cur.file, &mut self.chunk, cur.offset)?;
         let is_final = n < self.chunk.len() && cur.quiet_for(self.grace);
-        let split = lines::split(&self.chunk[..n], cur.offset, cur.skipping, is_final);
+        let split = lines::split(
+            &self.chunk[..n],
+            cur.offset,
+            cur.skipping,
+            is_final,
+            MAX_ROWS_PER_STEP,
+        );
         if split.consumed > 0 || !split.pieces.is_empty() {
             let read = build_read(cur, self.region.as_ref(), &self.chunk[..n], split);
             return Ok(Step::Read(read));
