@@ -26,6 +26,10 @@ pub const MAX_BATCH_BYTES: usize = 900 * 1024;
 const LINGER: Duration = Duration::from_secs(1);
 /// How often an idle reader looks at the file.
 const POLL: Duration = Duration::from_secs(1);
+/// While the live QUEUE_LOG is read, the file is the buffer: the reader keeps only this
+/// many rows spooled ahead of the uploader (sled's memory grows with the spool). A
+/// rotated file, which may be deleted, is spooled up to the spool cap instead.
+pub const READ_AHEAD_ROWS: u64 = 4 * MAX_BATCH_ROWS as u64;
 /// An idle uploader sleeps until the reader wakes it; this is only a safety net.
 const IDLE: Duration = Duration::from_secs(30);
 /// Reading pauses while less than this is free on the journal's filesystem. sled fails
@@ -210,6 +214,10 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
         if full_logged {
             info!("spool has room again: reading resumed");
             full_logged = false;
+        }
+        if meta.spool_rows >= READ_AHEAD_ROWS && !tail.reading_rotated() {
+            sh.wake_reader.wait(POLL).await;
+            continue;
         }
         let journal = sh.journal.clone();
         let (t, result) = blocking(move || {

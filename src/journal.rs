@@ -200,10 +200,16 @@ pub struct Entry {
     /// Must be checked with checkRow before it is sent (takeover at the watermark).
     pub in_doubt: bool,
     pub row: Row,
-    /// Bytes it occupies in the spool (key + value), for the spool cap.
-    pub size: u64,
+    /// Key of the spool chunk holding it.
+    chunk: u64,
 }
 
+/// The spool is a sequence of chunks, one per read step (up to a few hundred rows), each
+/// one sled value: one key per row made sled ~5x slower and its log several times the
+/// size of the data. A chunk is keyed by the sequence number of its first row when it
+/// was written; each row inside carries its own sequence number, so rows acknowledged
+/// out of a chunk's middle (resync) are removed by rewriting the chunk.
+const CHUNK_VERSION: u8 = 1;
 const FLAG_IN_DOUBT: u8 = 1;
 
 fn spool_key(seq: u64) -> [u8; 9] {
@@ -212,11 +218,52 @@ fn spool_key(seq: u64) -> [u8; 9] {
     k
 }
 
-fn entry_value(row: &Row, in_doubt: bool) -> Vec<u8> {
-    let mut v = Vec::with_capacity(128);
-    v.push(if in_doubt { FLAG_IN_DOUBT } else { 0 });
-    row.encode_into(&mut v);
+fn encode_chunk<'a>(rows: impl Iterator<Item = (u64, bool, &'a Row)>) -> Vec<u8> {
+    let mut v = vec![CHUNK_VERSION];
+    let mut row_bytes = Vec::with_capacity(160);
+    for (seq, in_doubt, row) in rows {
+        put_varint(&mut v, seq);
+        v.push(if in_doubt { FLAG_IN_DOUBT } else { 0 });
+        row_bytes.clear();
+        row.encode_into(&mut row_bytes);
+        put_varint(&mut v, row_bytes.len() as u64);
+        v.extend_from_slice(&row_bytes);
+    }
     v
+}
+
+fn decode_chunk(chunk: u64, value: &[u8]) -> Result<Vec<Entry>, JournalError> {
+    let bad = |e: DecodeError| JournalError::Corrupt(format!("spool chunk {chunk}: {e}"));
+    let mut c = Cursor {
+        bytes: value,
+        at: 0,
+    };
+    if c.u8().map_err(bad)? != CHUNK_VERSION {
+        return Err(JournalError::Corrupt(format!(
+            "spool chunk {chunk}: unknown version"
+        )));
+    }
+    let mut out = Vec::new();
+    while c.at < value.len() {
+        let seq = c.varint().map_err(bad)?;
+        let in_doubt = c.u8().map_err(bad)? & FLAG_IN_DOUBT != 0;
+        let len = c.varint().map_err(bad)? as usize;
+        let row = Row::decode(c.take(len).map_err(bad)?).map_err(bad)?;
+        out.push(Entry {
+            seq,
+            in_doubt,
+            row,
+            chunk,
+        });
+    }
+    Ok(out)
+}
+
+fn chunk_key_of(key: &[u8]) -> Result<u64, JournalError> {
+    key.get(1..9)
+        .and_then(|k| k.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| JournalError::Corrupt("spool key".into()))
 }
 
 #[derive(Debug)]
@@ -461,13 +508,13 @@ impl Journal {
     /// current meta. The lock serialises every change, so sequence numbers never collide.
     fn commit(
         &self,
-        change: impl FnOnce(&mut Meta, &mut AckedRing, &mut sled::Batch) -> bool,
+        change: impl FnOnce(&mut Meta, &mut AckedRing, &mut sled::Batch) -> Result<bool, JournalError>,
     ) -> Result<(), JournalError> {
         let mut st = self.state.lock().expect("journal lock");
         let mut meta = st.meta.clone();
         let mut ring = st.ring.clone();
         let mut ops = sled::Batch::default();
-        let ring_changed = change(&mut meta, &mut ring, &mut ops);
+        let ring_changed = change(&mut meta, &mut ring, &mut ops)?;
         meta.generation += 1;
         ops.insert(&b"m"[..], meta.encode());
         if ring_changed {
@@ -481,7 +528,7 @@ impl Journal {
     }
 
     /// Spools rows read from the file together with the position after them and the
-    /// number of lines skipped on the way.
+    /// number of lines skipped on the way, as one chunk.
     pub fn append(
         &self,
         rows: &[(Row, bool)],
@@ -490,47 +537,65 @@ impl Journal {
     ) -> Result<(), JournalError> {
         self.commit(|m, _, ops| {
             m.bad_lines += bad_lines;
-            for (row, in_doubt) in rows {
-                let value = entry_value(row, *in_doubt);
+            if !rows.is_empty() {
+                let first = m.next_seq;
+                let value = encode_chunk(
+                    rows.iter()
+                        .zip(first..)
+                        .map(|((row, d), seq)| (seq, *d, row)),
+                );
                 m.spool_bytes += (value.len() + 9) as u64;
-                ops.insert(&spool_key(m.next_seq)[..], value);
-                m.next_seq += 1;
-                m.spool_rows += 1;
+                ops.insert(&spool_key(first)[..], value);
+                m.next_seq += rows.len() as u64;
+                m.spool_rows += rows.len() as u64;
             }
             m.pos = Some(pos);
-            false
+            Ok(false)
         })
     }
 
     pub fn set_pos(&self, pos: Option<FilePos>) -> Result<(), JournalError> {
         self.commit(|m, _, _| {
             m.pos = pos;
-            false
+            Ok(false)
         })
     }
 
     pub fn set_takeover(&self, t: Takeover) -> Result<(), JournalError> {
         self.commit(|m, _, _| {
             m.takeover = t;
-            false
+            Ok(false)
         })
     }
 
     /// The first `max` spooled rows, in file order.
     pub fn peek(&self, max: usize) -> Result<Vec<Entry>, JournalError> {
-        self.db
-            .scan_prefix(b"s")
-            .take(max)
-            .map(|kv| decode_entry(kv?))
-            .collect()
+        let mut out = Vec::new();
+        for kv in self.db.scan_prefix(b"s") {
+            let (k, v) = kv?;
+            out.extend(decode_chunk(chunk_key_of(&k)?, &v)?);
+            if out.len() >= max {
+                out.truncate(max);
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// The spooled rows with sequence numbers in `from..=to`.
     pub fn range(&self, from: u64, to: u64) -> Result<Vec<Entry>, JournalError> {
-        self.db
-            .range(spool_key(from)..=spool_key(to))
-            .map(|kv| decode_entry(kv?))
-            .collect()
+        let mut out = Vec::new();
+        // Chunks start at or before their rows: begin with the last one keyed <= from.
+        let start = match self.db.range(spool_key(0)..=spool_key(from)).next_back() {
+            Some(kv) => chunk_key_of(&kv?.0)?,
+            None => from,
+        };
+        for kv in self.db.range(spool_key(start)..=spool_key(to)) {
+            let (k, v) = kv?;
+            let rows = decode_chunk(chunk_key_of(&k)?, &v)?;
+            out.extend(rows.into_iter().filter(|e| e.seq >= from && e.seq <= to));
+        }
+        Ok(out)
     }
 
     /// Durably records that `from..=to` is about to be sent: after a crash, those rows are
@@ -540,7 +605,7 @@ impl Journal {
         self.commit(|m, _, _| {
             m.inflight = Some((from, to));
             m.inflight_sent_ms = now;
-            false
+            Ok(false)
         })?;
         self.sync()
     }
@@ -549,25 +614,48 @@ impl Journal {
     pub fn clear_inflight(&self) -> Result<(), JournalError> {
         self.commit(|m, _, _| {
             m.inflight = None;
-            false
+            Ok(false)
         })
     }
 
     /// Drops `stored` (acknowledged by the server) from the spool, remembering them in the
     /// ring; clears the in-doubt flag of `to_send`; clears the in-flight mark.
     pub fn settle(&self, stored: &[&Entry], to_send: &[&Entry]) -> Result<(), JournalError> {
+        let mut chunks: Vec<u64> = stored.iter().chain(to_send).map(|e| e.chunk).collect();
+        chunks.sort_unstable();
+        chunks.dedup();
+        let drop: std::collections::HashSet<u64> = stored.iter().map(|e| e.seq).collect();
+        let clear: std::collections::HashSet<u64> = to_send.iter().map(|e| e.seq).collect();
         self.commit(|m, ring, ops| {
+            for chunk in chunks {
+                let key = spool_key(chunk);
+                let Some(old) = self.db.get(key)? else {
+                    continue;
+                };
+                let rows = decode_chunk(chunk, &old)?;
+                let before = rows.len();
+                let kept: Vec<Entry> = rows
+                    .into_iter()
+                    .filter(|e| !drop.contains(&e.seq))
+                    .collect();
+                m.spool_rows = m.spool_rows.saturating_sub((before - kept.len()) as u64);
+                m.spool_bytes = m.spool_bytes.saturating_sub((old.len() + 9) as u64);
+                if kept.is_empty() {
+                    ops.remove(&key[..]);
+                } else {
+                    let value = encode_chunk(
+                        kept.iter()
+                            .map(|e| (e.seq, e.in_doubt && !clear.contains(&e.seq), &e.row)),
+                    );
+                    m.spool_bytes += (value.len() + 9) as u64;
+                    ops.insert(&key[..], value);
+                }
+            }
             for e in stored {
-                ops.remove(&spool_key(e.seq)[..]);
-                m.spool_rows = m.spool_rows.saturating_sub(1);
-                m.spool_bytes = m.spool_bytes.saturating_sub(e.size);
                 ring.add(e.row.time, e.row.identity());
             }
-            for e in to_send.iter().filter(|e| e.in_doubt) {
-                ops.insert(&spool_key(e.seq)[..], entry_value(&e.row, false));
-            }
             m.inflight = None;
-            !stored.is_empty()
+            Ok(!stored.is_empty())
         })
     }
 
@@ -603,25 +691,6 @@ impl Journal {
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
-}
-
-fn decode_entry((key, value): (sled::IVec, sled::IVec)) -> Result<Entry, JournalError> {
-    let seq = key
-        .get(1..9)
-        .and_then(|k| k.try_into().ok())
-        .map(u64::from_be_bytes)
-        .ok_or_else(|| JournalError::Corrupt("spool key".into()))?;
-    let (&flags, row) = value
-        .split_first()
-        .ok_or_else(|| JournalError::Corrupt(format!("spool record {seq} is empty")))?;
-    let row =
-        Row::decode(row).map_err(|e| JournalError::Corrupt(format!("spool record {seq}: {e}")))?;
-    Ok(Entry {
-        seq,
-        in_doubt: flags & FLAG_IN_DOUBT != 0,
-        row,
-        size: (key.len() + value.len()) as u64,
-    })
 }
 
 fn create_private_dir(dir: &Path) -> io::Result<()> {
@@ -745,7 +814,11 @@ mod tests {
         assert_eq!(left.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
         assert!(!left[0].in_doubt);
         assert_eq!(j.ring().count(row(1).identity()), 1);
-        assert_eq!(m.spool_bytes, left.iter().map(|e| e.size).sum::<u64>());
+        let on_disk: u64 =
+            j.db.scan_prefix(b"s")
+                .map(|kv| kv.unwrap().1.len() as u64 + 9)
+                .sum();
+        assert_eq!(m.spool_bytes, on_disk);
     }
 
     #[test]

@@ -312,6 +312,12 @@ impl Tail {
         self.cur.as_ref().map(|s| s.name.as_path())
     }
 
+    /// True while reading a file that QUEUE_LOG no longer names (rotated, copied or
+    /// deleted): it may vanish, so its rows should be spooled without delay.
+    pub fn reading_rotated(&self) -> bool {
+        !self.queue.is_empty() || self.cur.as_ref().is_some_and(|c| c.rotated_since.is_some())
+    }
+
     /// True when everything written to QUEUE_LOG so far has been read (for `--drain`).
     pub fn caught_up(&self) -> bool {
         self.queue.is_empty() && self.cur.as_ref().is_none_or(|c| c.rotated_since.is_none())
