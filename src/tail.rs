@@ -315,7 +315,12 @@ impl Tail {
     /// True while reading a file that QUEUE_LOG no longer names (rotated, copied or
     /// deleted): it may vanish, so its rows should be spooled without delay.
     pub fn reading_rotated(&self) -> bool {
-        !self.queue.is_empty() || self.cur.as_ref().is_some_and(|c| c.rotated_since.is_some())
+        let Some(cur) = &self.cur else {
+            return !self.queue.is_empty();
+        };
+        !self.queue.is_empty()
+            || cur.rotated_since.is_some()
+            || std::fs::metadata(&self.path).map_or(true, |m| id_of(&m) != cur.id)
     }
 
     /// True when everything written to QUEUE_LOG so far has been read (for `--drain`).

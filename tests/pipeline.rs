@@ -523,3 +523,55 @@ fn journal_truncated_is_survived() {
 fn journal_with_garbage_conf_is_survived() {
     with_damaged_journal(|dir| std::fs::write(dir.join("conf"), b"\xff\xfe garbage").unwrap());
 }
+
+/// The server is down, so the reader stops a few batches into the live file (the file
+/// is the buffer); then the file is rotated away while most of it is still unread.
+fn behind_when_rotated(rotate: impl Fn(&Env)) {
+    let env = Env::new();
+    let (a, mut expected) = rows(0..10);
+    env.append(&a);
+    assert!(env.drain(&[]).success());
+    env.qm.stop();
+    let (b, more) = rows(10..6000);
+    env.append(&b);
+    expected.extend(more);
+    let child = env.spawn(&[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    rotate(&env);
+    let (c, more) = rows(6000..6100);
+    env.append(&c);
+    expected.extend(more);
+    std::thread::sleep(Duration::from_millis(1500));
+    // Only what was spooled (or is still on disk) survives a crash now.
+    kill9(child);
+    let child = env.spawn(&[]);
+    env.qm.resume();
+    env.wait_for_rows(6100, SECS);
+    stop(child);
+    env.assert_exact(&expected);
+}
+
+#[test]
+fn rename_rotation_while_behind_the_writer() {
+    behind_when_rotated(|env| {
+        std::fs::rename(&env.ql, env.dir.path().join("queue_log.1")).unwrap()
+    });
+}
+
+#[test]
+fn copytruncate_while_behind_the_writer() {
+    behind_when_rotated(|env| {
+        std::fs::copy(&env.ql, env.dir.path().join("queue_log.1")).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&env.ql)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    });
+}
+
+#[test]
+fn delete_while_behind_the_writer_spools_the_rest_of_the_open_file() {
+    behind_when_rotated(|env| std::fs::remove_file(&env.ql).unwrap());
+}
