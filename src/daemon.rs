@@ -5,10 +5,10 @@
 use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::http::{Client, HttpError};
-use crate::journal::{Entry, Journal, JournalError, Region, Takeover};
+use crate::journal::{Entry, FilePos, Journal, JournalError, Region, Takeover};
 use crate::protocol::InsertAllBody;
 use crate::resync::{self, Doubt};
-use crate::tail::{id_of, Step, Tail};
+use crate::tail::{fnv, id_of, mtime_ns, size_of, Step, Tail};
 use log::{debug, error, info, warn};
 use smol::channel::{Receiver, Sender};
 use smol::Timer;
@@ -100,6 +100,23 @@ struct Shared {
 pub fn run(settings: Settings, journal: Arc<Journal>, stop: Receiver<()>) -> Result<(), Fatal> {
     let client = Client::new(&settings);
     let meta = journal.meta();
+    if meta.pos.is_none() {
+        // Pin the file QUEUE_LOG names now: if it is rotated before the first read (the
+        // server may not answer the takeover for a while), it is still found and read.
+        if let Ok(m) = std::fs::metadata(&settings.queue_log) {
+            let start = FilePos {
+                id: id_of(&m),
+                offset: 0,
+                fp_hash: fnv(&[]),
+                fp_len: 0,
+                skipping: false,
+                since: mtime_ns(&m),
+                live: true,
+            };
+            journal.set_pos(Some(start), &[])?;
+            journal.sync()?;
+        }
+    }
     info!(
         "qlship {} starting: {} -> {} as {}, token {:?}, heartbeat {}, journal {} ({} rows spooled){}",
         env!("CARGO_PKG_VERSION"),
@@ -187,8 +204,10 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
         s.rotate_grace
     };
     let chunk = (s.ram_budget / 8).clamp(crate::lines::MAX_LINE + 4096, 256 * 1024);
-    let (path, saved) = (s.queue_log.clone(), sh.journal.meta().pos);
-    let mut tail = blocking(move || Tail::resume(&path, saved, grace, chunk, region))
+    let meta = sh.journal.meta();
+    let (path, saved, done) = (s.queue_log.clone(), meta.pos, meta.finished);
+    debug!("reader: resuming at {saved:?}, takeover region {region:?}");
+    let mut tail = blocking(move || Tail::resume(&path, saved, &done, grace, chunk, region))
         .await
         .map_err(|e| Fatal::QueueLog(file_error(&sh.settings, &e)))?;
     let mut missing_logged = false;
@@ -282,7 +301,16 @@ fn step_into_journal(tail: &mut Tail, journal: &Journal) -> Result<Progress, Rea
     if free < DISK_RESERVE {
         return Ok(Progress::DiskFull(free));
     }
-    match tail.step().map_err(ReadError::File)? {
+    let step = tail.step().map_err(ReadError::File)?;
+    let finished = tail.take_finished();
+    if !finished.is_empty() && !matches!(step, Step::Switched(_)) {
+        // Finished the last rotated file and QUEUE_LOG is missing: nothing to read now.
+        journal
+            .set_pos(tail.pos(), &finished)
+            .map_err(ReadError::Journal)?;
+        journal.sync().map_err(ReadError::Journal)?;
+    }
+    match step {
         Step::Read(read) => {
             for bad in &read.bad_lines {
                 warn!(
@@ -298,12 +326,16 @@ fn step_into_journal(tail: &mut Tail, journal: &Journal) -> Result<Progress, Rea
             journal
                 .append(&read.rows, read.pos, read.bad_lines.len() as u64)
                 .map_err(ReadError::Journal)?;
+            debug!("spooled {} rows, now at {:?}", read.rows.len(), read.pos);
             tail.commit(&read);
             Ok(Progress::Rows)
         }
         Step::Switched(pos) => {
+            debug!("reading {:?} at {pos:?}", tail.current_file());
             // Rows of the file left behind must be durable before we stop tracking it.
-            journal.set_pos(pos).map_err(ReadError::Journal)?;
+            journal
+                .set_pos(pos, &finished)
+                .map_err(ReadError::Journal)?;
             journal.sync().map_err(ReadError::Journal)?;
             Ok(Progress::Switched)
         }
@@ -442,11 +474,19 @@ async fn take_over_or_report_watermark(sh: &Arc<Shared>, retry: &mut Backoff) ->
         match blocking(move || client.check_hwm()).await {
             Ok(watermark) => {
                 if fresh {
+                    // The rows already on the server can only be in the file reading
+                    // starts with (pinned at startup), up to its size now.
                     let path = sh.settings.queue_log.clone();
-                    let region = match (watermark, std::fs::metadata(&path)) {
-                        (Some(w), Ok(m)) => Some(Region {
-                            id: id_of(&m),
-                            end: m.len(),
+                    let start = sh
+                        .journal
+                        .meta()
+                        .pos
+                        .map(|p| p.id)
+                        .or_else(|| std::fs::metadata(&path).ok().map(|m| id_of(&m)));
+                    let region = match (watermark, start) {
+                        (Some(w), Some(id)) => Some(Region {
+                            id,
+                            end: size_of(&path, id).unwrap_or(u64::MAX),
                             watermark: w,
                         }),
                         _ => None,

@@ -37,6 +37,11 @@ pub struct FilePos {
     pub fp_len: u32,
     /// Inside an overlong line that is being skipped up to its newline.
     pub skipping: bool,
+    /// The file's modification time (ns) when reading it began: rotated files modified
+    /// since then may hold generations of it that were never read (see `tail`).
+    pub since: i64,
+    /// Whether the file was QUEUE_LOG itself (live, may be truncated) when reading began.
+    pub live: bool,
 }
 
 /// Rows of the file that existed when a fresh journal took over a partition, judged
@@ -72,7 +77,13 @@ pub struct Meta {
     pub takeover: Takeover,
     /// Lines of queue_log that were not rows (skipped and logged), ever.
     pub bad_lines: u64,
+    /// Rotated files read to the end, newest last (at most [`FINISHED_CAP`]), by identity
+    /// and a hash of their first bytes (stable under late appends, changed by inode
+    /// reuse): after a restart they are not read again.
+    pub finished: Vec<(FileId, u64)>,
 }
+
+pub const FINISHED_CAP: usize = 32;
 
 impl Default for Meta {
     fn default() -> Self {
@@ -86,6 +97,7 @@ impl Default for Meta {
             inflight_sent_ms: 0,
             takeover: Takeover::Pending,
             bad_lines: 0,
+            finished: Vec::new(),
         }
     }
 }
@@ -105,6 +117,8 @@ impl Meta {
                 }
                 put_varint(&mut o, u64::from(p.fp_len));
                 o.push(u8::from(p.skipping));
+                o.extend_from_slice(&p.since.to_be_bytes());
+                o.push(u8::from(p.live));
             }
         }
         for v in [self.next_seq, self.spool_rows, self.spool_bytes] {
@@ -130,6 +144,12 @@ impl Meta {
             }
         }
         put_varint(&mut o, self.bad_lines);
+        put_varint(&mut o, self.finished.len() as u64);
+        for (id, size) in &self.finished {
+            for v in [id.dev, id.ino, *size] {
+                put_varint(&mut o, v);
+            }
+        }
         o
     }
 
@@ -150,12 +170,16 @@ impl Meta {
                 let fp_hash = c.u64()?;
                 let fp_len = c.varint()? as u32;
                 let skipping = c.u8()? != 0;
+                let since = c.u64()? as i64;
+                let live = c.u8()? != 0;
                 Some(FilePos {
                     id,
                     offset,
                     fp_hash,
                     fp_len,
                     skipping,
+                    since,
+                    live,
                 })
             }
         };
@@ -179,6 +203,15 @@ impl Meta {
             })),
         };
         let bad_lines = c.varint()?;
+        let n = c.varint()?.min(FINISHED_CAP as u64);
+        let mut finished = Vec::new();
+        for _ in 0..n {
+            let id = FileId {
+                dev: c.varint()?,
+                ino: c.varint()?,
+            };
+            finished.push((id, c.varint()?));
+        }
         Ok(Meta {
             generation,
             pos,
@@ -189,6 +222,7 @@ impl Meta {
             inflight_sent_ms,
             takeover,
             bad_lines,
+            finished,
         })
     }
 }
@@ -362,17 +396,20 @@ fn seal_check(g: u64) -> u64 {
     crate::tail::fnv(&g.to_be_bytes()) ^ 0x716c_7368_6970
 }
 
-/// `journal.suspect` exists while the journal is being opened and once damage was seen
-/// at run time: if it is found at start, the previous open crashed (sled may panic or
-/// abort on a damaged log) or the journal is known bad, so it is moved aside instead of
-/// crash-looping.
+/// `journal.suspect` exists while the journal is being opened, counting the opens that
+/// did not finish, or says the journal was found damaged at run time. After
+/// [`MAX_FAILED_OPENS`] unfinished opens in a row (sled may panic or abort on a damaged
+/// log), or once damaged, the journal is moved aside instead of crash-looping.
+const MAX_FAILED_OPENS: u32 = 3;
+const DAMAGED: &str = "damaged";
+
 fn suspect_marker(state_dir: &Path) -> PathBuf {
     state_dir.join("journal.suspect")
 }
 
 /// Records that the journal is damaged, so the next start moves it aside.
 pub fn mark_suspect(state_dir: &Path) {
-    let _ = std::fs::write(suspect_marker(state_dir), b"damaged\n");
+    let _ = std::fs::write(suspect_marker(state_dir), format!("{DAMAGED}\n"));
 }
 
 /// What opening found, for the startup log.
@@ -392,10 +429,21 @@ impl Journal {
         let dir = state_dir.join("journal");
         let marker = suspect_marker(state_dir);
         let mut report = OpenReport::default();
-        if marker.exists() && dir.exists() {
+        // A kill or power cut during one open is normal; sled crashing on every open is not.
+        let failed_opens = match std::fs::read_to_string(&marker) {
+            Ok(t) if t.trim() == DAMAGED => MAX_FAILED_OPENS,
+            Ok(t) => t.trim().parse().unwrap_or(0),
+            Err(_) => 0,
+        };
+        if failed_opens >= MAX_FAILED_OPENS && dir.exists() {
             report.moved_aside = Some(move_aside(state_dir, &dir)?);
         }
-        std::fs::write(&marker, b"opening\n")
+        let attempts = if report.moved_aside.is_some() {
+            1
+        } else {
+            failed_opens + 1
+        };
+        std::fs::write(&marker, format!("{attempts}\n"))
             .map_err(|e| JournalError::Dir(state_dir.to_owned(), e))?;
         let seal = Seal {
             path: state_dir.join("journal.seal"),
@@ -554,9 +602,17 @@ impl Journal {
         })
     }
 
-    pub fn set_pos(&self, pos: Option<FilePos>) -> Result<(), JournalError> {
+    /// Moves reading to `pos`, remembering the rotated files finished on the way.
+    pub fn set_pos(
+        &self,
+        pos: Option<FilePos>,
+        finished: &[(FileId, u64)],
+    ) -> Result<(), JournalError> {
         self.commit(|m, _, _| {
             m.pos = pos;
+            m.finished.extend_from_slice(finished);
+            let excess = m.finished.len().saturating_sub(FINISHED_CAP);
+            m.finished.drain(..excess);
             Ok(false)
         })
     }
@@ -661,11 +717,13 @@ impl Journal {
 
     /// Makes everything written so far durable. sled's flush alone is not a full fsync.
     pub fn sync(&self) -> Result<(), JournalError> {
+        // Read before the flush: a commit racing with it may not be durable, and a seal
+        // ahead of the disk would condemn a healthy journal after a crash.
+        let generation = self.meta().generation;
         self.db.flush().map_err(|e| match e {
             sled::Error::Io(io) => JournalError::Fsync(io),
             other => JournalError::Sled(other),
         })?;
-        let generation = self.meta().generation;
         self.log_file.sync_all().map_err(JournalError::Fsync)?;
         // Not fatal: a missing seal only weakens the rollback check.
         let _ = self.seal.write(generation);
@@ -757,6 +815,8 @@ mod tests {
             fp_hash: 3,
             fp_len: 4,
             skipping: false,
+            since: 1_700_000_000_000_000_000,
+            live: true,
         }
     }
 
@@ -776,6 +836,7 @@ mod tests {
                 watermark: 1_700_000_000,
             })),
             bad_lines: 3,
+            finished: vec![(FileId { dev: 1, ino: 99 }, 12345)],
         };
         assert_eq!(Meta::decode(&m.encode()).unwrap(), m);
         assert_eq!(
@@ -879,5 +940,25 @@ mod tests {
         let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
         assert!(report.moved_aside.is_none());
         assert_eq!(j.meta().pos, Some(pos(20)));
+    }
+
+    #[test]
+    fn one_interrupted_open_is_not_damage_but_three_are() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+            j.append(&[(row(1), false)], pos(10), 0).unwrap();
+            j.sync().unwrap();
+        }
+        let marker = suspect_marker(dir.path());
+        std::fs::write(&marker, "1\n").unwrap();
+        let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert!(report.moved_aside.is_none());
+        assert_eq!(j.meta().pos, Some(pos(10)));
+        assert!(!marker.exists());
+        drop(j);
+        std::fs::write(&marker, "3\n").unwrap();
+        let (_j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert!(report.moved_aside.is_some());
     }
 }

@@ -17,7 +17,6 @@ use crate::lines::{self, Piece};
 use crate::parse;
 use crate::resync::{takeover_class, TakeoverClass};
 use crate::row::Row;
-use std::collections::VecDeque;
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -27,8 +26,6 @@ use std::time::{Duration, Instant};
 const FP_MAX: usize = 256;
 /// Parsed rows held at once by one step (about 300 bytes each in memory).
 const MAX_ROWS_PER_STEP: usize = 256;
-/// Rotated files are never compressed by the time we want them, but skip those anyway.
-const COMPRESSED: &[&str] = &[".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip"];
 
 struct Source {
     file: File,
@@ -41,10 +38,13 @@ struct Source {
     /// Set once the path names another file: this one is being finished.
     rotated_since: Option<Instant>,
     last_data: Instant,
+    /// Modification time (ns) when reading began, and whether it was QUEUE_LOG then.
+    since: i64,
+    live: bool,
 }
 
 impl Source {
-    fn open(name: &Path) -> io::Result<Source> {
+    fn open(name: &Path, live: bool) -> io::Result<Source> {
         let file = File::open(name)?;
         let meta = file.metadata()?;
         Ok(Source {
@@ -56,6 +56,8 @@ impl Source {
             fp: Vec::new(),
             rotated_since: None,
             last_data: Instant::now(),
+            since: mtime_ns(&meta),
+            live,
         })
     }
 
@@ -66,6 +68,8 @@ impl Source {
             fp_hash: fnv(&self.fp),
             fp_len: self.fp.len() as u32,
             skipping: self.skipping,
+            since: self.since,
+            live: self.live,
         }
     }
 
@@ -88,13 +92,17 @@ impl Source {
         self.fp = fp;
         self.offset = pos.offset;
         self.skipping = pos.skipping;
+        self.since = pos.since;
+        self.live = pos.live;
         Ok(())
     }
 
-    fn rewind(&mut self) {
+    fn rewind(&mut self) -> io::Result<()> {
         self.offset = 0;
         self.fp.clear();
         self.skipping = false;
+        self.since = mtime_ns(&self.file.metadata()?);
+        Ok(())
     }
 
     fn quiet_for(&self, grace: Duration) -> bool {
@@ -140,12 +148,18 @@ pub struct Tail {
     path: PathBuf,
     grace: Duration,
     cur: Option<Source>,
-    /// Rotated files still to read after `cur`, oldest first.
-    queue: VecDeque<Source>,
+    /// Set once a rotated file has been read: before QUEUE_LOG itself, any rotated file
+    /// modified since this time (nanoseconds) and not read yet comes next (several
+    /// rotations while stopped, or while a rotated file was still being read).
+    rotated_after: Option<i64>,
     chunk: Vec<u8>,
     region: Option<Region>,
     /// Messages for the log (rotation seen, recovery decisions).
     notes: Vec<String>,
+    /// Rotated files read to the end and not yet journaled as such.
+    finished: Vec<(FileId, u64)>,
+    /// Rotated files read to the end (journaled earlier, or this run): never read again.
+    done: Vec<(FileId, u64)>,
 }
 
 impl Tail {
@@ -154,6 +168,7 @@ impl Tail {
     pub fn resume(
         path: &Path,
         saved: Option<FilePos>,
+        done_before: &[(FileId, u64)],
         grace: Duration,
         chunk_size: usize,
         region: Option<Region>,
@@ -162,10 +177,12 @@ impl Tail {
             path: path.to_owned(),
             grace,
             cur: None,
-            queue: VecDeque::new(),
+            rotated_after: None,
             chunk: vec![0; chunk_size.max(lines::MAX_LINE + 1)],
             region,
             notes: Vec::new(),
+            finished: Vec::new(),
+            done: done_before.to_vec(),
         };
         if let Some(p) = saved {
             tail.recover(&p)?;
@@ -174,7 +191,7 @@ impl Tail {
     }
 
     fn recover(&mut self, p: &FilePos) -> io::Result<()> {
-        let at_path = match Source::open(&self.path) {
+        let at_path = match Source::open(&self.path, true) {
             Ok(s) => Some(s),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
@@ -185,7 +202,7 @@ impl Tail {
                 self.cur = Some(src);
                 return Ok(());
             }
-            src.rewind();
+            src.rewind()?;
             if let Some(mut copy) =
                 self.find_sibling(|s| s.id != p.id && s.holds(p).unwrap_or(false))?
             {
@@ -197,7 +214,6 @@ impl Tail {
                     copy.name.display()
                 ));
                 self.cur = Some(copy);
-                self.queue.push_back(src);
             } else {
                 self.notes.push(format!(
                     "{} was truncated or replaced while qlship was stopped; reading it from the start",
@@ -223,80 +239,60 @@ impl Tail {
         };
         old.seek_to(p)?;
         old.rotated_since = Some(Instant::now());
-        let old_mtime = old.file.metadata()?.mtime_nsec_total();
-        let path_id = std::fs::metadata(&self.path).ok().map(|m| id_of(&m));
-        // Files rotated after the one we were reading (two rotations while stopped).
-        let mut later: Vec<(i128, Source)> = Vec::new();
-        for (name, meta) in self.siblings()? {
-            let id = id_of(&meta);
-            if id == old.id || Some(id) == path_id || meta.mtime_nsec_total() < old_mtime {
-                continue;
-            }
-            let mut s = Source::open(&name)?;
-            s.rotated_since = Some(Instant::now());
-            later.push((meta.mtime_nsec_total(), s));
-        }
-        later.sort_by_key(|(m, _)| *m);
         self.notes.push(format!(
-            "{} was rotated while qlship was stopped; finishing {}{} first",
+            "{} was rotated while qlship was stopped; finishing {} first",
             self.path.display(),
             old.name.display(),
-            if later.is_empty() {
-                String::new()
-            } else {
-                format!(" and {} later rotated file(s)", later.len())
-            }
         ));
         self.cur = Some(old);
-        self.queue.extend(later.into_iter().map(|(_, s)| s));
         Ok(())
     }
 
-    /// Rotated siblings of QUEUE_LOG: `queue_log.1`, `queue_log-20261123`, … (uncompressed).
-    fn siblings(&self) -> io::Result<Vec<(PathBuf, Metadata)>> {
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        let base = self
-            .path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let mut out = Vec::new();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let rotated_name = name.len() > base.len()
-                && name.starts_with(&base)
-                && matches!(name.as_bytes()[base.len()], b'.' | b'-' | b'_')
-                && !COMPRESSED.iter().any(|c| name.ends_with(c));
-            if !rotated_name {
+    /// The oldest rotated file modified since `after` that has not been read, if any.
+    fn next_rotated(&self, after: i64, exclude: Option<FileId>) -> io::Result<Option<Source>> {
+        let path_id = std::fs::metadata(&self.path).ok().map(|m| id_of(&m));
+        let mut best: Option<(i64, PathBuf)> = None;
+        for (name, meta) in self.siblings()? {
+            let (id, mtime) = (id_of(&meta), mtime_ns(&meta));
+            if Some(id) == path_id || Some(id) == exclude || mtime < after {
                 continue;
             }
-            let meta = entry.metadata()?;
-            if meta.is_file() {
-                out.push((entry.path(), meta));
+            let Ok(file) = File::open(&name) else {
+                continue;
+            };
+            if self.done.contains(&(id, head_hash(&file)?)) {
+                continue;
+            }
+            if best.as_ref().is_none_or(|(m, _)| mtime < *m) {
+                best = Some((mtime, name));
             }
         }
-        Ok(out)
+        let Some((_, name)) = best else {
+            return Ok(None);
+        };
+        let mut s = Source::open(&name, false)?;
+        s.rotated_since = Some(Instant::now());
+        Ok(Some(s))
+    }
+
+    fn siblings(&self) -> io::Result<Vec<(PathBuf, Metadata)>> {
+        siblings(&self.path)
     }
 
     fn find_sibling(&self, pred: impl Fn(&Source) -> bool) -> io::Result<Option<Source>> {
         for (name, _) in self.siblings()? {
-            if let Ok(s) = Source::open(&name) {
+            if let Ok(s) = Source::open(&name, false) {
                 if pred(&s) {
                     return Ok(Some(s));
                 }
             }
         }
         Ok(None)
+    }
+
+    /// Rotated files finished since the last call, to journal with the next position.
+    pub fn take_finished(&mut self) -> Vec<(FileId, u64)> {
+        std::mem::take(&mut self.finished)
     }
 
     pub fn take_notes(&mut self) -> Vec<String> {
@@ -316,16 +312,15 @@ impl Tail {
     /// deleted): it may vanish, so its rows should be spooled without delay.
     pub fn reading_rotated(&self) -> bool {
         let Some(cur) = &self.cur else {
-            return !self.queue.is_empty();
+            return false;
         };
-        !self.queue.is_empty()
-            || cur.rotated_since.is_some()
+        cur.rotated_since.is_some()
             || std::fs::metadata(&self.path).map_or(true, |m| id_of(&m) != cur.id)
     }
 
     /// True when everything written to QUEUE_LOG so far has been read (for `--drain`).
     pub fn caught_up(&self) -> bool {
-        self.queue.is_empty() && self.cur.as_ref().is_none_or(|c| c.rotated_since.is_none())
+        self.cur.as_ref().is_none_or(|c| c.rotated_since.is_none())
     }
 
     pub fn set_region(&mut self, region: Option<Region>) {
@@ -335,11 +330,16 @@ impl Tail {
     /// One unit of work: read a chunk, switch files, or report that nothing is new.
     pub fn step(&mut self) -> io::Result<Step> {
         let Some(cur) = self.cur.as_mut() else {
-            if let Some(next) = self.queue.pop_front() {
-                self.cur = Some(next);
-                return Ok(Step::Switched(self.pos()));
+            if let Some(after) = self.rotated_after {
+                if let Some(next) = self.next_rotated(after, None)? {
+                    self.notes
+                        .push(format!("reading rotated file {} next", next.name.display()));
+                    self.cur = Some(next);
+                    return Ok(Step::Switched(self.pos()));
+                }
+                self.rotated_after = None;
             }
-            return match Source::open(&self.path) {
+            return match Source::open(&self.path, true) {
                 Ok(src) => {
                     self.cur = Some(src);
                     Ok(Step::Switched(self.pos()))
@@ -349,6 +349,27 @@ impl Tail {
             };
         };
 
+        if cur.offset == 0 && cur.live {
+            // Nothing read from this file yet, so no fingerprint can tell whether it was
+            // truncated meanwhile; rotated files modified since reading it began hold its
+            // earlier generations (copytruncate) and come first, oldest first.
+            let (since, id) = (cur.since, cur.id);
+            if let Some(next) = self.next_rotated(since, Some(id))? {
+                self.notes.push(format!(
+                    "{} was rotated before it was read; reading {} first",
+                    self.path.display(),
+                    next.name.display()
+                ));
+                // This file itself is reopened afterwards: as QUEUE_LOG, or, if it was
+                // renamed, as the next rotated file.
+                self.rotated_after = Some(since);
+                self.cur = Some(next);
+                return Ok(Step::Switched(self.pos()));
+            }
+        }
+        let Some(cur) = self.cur.as_mut() else {
+            unreachable!("current file")
+        };
         if cur.offset > 0 && !cur.holds(&cur.pos())? {
             return self.on_truncation();
         }
@@ -368,6 +389,11 @@ impl Tail {
         if is_final {
             self.notes
                 .push(format!("finished rotated file {}", cur.name.display()));
+            let mtime = mtime_ns(&cur.file.metadata()?);
+            let key = (cur.id, head_hash(&cur.file)?);
+            self.finished.push(key);
+            self.done.push(key);
+            self.rotated_after = Some(self.rotated_after.map_or(mtime, |a| a.max(mtime)));
             self.cur = None;
             return self.step();
         }
@@ -401,7 +427,7 @@ impl Tail {
             ));
             return Ok(Step::Switched(self.pos()));
         }
-        cur.rewind();
+        cur.rewind()?;
         let copy = self.find_sibling(|s| s.id != pos.id && s.holds(&pos).unwrap_or(false))?;
         match copy {
             Some(mut copy) => {
@@ -412,8 +438,8 @@ impl Tail {
                     self.path.display(),
                     copy.name.display()
                 ));
+                // QUEUE_LOG (the same file, from its start) is reopened after the copy.
                 self.cur = Some(copy);
-                self.queue.push_front(cur);
             }
             None => {
                 self.notes.push(format!(
@@ -506,9 +532,72 @@ fn build_read(
             fp_hash: fnv(&fp),
             fp_len: fp.len() as u32,
             skipping: split.skipping,
+            since: cur.since,
+            live: cur.live,
         },
         consumed: split.consumed,
     }
+}
+
+/// Rotated siblings of QUEUE_LOG: `queue_log.1`, `queue_log-20261123`, … (uncompressed).
+pub fn siblings(path: &Path) -> io::Result<Vec<(PathBuf, Metadata)>> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let base = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rotated_name = name.len() > base.len()
+            && name.starts_with(&base)
+            && is_rotation_suffix(&name[base.len()..]);
+        if !rotated_name {
+            continue;
+        }
+        let meta = entry.metadata()?;
+        if meta.is_file() {
+            out.push((entry.path(), meta));
+        }
+    }
+    Ok(out)
+}
+
+/// `.1`, `-20261123`, `.2026-11-23`, `_1700000000`: what logrotate (numbered or dateext)
+/// and Asterisk's own rotation append. Not `.gz`, `.bak` or `.old`: compressed files
+/// cannot be read, and copies an admin made must not be uploaded twice.
+fn is_rotation_suffix(suffix: &str) -> bool {
+    let mut chars = suffix.chars();
+    matches!(chars.next(), Some('.' | '-' | '_'))
+        && suffix.bytes().any(|b| b.is_ascii_digit())
+        && suffix
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// The current size of the file with identity `id`: QUEUE_LOG itself or a rotated
+/// sibling. None when it is nowhere to be found.
+pub fn size_of(path: &Path, id: FileId) -> Option<u64> {
+    if let Ok(m) = std::fs::metadata(path) {
+        if id_of(&m) == id {
+            return Some(m.len());
+        }
+    }
+    siblings(path)
+        .ok()?
+        .into_iter()
+        .find(|(_, m)| id_of(m) == id)
+        .map(|(_, m)| m.len())
 }
 
 fn read_some(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -531,14 +620,18 @@ pub fn id_of(meta: &Metadata) -> FileId {
     }
 }
 
-trait MtimeNs {
-    fn mtime_nsec_total(&self) -> i128;
+/// Modification time in nanoseconds (saturating): orders rotated files.
+pub fn mtime_ns(meta: &Metadata) -> i64 {
+    meta.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.mtime_nsec())
 }
 
-impl MtimeNs for Metadata {
-    fn mtime_nsec_total(&self) -> i128 {
-        i128::from(self.mtime()) * 1_000_000_000 + i128::from(self.mtime_nsec())
-    }
+/// Identifies a file's content independently of appends: a hash of its first 64 bytes.
+fn head_hash(file: &File) -> io::Result<u64> {
+    let mut head = [0u8; 64];
+    let n = read_some(file, &mut head, 0)?;
+    Ok(fnv(&head[..n]))
 }
 
 pub fn fnv(bytes: &[u8]) -> u64 {
@@ -587,15 +680,32 @@ mod tests {
     }
 
     #[test]
+    fn rotation_suffixes() {
+        for ok in [
+            ".1",
+            ".12",
+            "-20261123",
+            ".2026-11-23",
+            "_1700000000",
+            "-20261123-1700000000",
+        ] {
+            assert!(is_rotation_suffix(ok), "{ok}");
+        }
+        for no in ["", ".gz", ".1.gz", ".bak", ".old", "-", ".", "x1", ".1~"] {
+            assert!(!is_rotation_suffix(no), "{no}");
+        }
+    }
+
+    #[test]
     fn resumes_at_the_saved_position() {
         let dir = tempfile::tempdir().unwrap();
         let ql = dir.path().join("queue_log");
         append(&ql, &(0..3).map(line).collect::<String>());
-        let mut t = Tail::resume(&ql, None, Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, None).unwrap();
         assert_eq!(drain(&mut t), ids(0..3));
         let pos = t.pos();
         append(&ql, &line(3));
-        let mut t = Tail::resume(&ql, pos, Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = Tail::resume(&ql, pos, &[], Duration::ZERO, 1 << 17, None).unwrap();
         assert_eq!(drain(&mut t), ids(3..4));
     }
 
@@ -604,7 +714,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ql = dir.path().join("queue_log");
         append(&ql, &line(0));
-        let mut t = Tail::resume(&ql, None, Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, None).unwrap();
         assert_eq!(drain(&mut t), ids(0..1));
         std::fs::rename(&ql, dir.path().join("queue_log.1")).unwrap();
         append(&dir.path().join("queue_log.1"), &line(1));
@@ -619,7 +729,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ql = dir.path().join("queue_log");
         append(&ql, &(0..2).map(line).collect::<String>());
-        let mut t = Tail::resume(&ql, None, Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, None).unwrap();
         drain(&mut t);
         let pos = t.pos();
         append(&ql, &line(2));
@@ -629,7 +739,7 @@ mod tests {
         std::fs::rename(&ql, dir.path().join("queue_log.1")).unwrap();
         std::thread::sleep(Duration::from_millis(20));
         append(&ql, &line(4));
-        let mut t = Tail::resume(&ql, pos, Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = Tail::resume(&ql, pos, &[], Duration::ZERO, 1 << 17, None).unwrap();
         assert_eq!(drain(&mut t), ids(2..5));
     }
 
@@ -638,7 +748,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ql = dir.path().join("queue_log");
         append(&ql, &(0..3).map(line).collect::<String>());
-        let mut t = Tail::resume(&ql, None, Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, None).unwrap();
         assert_eq!(drain(&mut t), ids(0..3));
         let old_len = std::fs::metadata(&ql).unwrap().len();
         std::fs::copy(&ql, dir.path().join("queue_log.1")).unwrap();
@@ -654,13 +764,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ql = dir.path().join("queue_log");
         append(&ql, &(0..3).map(line).collect::<String>());
-        let mut t = Tail::resume(&ql, None, Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, None).unwrap();
         drain(&mut t);
         let pos = t.pos();
         drop(t);
         std::fs::remove_file(&ql).unwrap();
         append(&ql, &(10..15).map(line).collect::<String>());
-        let mut t = Tail::resume(&ql, pos, Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = Tail::resume(&ql, pos, &[], Duration::ZERO, 1 << 17, None).unwrap();
         assert_eq!(drain(&mut t), ids(10..15));
     }
 
@@ -675,7 +785,7 @@ mod tests {
             end: meta.len(),
             watermark: 1_700_000_002,
         };
-        let mut t = Tail::resume(&ql, None, Duration::ZERO, 1 << 17, Some(region)).unwrap();
+        let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, Some(region)).unwrap();
         let mut seen = Vec::new();
         let mut below = 0;
         loop {

@@ -110,7 +110,12 @@ impl Env {
         for n in 0..self.runs.load(Ordering::SeqCst) {
             let text = std::fs::read_to_string(self.log_path(n)).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(40)..];
+            let keep = if std::env::var_os("QLSHIP_FULL_LOGS").is_some() {
+                usize::MAX
+            } else {
+                40
+            };
+            let tail = &lines[lines.len().saturating_sub(keep)..];
             out.push_str(&format!(
                 "--- run {n} ({} lines, last 40)\n{}\n",
                 lines.len(),
@@ -170,18 +175,43 @@ pub fn assert_exact(got: &[StoredRow], expected: &[StoredRow], logs: &str) {
     if got == expected {
         return;
     }
-    let mut a = got.to_vec();
-    let mut b = expected.to_vec();
-    a.sort();
-    b.sort();
-    let same_multiset = a == b;
+    if let Some(dir) = std::env::var_os("QLSHIP_DUMP") {
+        let show = |rows: &[StoredRow]| {
+            rows.iter()
+                .map(|r| format!("{:?}\n", r))
+                .collect::<String>()
+        };
+        let _ = std::fs::write(std::path::Path::new(&dir).join("got.txt"), show(got));
+        let _ = std::fs::write(
+            std::path::Path::new(&dir).join("expected.txt"),
+            show(expected),
+        );
+    }
+    let mut want: std::collections::HashMap<&StoredRow, Vec<usize>> =
+        std::collections::HashMap::new();
+    for (i, r) in expected.iter().enumerate() {
+        want.entry(r).or_default().push(i);
+    }
+    let mut extra = Vec::new();
+    for r in got {
+        match want.get_mut(r) {
+            Some(v) if !v.is_empty() => {
+                v.remove(0);
+            }
+            _ => extra.push(r.clone()),
+        }
+    }
+    let mut missing: Vec<usize> = want.into_values().flatten().collect();
+    missing.sort_unstable();
     let first_diff = got.iter().zip(expected).position(|(x, y)| x != y);
     panic!(
-        "server rows differ: got {} expected {} (same multiset: {same_multiset}); first difference at {first_diff:?}: got {:?} expected {:?}\nlogs:\n{logs}",
+        "server rows differ: got {} expected {}; {} missing (first indices {:?}), {} extra/doubled (first {:?}); first order difference at {first_diff:?}\nlogs:\n{logs}",
         got.len(),
         expected.len(),
-        first_diff.and_then(|i| got.get(i)),
-        first_diff.and_then(|i| expected.get(i)),
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        extra.len(),
+        extra.first(),
     );
 }
 
