@@ -813,4 +813,122 @@ mod tests {
             ]
         );
     }
+
+    fn copytruncate(ql: &Path, to: &Path) {
+        std::fs::copy(ql, to).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(ql)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    #[test]
+    fn regression_two_copytruncates_while_stopped_read_both_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let ql = dir.path().join("queue_log");
+        append(&ql, &(0..3).map(line).collect::<String>());
+        let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        drain(&mut t);
+        let pos = t.pos();
+        drop(t);
+        append(&ql, &line(3));
+        copytruncate(&ql, &dir.path().join("queue_log-1"));
+        append(&ql, &line(4));
+        copytruncate(&ql, &dir.path().join("queue_log-2"));
+        append(&ql, &line(5));
+        let mut t = Tail::resume(&ql, pos, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        assert_eq!(drain(&mut t), ids(3..6));
+    }
+
+    #[test]
+    fn regression_copytruncate_before_anything_was_read_reads_the_copies_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let ql = dir.path().join("queue_log");
+        append(&ql, "");
+        let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        assert!(matches!(t.step().unwrap(), Step::Switched(_)));
+        let pos = t.pos();
+        assert_eq!(pos.unwrap().offset, 0);
+        drop(t);
+        std::thread::sleep(Duration::from_millis(20));
+        append(&ql, &line(0));
+        copytruncate(&ql, &dir.path().join("queue_log-1"));
+        append(&ql, &line(1));
+        copytruncate(&ql, &dir.path().join("queue_log-2"));
+        append(&ql, &line(2));
+        let mut t = Tail::resume(&ql, pos, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        assert_eq!(drain(&mut t), ids(0..3));
+    }
+
+    #[test]
+    fn regression_a_finished_rotated_file_is_not_read_again_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let ql = dir.path().join("queue_log");
+        append(&ql, &(0..2).map(line).collect::<String>());
+        let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        drain(&mut t);
+        append(&ql, &line(2));
+        copytruncate(&ql, &dir.path().join("queue_log-1"));
+        append(&ql, &line(3));
+        let mut got = drain(&mut t);
+        got.extend(drain(&mut t));
+        assert_eq!(got, ids(2..4));
+        let (pos, done) = (t.pos(), t.take_finished());
+        assert_eq!(done.len(), 1, "the copy was finished");
+        drop(t);
+        std::fs::rename(&ql, dir.path().join("queue_log.2")).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        append(&ql, &line(4));
+        let mut t = Tail::resume(&ql, pos, &done, Duration::ZERO, 1 << 17, None).unwrap();
+        let mut got = drain(&mut t);
+        got.extend(drain(&mut t));
+        assert_eq!(got, ids(4..5));
+    }
+
+    #[test]
+    fn regression_two_rename_rotations_while_the_first_is_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let ql = dir.path().join("queue_log");
+        append(&ql, &line(0));
+        // A long grace keeps the first rotated file open while two more rotations pass.
+        let mut t =
+            Tail::resume(&ql, None, &[], Duration::from_millis(300), 1 << 17, None).unwrap();
+        assert_eq!(drain(&mut t), ids(0..1));
+        std::fs::rename(&ql, dir.path().join("queue_log.1")).unwrap();
+        append(&ql, &line(1));
+        assert!(drain(&mut t).is_empty(), "the old file is finished first");
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::rename(&ql, dir.path().join("queue_log.2")).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        append(&ql, &line(2));
+        std::thread::sleep(Duration::from_millis(350));
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.extend(drain(&mut t));
+            std::thread::sleep(Duration::from_millis(350));
+        }
+        assert_eq!(got, ids(1..3));
+    }
+
+    #[test]
+    fn rotated_copies_of_other_names_are_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let ql = dir.path().join("queue_log");
+        append(&ql, &line(0));
+        let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        drain(&mut t);
+        let pos = t.pos();
+        drop(t);
+        std::fs::copy(&ql, dir.path().join("queue_log.bak")).unwrap();
+        std::fs::copy(&ql, dir.path().join("queue_log.1.gz")).unwrap();
+        std::fs::rename(&ql, dir.path().join("queue_log.1")).unwrap();
+        append(&ql, &line(1));
+        let mut t = Tail::resume(&ql, pos, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        let mut got = drain(&mut t);
+        got.extend(drain(&mut t));
+        assert_eq!(got, ids(1..2));
+    }
 }
