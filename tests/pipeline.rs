@@ -89,13 +89,7 @@ fn copytruncate_while_running_loses_nothing() {
     env.append(&a);
     let child = env.spawn(&[]);
     env.wait_for_rows(100, SECS);
-    std::fs::copy(&env.ql, env.dir.path().join("queue_log.1")).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&env.ql)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    copytruncate(&env.ql, &env.dir.path().join("queue_log.1"));
     let (b, more) = rows(100..130);
     env.append(&b);
     expected.extend(more);
@@ -176,13 +170,7 @@ fn copytruncate_while_stopped_with_longer_new_content() {
     let (b, more) = rows(20..30);
     env.append(&b);
     expected.extend(more);
-    std::fs::copy(&env.ql, env.dir.path().join("queue_log.1")).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&env.ql)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    copytruncate(&env.ql, &env.dir.path().join("queue_log.1"));
     let (c, more) = rows(30..100);
     env.append(&c);
     expected.extend(more);
@@ -561,13 +549,7 @@ fn rename_rotation_while_behind_the_writer() {
 #[test]
 fn copytruncate_while_behind_the_writer() {
     behind_when_rotated(|env| {
-        std::fs::copy(&env.ql, env.dir.path().join("queue_log.1")).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&env.ql)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        copytruncate(&env.ql, &env.dir.path().join("queue_log.1"));
     });
 }
 

@@ -64,13 +64,7 @@ fn scenario(seed: u64, steps: usize) {
                 if env.ql.exists() {
                     let to = env.dir.path().join(format!("queue_log-{rotations}"));
                     eprintln!("step {step}: copytruncate");
-                    std::fs::copy(&env.ql, to).unwrap();
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&env.ql)
-                        .unwrap()
-                        .set_len(0)
-                        .unwrap();
+                    copytruncate(&env.ql, &to);
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }

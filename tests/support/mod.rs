@@ -162,6 +162,17 @@ impl Env {
     }
 }
 
+/// logrotate's copytruncate: copy the file to `to`, then truncate it in place.
+pub fn copytruncate(path: &Path, to: &Path) {
+    std::fs::copy(path, to).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 pub fn append_to(path: &Path, bytes: &[u8]) {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
