@@ -55,7 +55,8 @@ pub fn main(args: Vec<String>) -> i32 {
 
 fn run(settings: Settings) -> i32 {
     let (stop_tx, stop_rx) = smol::channel::bounded(1);
-    if let Err(e) = watch_signals(stop_tx, settings.activity_log.clone()) {
+    let (usr1_tx, usr1_rx) = smol::channel::bounded(1);
+    if let Err(e) = watch_signals(stop_tx, usr1_tx, settings.activity_log.clone()) {
         error!("cannot install signal handlers: {e}");
         return EXIT_FAILURE;
     }
@@ -85,7 +86,7 @@ fn run(settings: Settings) -> i32 {
             return EXIT_USAGE;
         }
     }
-    let result = daemon::run(settings.clone(), journal.clone(), stop_rx);
+    let result = daemon::run(settings.clone(), journal.clone(), stop_rx, usr1_rx);
     let synced = journal.sync();
     if let Some(pid_file) = &settings.pid_file {
         let _ = std::fs::remove_file(pid_file);
@@ -112,10 +113,11 @@ fn run(settings: Settings) -> i32 {
 
 fn watch_signals(
     stop: smol::channel::Sender<()>,
+    usr1: smol::channel::Sender<()>,
     activity_log: Option<std::path::PathBuf>,
 ) -> std::io::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -127,6 +129,8 @@ fn watch_signals(
                             Err(e) => error!("cannot reopen activity log {}: {e}", path.display()),
                         }
                     }
+                } else if sig == SIGUSR1 {
+                    let _ = usr1.try_send(());
                 } else {
                     let _ = stop.try_send(());
                 }

@@ -8,13 +8,14 @@ use crate::http::{Client, HttpError};
 use crate::journal::{Entry, FilePos, Journal, JournalError, Region, Takeover};
 use crate::protocol::InsertAllBody;
 use crate::resync::{self, Doubt};
+use crate::status::{self, Snapshot, TargetStatus};
 use crate::tail::{fnv, id_of, mtime_ns, size_of, Step, Tail};
 use log::{debug, error, info, warn};
 use smol::channel::{Receiver, Sender};
 use smol::Timer;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// At most this many rows per insertAll (the protocol's safe range is 100–500).
@@ -94,10 +95,62 @@ struct Shared {
     wake_reader: Wake,
     wake_uploader: Wake,
     reader_done: AtomicBool,
+    started: i64,
+    live: Mutex<Live>,
+}
+
+/// What the tasks report for `qlship status`.
+#[derive(Default)]
+struct Live {
+    reader: String,
+    reading: String,
+    offset: u64,
+    /// Time of the newest row read, for the backlog in seconds.
+    newest_time: Option<i64>,
+    target: TargetStatus,
+}
+
+impl Shared {
+    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().expect("status lock")
+    }
+
+    fn set_reader(&self, state: &str) {
+        let mut live = self.live();
+        if live.reader != state {
+            live.reader = state.to_owned();
+        }
+    }
+
+    fn target_ok(&self, rows: u64) {
+        let mut live = self.live();
+        live.target.failing_since = None;
+        live.target.last_success = Some(now_unix());
+        live.target.acked_since_start += rows;
+    }
+
+    fn target_failed(&self, error: &dyn std::fmt::Display) {
+        let now = now_unix();
+        let mut live = self.live();
+        live.target.failing_since.get_or_insert(now);
+        live.target.last_error = Some(error.to_string());
+        live.target.last_error_at = Some(now);
+    }
+}
+
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Runs until `stop` fires (Ok) or, with `--drain`, until everything is acknowledged.
-pub fn run(settings: Settings, journal: Arc<Journal>, stop: Receiver<()>) -> Result<(), Fatal> {
+pub fn run(
+    settings: Settings,
+    journal: Arc<Journal>,
+    stop: Receiver<()>,
+    usr1: Receiver<()>,
+) -> Result<(), Fatal> {
     let client = Client::new(&settings);
     let meta = journal.meta();
     if meta.pos.is_none() {
@@ -133,6 +186,11 @@ pub fn run(settings: Settings, journal: Arc<Journal>, stop: Receiver<()>) -> Res
         meta.spool_rows,
         if settings.drain { ", draining" } else { "" },
     );
+    let target = TargetStatus {
+        url: client.url().to_owned(),
+        token: settings.token.clone(),
+        ..Default::default()
+    };
     let shared = Arc::new(Shared {
         client,
         journal,
@@ -140,14 +198,24 @@ pub fn run(settings: Settings, journal: Arc<Journal>, stop: Receiver<()>) -> Res
         wake_reader: Wake::new(),
         wake_uploader: Wake::new(),
         reader_done: AtomicBool::new(false),
+        started: now_unix(),
+        live: Mutex::new(Live {
+            reader: "starting".into(),
+            target,
+            ..Default::default()
+        }),
     });
     // futures-lite's block_on parks the thread; async-io's (smol::block_on) would make
     // smol's reactor thread poll every few milliseconds while we idle.
-    smol::future::block_on(async {
+    let result = smol::future::block_on(async {
         let work = smol::future::try_zip(reader(shared.clone()), uploader(shared.clone()));
         let work = async { work.await.map(|_| ()) };
         let heartbeat = async {
-            heartbeat(shared.clone()).await;
+            smol::future::zip(
+                heartbeat(shared.clone()),
+                report_status(shared.clone(), usr1),
+            )
+            .await;
             Ok(())
         };
         let stopped = async {
@@ -156,7 +224,10 @@ pub fn run(settings: Settings, journal: Arc<Journal>, stop: Receiver<()>) -> Res
             Ok(())
         };
         smol::future::or(stopped, smol::future::or(work, heartbeat)).await
-    })
+    });
+    // A stopped daemon leaves no status behind: `qlship status` then says so at once.
+    let _ = std::fs::remove_file(status::path_in(&shared.settings.run_dir));
+    result
 }
 
 fn seed() -> u64 {
@@ -179,7 +250,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 enum Progress {
     /// Less than the reserve is free (bytes free): nothing was read.
     DiskFull(u64),
-    Rows,
+    /// Rows were spooled; the time of the newest one.
+    Rows(Option<i64>),
     Switched,
     Idle,
     Missing,
@@ -220,6 +292,7 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
         }
         let meta = sh.journal.meta();
         if meta.spool_bytes >= s.spool_max {
+            sh.set_reader("paused: spool full");
             if !full_logged {
                 warn!(
                     "spool full ({} rows, {} bytes >= {}): reading paused until the server catches up",
@@ -235,6 +308,7 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
             full_logged = false;
         }
         if meta.spool_rows >= READ_AHEAD_ROWS && !tail.reading_rotated() {
+            sh.set_reader("reading (the uploader is behind; the file is the buffer)");
             sh.wake_reader.wait(POLL).await;
             continue;
         }
@@ -245,12 +319,23 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
         })
         .await;
         tail = t;
+        {
+            let mut live = sh.live();
+            live.reading = tail
+                .current_file()
+                .map_or(String::new(), |p| p.display().to_string());
+            live.offset = tail.pos().map_or(0, |p| p.offset);
+            if let Ok(Progress::Rows(Some(t))) = result {
+                live.newest_time = Some(live.newest_time.map_or(t, |n| n.max(t)));
+            }
+        }
         if !matches!(result, Ok(Progress::DiskFull(_))) && disk_logged {
             info!("disk has room again: reading resumed");
             disk_logged = false;
         }
         match result {
             Ok(Progress::DiskFull(free)) => {
+                sh.set_reader("paused: disk nearly full");
                 if !disk_logged {
                     warn!(
                         "disk nearly full: {free} bytes free for the journal in {} (keeping {DISK_RESERVE} in reserve); reading paused until there is room",
@@ -260,12 +345,14 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
                 }
                 sh.wake_reader.wait(POLL).await;
             }
-            Ok(Progress::Rows) => {
+            Ok(Progress::Rows(_)) => {
+                sh.set_reader("reading");
                 file_errors.reset();
                 sh.wake_uploader.notify();
             }
             Ok(Progress::Switched) => {}
             Ok(Progress::Idle) => {
+                sh.set_reader("reading (idle)");
                 missing_logged = false;
                 if s.drain && tail.caught_up() {
                     sh.reader_done.store(true, Ordering::SeqCst);
@@ -275,6 +362,7 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
                 sh.wake_reader.wait(POLL).await;
             }
             Ok(Progress::Missing) => {
+                sh.set_reader("waiting for the file to appear");
                 if !missing_logged {
                     info!("waiting for {} to appear", s.queue_log.display());
                     missing_logged = true;
@@ -328,7 +416,7 @@ fn step_into_journal(tail: &mut Tail, journal: &Journal) -> Result<Progress, Rea
                 .map_err(ReadError::Journal)?;
             debug!("spooled {} rows, now at {:?}", read.rows.len(), read.pos);
             tail.commit(&read);
-            Ok(Progress::Rows)
+            Ok(Progress::Rows(read.rows.iter().map(|(r, _)| r.time).max()))
         }
         Step::Switched(pos) => {
             debug!("reading {:?} at {pos:?}", tail.current_file());
@@ -442,6 +530,7 @@ async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
                 let acked: Vec<Entry> = batch.to_vec();
                 blocking(move || j.settle(&acked.iter().collect::<Vec<_>>(), &[])).await?;
                 retry.reset();
+                sh.target_ok(n as u64);
                 if failing {
                     info!("server is accepting rows again");
                     failing = false;
@@ -457,6 +546,7 @@ async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
                     settle_until = Some(sent_at + settle);
                 }
                 failing = true;
+                sh.target_failed(&e);
                 let d = retry.next_delay();
                 warn!("upload of {n} rows failed: {e}; resync and retry in {d:?}");
                 Timer::after(d).await;
@@ -473,6 +563,11 @@ async fn take_over_or_report_watermark(sh: &Arc<Shared>, retry: &mut Backoff) ->
         let client = sh.client.clone();
         match blocking(move || client.check_hwm()).await {
             Ok(watermark) => {
+                {
+                    let mut live = sh.live();
+                    live.target.watermark = watermark;
+                }
+                sh.target_ok(0);
                 if fresh {
                     // The rows already on the server can only be in the file reading
                     // starts with (pinned at startup), up to its size now.
@@ -519,6 +614,7 @@ async fn take_over_or_report_watermark(sh: &Arc<Shared>, retry: &mut Backoff) ->
                 return Ok(());
             }
             Err(e) if !fresh => {
+                sh.target_failed(&e);
                 warn!("checkHWM failed: {e}; will retry with the uploads");
                 return Ok(());
             }
@@ -547,6 +643,7 @@ async fn resolve_or_back_off(
         }
         Err(e) => {
             *failing = true;
+            sh.target_failed(&e);
             let d = retry.next_delay();
             warn!("resync failed: {e}; retry in {d:?}");
             Timer::after(d).await;
@@ -618,9 +715,84 @@ async fn heartbeat(sh: Arc<Shared>) {
             .unwrap_or_default()
             .as_secs() as i64;
         match blocking(move || client.check_hb(now)).await {
-            Ok(()) => debug!("heartbeat sent"),
+            Ok(()) => {
+                sh.live().target.last_heartbeat = Some(now);
+                debug!("heartbeat sent");
+            }
             Err(e) => warn!("heartbeat failed: {e}; next in {}s", every.as_secs()),
         }
+    }
+}
+
+// ---------------------------------------------------------------- status
+
+/// How often the status file is rewritten (tmpfs: no flash wear).
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// Writes the status file every few seconds; on SIGUSR1 also logs it.
+async fn report_status(sh: Arc<Shared>, usr1: Receiver<()>) {
+    let mut warned = false;
+    loop {
+        let snap = snapshot(&sh).await;
+        let run_dir = sh.settings.run_dir.clone();
+        let written = {
+            let snap = snap.clone();
+            blocking(move || status::write(&run_dir, &snap)).await
+        };
+        match written {
+            Ok(()) => warned = false,
+            Err(e) if !warned => {
+                warn!(
+                    "--run-dir {}: cannot write the status file: {e} (qlship status will not work)",
+                    sh.settings.run_dir.display()
+                );
+                warned = true;
+            }
+            Err(_) => {}
+        }
+        let asked = smol::future::or(async { usr1.recv().await.is_ok() }, async {
+            Timer::after(STATUS_EVERY).await;
+            false
+        })
+        .await;
+        if asked {
+            info!(
+                "status:\n{}",
+                status::render(&snapshot(&sh).await, now_unix()).trim_end()
+            );
+        }
+    }
+}
+
+async fn snapshot(sh: &Arc<Shared>) -> Snapshot {
+    let j = sh.journal.clone();
+    let oldest = blocking(move || j.peek(1))
+        .await
+        .ok()
+        .and_then(|e| e.first().map(|e| e.row.time));
+    let meta = sh.journal.meta();
+    let live = sh.live();
+    let mut target = live.target.clone();
+    target.acked_total = meta.acked_total;
+    target.backlog_rows = meta.spool_rows;
+    target.backlog_secs = match (oldest, live.newest_time) {
+        (Some(o), Some(n)) => (n - o).max(0),
+        _ => 0,
+    };
+    Snapshot {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        started: sh.started,
+        written: now_unix(),
+        queue_log: sh.settings.queue_log.display().to_string(),
+        reading: live.reading.clone(),
+        offset: live.offset,
+        reader: live.reader.clone(),
+        spool_rows: meta.spool_rows,
+        spool_bytes: meta.spool_bytes,
+        spool_max: sh.settings.spool_max,
+        skipped_lines: meta.bad_lines,
+        targets: vec![target],
     }
 }
 

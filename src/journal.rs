@@ -81,6 +81,8 @@ pub struct Meta {
     /// and a hash of their first bytes (stable under late appends, changed by inode
     /// reuse): after a restart they are not read again.
     pub finished: Vec<(FileId, u64)>,
+    /// Rows the server acknowledged, ever (for status).
+    pub acked_total: u64,
 }
 
 pub const FINISHED_CAP: usize = 32;
@@ -98,6 +100,7 @@ impl Default for Meta {
             takeover: Takeover::Pending,
             bad_lines: 0,
             finished: Vec::new(),
+            acked_total: 0,
         }
     }
 }
@@ -150,6 +153,7 @@ impl Meta {
                 put_varint(&mut o, v);
             }
         }
+        put_varint(&mut o, self.acked_total);
         o
     }
 
@@ -212,6 +216,7 @@ impl Meta {
             };
             finished.push((id, c.varint()?));
         }
+        let acked_total = c.varint()?;
         Ok(Meta {
             generation,
             pos,
@@ -223,6 +228,7 @@ impl Meta {
             takeover,
             bad_lines,
             finished,
+            acked_total,
         })
     }
 }
@@ -400,7 +406,10 @@ fn seal_check(g: u64) -> u64 {
 /// did not finish, or says the journal was found damaged at run time. After
 /// [`MAX_FAILED_OPENS`] unfinished opens in a row (sled may panic or abort on a damaged
 /// log), or once damaged, the journal is moved aside instead of crash-looping.
-const MAX_FAILED_OPENS: u32 = 3;
+/// High enough that power cuts during the few milliseconds of an open (which are
+/// harmless) practically never add up to it; a sled that aborts on every open of a
+/// damaged log reaches it after a few respawns.
+const MAX_FAILED_OPENS: u32 = 5;
 const DAMAGED: &str = "damaged";
 
 fn suspect_marker(state_dir: &Path) -> PathBuf {
@@ -470,7 +479,17 @@ impl Journal {
         // threads wind down): a respawned daemon waits for it rather than failing.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
         loop {
-            match Self::open_dir(dir, cache_bytes, seal) {
+            // Where panics unwind (debug builds, OpenWrt's SDK), a sled that panics on a
+            // damaged log is recognised at once; with panic=abort the marker counts.
+            let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Self::open_dir(dir, cache_bytes, seal)
+            }))
+            .unwrap_or_else(|_| {
+                Err(JournalError::Corrupt(
+                    "sled panicked while opening it".into(),
+                ))
+            });
+            match attempt {
                 Err(JournalError::Locked(_)) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
@@ -710,6 +729,7 @@ impl Journal {
             for e in stored {
                 ring.add(e.row.time, e.row.identity());
             }
+            m.acked_total += stored.len() as u64;
             m.inflight = None;
             Ok(!stored.is_empty())
         })
@@ -837,6 +857,7 @@ mod tests {
             })),
             bad_lines: 3,
             finished: vec![(FileId { dev: 1, ino: 99 }, 12345)],
+            acked_total: 77,
         };
         assert_eq!(Meta::decode(&m.encode()).unwrap(), m);
         assert_eq!(
@@ -943,7 +964,7 @@ mod tests {
     }
 
     #[test]
-    fn one_interrupted_open_is_not_damage_but_three_are() {
+    fn one_interrupted_open_is_not_damage_but_many_in_a_row_are() {
         let dir = tempfile::tempdir().unwrap();
         {
             let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
@@ -957,7 +978,7 @@ mod tests {
         assert_eq!(j.meta().pos, Some(pos(10)));
         assert!(!marker.exists());
         drop(j);
-        std::fs::write(&marker, "3\n").unwrap();
+        std::fs::write(&marker, format!("{MAX_FAILED_OPENS}\n")).unwrap();
         let (_j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
         assert!(report.moved_aside.is_some());
     }

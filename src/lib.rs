@@ -15,4 +15,5 @@ pub mod parse;
 pub mod protocol;
 pub mod resync;
 pub mod row;
+pub mod status;
 pub mod tail;
