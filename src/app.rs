@@ -3,6 +3,7 @@
 use crate::config::{self, Command, Settings, USAGE};
 use crate::daemon;
 use crate::journal::{Journal, JournalError};
+use crate::status;
 use log::{error, info, LevelFilter};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
@@ -15,6 +16,8 @@ pub const EXIT_USAGE: i32 = 2;
 pub fn main(args: Vec<String>) -> i32 {
     let settings = match config::parse_args(args) {
         Ok(Command::Run(s)) => *s,
+        Ok(Command::Status { run_dir, json }) => return show_status(&run_dir, json),
+        Ok(Command::Check(s)) => return check(&s),
         Ok(Command::Help) => {
             println!("{USAGE}");
             return EXIT_OK;
@@ -51,6 +54,104 @@ pub fn main(args: Vec<String>) -> i32 {
         .with_utc_timestamps()
         .init();
     run(settings)
+}
+
+/// `qlship status`: what the running daemon wrote to its run dir.
+fn show_status(run_dir: &Path, json: bool) -> i32 {
+    let now = crate::daemon::now_unix();
+    let snapshot = match status::read(run_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            println!(
+                "qlship is not running (no status in {}: {e})",
+                run_dir.display()
+            );
+            return status::EXIT_NOT_RUNNING;
+        }
+    };
+    let verdict = status::verdict(&snapshot, now, status::pid_alive(snapshot.pid));
+    if verdict == status::EXIT_NOT_RUNNING {
+        println!(
+            "qlship is not running (its last status in {} is from pid {}, {}s ago)",
+            run_dir.display(),
+            snapshot.pid,
+            now - snapshot.written
+        );
+    } else if json {
+        println!("{}", status::to_json(&snapshot));
+    } else {
+        print!("{}", status::render(&snapshot, now));
+    }
+    verdict
+}
+
+/// `qlship check`: one checkHWM, and what its outcome means for a person.
+fn check(s: &Settings) -> i32 {
+    let client = crate::http::Client::new(s);
+    let outcome = client.check_hwm();
+    let (ok, text) = explain_check(s, client.url(), &outcome);
+    println!("{text}");
+    if ok {
+        EXIT_OK
+    } else {
+        EXIT_FAILURE
+    }
+}
+
+/// Plain words for a checkHWM outcome. Never mentions the password.
+pub fn explain_check(
+    s: &Settings,
+    url: &str,
+    outcome: &Result<Option<i64>, crate::http::HttpError>,
+) -> (bool, String) {
+    use crate::http::HttpError;
+    let token = if s.token.is_empty() {
+        "(empty)".to_string()
+    } else {
+        format!("{:?}", s.token)
+    };
+    match outcome {
+        Ok(Some(w)) => (true, format!("OK: {url} answered; partition {token} has rows up to {w}")),
+        Ok(None) => (true, format!("OK: {url} answered; partition {token} is empty")),
+        Err(HttpError::Connect(e)) => (
+            false,
+            format!(
+                "cannot connect to {}:{}: {e} (is QueueMetrics running there, and are -h and -p right?)",
+                s.host, s.port
+            ),
+        ),
+        Err(HttpError::Status(401, _)) => (
+            false,
+            format!(
+                "{url} answered HTTP 401: user {:?} or its password is wrong, or the user lacks the WQLOADER key",
+                s.user
+            ),
+        ),
+        Err(HttpError::Status(404, _)) => (
+            false,
+            format!(
+                "{url} answered HTTP 404: the context {:?} (-c) is wrong, or this is not a QueueMetrics server",
+                s.context
+            ),
+        ),
+        Err(HttpError::Ko(text)) if text.contains("Empty partition") => (
+            false,
+            format!(
+                "{url} answered KO: {text} (single-server QueueMetrics installations use an empty token: pass - as TOKEN)"
+            ),
+        ),
+        Err(HttpError::Ko(text)) => (false, format!("{url} answered KO: {text}")),
+        Err(HttpError::Transport(e)) if is_tls(e) => (
+            false,
+            format!("TLS failure talking to {url}: {e} (if the server uses a private CA, the machine's CA store must hold it)"),
+        ),
+        Err(e) => (false, format!("{url}: {e}")),
+    }
+}
+
+fn is_tls(e: &str) -> bool {
+    let e = e.to_ascii_lowercase();
+    e.contains("tls") || e.contains("certificate") || e.contains("handshake")
 }
 
 fn run(settings: Settings) -> i32 {

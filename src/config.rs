@@ -55,6 +55,13 @@ impl Settings {
 #[derive(Debug, PartialEq)]
 pub enum Command {
     Run(Box<Settings>),
+    /// `qlship check …`: contact the target once and explain the outcome.
+    Check(Box<Settings>),
+    /// `qlship status [--run-dir DIR] [--config FILE] [--json]`.
+    Status {
+        run_dir: PathBuf,
+        json: bool,
+    },
     Help,
     Version,
 }
@@ -76,6 +83,8 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
 pub const USAGE: &str = "\
 usage: qlship [-h HOST] [-p PORT] [-c CONTEXT] [-u USER] [-w PASSWORD] [OPTIONS]
               QUEUE_LOG [TOKEN [ACTIVITY_LOG]]
+       qlship check [same flags and config as the daemon]
+       qlship status [--run-dir DIR | --config FILE] [--json]
 options:
   --config FILE        KEY=VALUE file (wqloaderd's sysconfig keys work); flags win over it
   --state-dir DIR      sled journal directory (default /var/lib/qlship)
@@ -162,6 +171,54 @@ const FILE_KEYS: &[&str] = &[
 ];
 
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, ConfigError> {
+    let mut args: Vec<String> = args.into_iter().collect();
+    match args.first().map(String::as_str) {
+        Some("status") => return parse_status(&args[1..]),
+        Some("check") => {
+            args.remove(0);
+            return match parse_daemon_args(args)? {
+                Command::Run(s) => Ok(Command::Check(s)),
+                other => Ok(other),
+            };
+        }
+        _ => {}
+    }
+    parse_daemon_args(args)
+}
+
+fn parse_status(args: &[String]) -> Result<Command, ConfigError> {
+    let mut run_dir = None;
+    let mut json = false;
+    let mut config_file = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--json" => json = true,
+            "--run-dir" => run_dir = Some(it.next().ok_or_else(|| ConfigError("--run-dir needs a value (see --help)".into()))?.clone()),
+            "--config" => config_file = Some(it.next().ok_or_else(|| ConfigError("--config needs a value (see --help)".into()))?.clone()),
+            "--help" => return Ok(Command::Help),
+            other => return err(format!("qlship status: unknown argument {other} (takes --run-dir DIR, --config FILE, --json)")),
+        }
+    }
+    if run_dir.is_none() {
+        if let Some(path) = config_file {
+            let text = std::fs::read_to_string(&path)
+                .or_else(|e| err(format!("--config {path}: cannot read: {e}")))?;
+            run_dir = parse_config_text(&text, &path)?
+                .into_iter()
+                .find(|(k, _, _)| *k == "RUN_DIR")
+                .map(|(_, v, _)| v);
+        }
+    }
+    Ok(Command::Status {
+        run_dir: PathBuf::from(run_dir.unwrap_or_else(|| DEFAULT_RUN_DIR.into())),
+        json,
+    })
+}
+
+const DEFAULT_RUN_DIR: &str = "/run/qlship";
+
+fn parse_daemon_args(args: Vec<String>) -> Result<Command, ConfigError> {
     let mut cli = Raw::default();
     let mut config_file: Option<String> = None;
     let mut positionals = Vec::new();
@@ -330,7 +387,7 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         activity_log: optional_path("LOGFILE"),
         pid_file: optional_path("PIDFILE"),
         state_dir: path("STATE_DIR", "/var/lib/qlship"),
-        run_dir: path("RUN_DIR", "/run/qlship"),
+        run_dir: path("RUN_DIR", DEFAULT_RUN_DIR),
         ram_budget: usize::try_from(ram_budget).unwrap_or(usize::MAX),
         spool_max: size("SPOOL_MAX", 64 << 20)?,
         drain: flag("DRAIN")?,
@@ -462,6 +519,34 @@ mod tests {
         assert_eq!(
             run(&["a", "b", "c", "d"]).unwrap_err().0,
             "too many arguments: \"d\" (expected QUEUE_LOG [TOKEN [ACTIVITY_LOG]])"
+        );
+    }
+
+    #[test]
+    fn verbs() {
+        assert_eq!(
+            parse_args(["status".to_string()]).unwrap(),
+            Command::Status {
+                run_dir: PathBuf::from("/run/qlship"),
+                json: false
+            }
+        );
+        assert_eq!(
+            parse_args(["status", "--run-dir", "/tmp/r", "--json"].map(String::from)).unwrap(),
+            Command::Status {
+                run_dir: PathBuf::from("/tmp/r"),
+                json: true
+            }
+        );
+        match parse_args(["check", "-p", "9", "ql"].map(String::from)).unwrap() {
+            Command::Check(s) => assert_eq!(s.port, 9),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse_args(["status", "--bogus"].map(String::from))
+                .unwrap_err()
+                .0,
+            "qlship status: unknown argument --bogus (takes --run-dir DIR, --config FILE, --json)"
         );
     }
 

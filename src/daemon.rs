@@ -619,6 +619,7 @@ async fn take_over_or_report_watermark(sh: &Arc<Shared>, retry: &mut Backoff) ->
                 return Ok(());
             }
             Err(e) => {
+                sh.target_failed(&e);
                 let d = retry.next_delay();
                 warn!(
                     "checkHWM failed: {e}; a new journal needs it before reading; retry in {d:?}"

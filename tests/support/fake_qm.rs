@@ -35,6 +35,8 @@ pub enum Fault {
     Http500,
     /// `KO: simulated failure` before doing anything.
     Ko,
+    /// `KO: <text>` before doing anything.
+    KoWith(&'static str),
     /// Waits, then answers normally.
     Delay(Duration),
     /// Never answers; holds the connection until the client gives up.
@@ -407,6 +409,7 @@ fn handle(inner: &Inner, req: Request) -> Reply {
             return Reply::Http(500, "Internal Server Error", "simulated".into())
         }
         Some(Fault::Ko) => return ko(&command_id, "simulated failure"),
+        Some(Fault::KoWith(text)) => return ko(&command_id, text),
         Some(Fault::Hang) => return Reply::Hang,
         Some(Fault::DropBeforeStore) => return Reply::Drop,
         Some(Fault::Delay(d)) => std::thread::sleep(d),

@@ -28,12 +28,16 @@ impl Env {
     }
 
     pub fn with_token(token: &str) -> Env {
+        Self::with_server(token, FakeConfig::default())
+    }
+
+    pub fn with_server(token: &str, cfg: FakeConfig) -> Env {
         let dir = tempfile::tempdir().unwrap();
         Env {
             ql: dir.path().join("queue_log"),
             state: dir.path().join("state"),
             dir,
-            qm: FakeQm::start(FakeConfig::default()),
+            qm: FakeQm::start(cfg),
             token: token.into(),
             runs: AtomicUsize::new(0),
         }

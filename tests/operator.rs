@@ -1,0 +1,199 @@
+//! What an integrator meets on the box: `qlship status` and `qlship check`, with the
+//! exact words and exit codes, and no password anywhere in what they print.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::fake_qm::Fault;
+use support::*;
+
+const PASSWORD: &str = "s3cr3t-Pw";
+
+fn qlship(args: &[String]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_qlship"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains(PASSWORD), "password leaked: {text}");
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn status(env: &Env, json: bool) -> (i32, String) {
+    let mut args = vec![
+        "status".to_string(),
+        "--run-dir".into(),
+        env.dir.path().join("run").to_str().unwrap().into(),
+    ];
+    if json {
+        args.push("--json".into());
+    }
+    qlship(&args)
+}
+
+/// Polls `qlship status` until `want` holds (the status file is rewritten every 5 s).
+fn status_until(env: &Env, want: impl Fn(i32, &str) -> bool) -> (i32, String) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, text) = status(env, false);
+        if want(code, &text) {
+            return (code, text);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never matched; last ({code}):\n{text}\n{}",
+            env.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn status_follows_a_target_going_down_and_coming_back() {
+    let cfg = support::fake_qm::FakeConfig {
+        pass: PASSWORD.into(),
+        ..Default::default()
+    };
+    let env = Env::with_server("P001", cfg);
+    assert_eq!(status(&env, false).0, 3, "no daemon yet");
+    let (text, _) = rows(0..20);
+    env.append(&text);
+    let child = env.spawn(&["-w", PASSWORD]);
+    let (code, text) = status_until(&env, |c, t| {
+        c == 0 && t.contains(": up\n") && t.contains("20 since start")
+    });
+    assert_eq!(code, 0);
+    assert!(
+        text.contains(&format!(
+            "target http://127.0.0.1:{}/queuemetrics/jsonQLoaderApi.do token \"P001\": up",
+            env.qm.port()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("acknowledged: 20 since start, 20 in total; backlog 0 rows"),
+        "{text}"
+    );
+
+    env.qm.stop();
+    let (more, _) = rows(20..40);
+    env.append(&more);
+    let (code, text) = status_until(&env, |c, _| c == 1);
+    assert!(
+        text.contains("backing off") || text.contains("down since"),
+        "{text}"
+    );
+    assert!(text.contains("last error"), "{text}");
+    assert!(text.contains("backlog 20 rows"), "{text}");
+    let (jcode, json) = status(&env, true);
+    assert_eq!(jcode, 1);
+    let v: miniserde::json::Value =
+        miniserde::json::from_str(json.trim()).expect("status --json is JSON");
+    let miniserde::json::Value::Object(m) = v else {
+        panic!("{json}")
+    };
+    assert!(
+        matches!(m.get("spool_rows"), Some(miniserde::json::Value::Number(_))),
+        "{json}"
+    );
+    assert_eq!(code, 1);
+
+    env.qm.resume();
+    status_until(&env, |c, t| c == 0 && t.contains("40 since start"));
+    signal(&child, libc::SIGUSR1);
+    std::thread::sleep(Duration::from_millis(500));
+    stop(child);
+    assert!(
+        env.logs().contains("status:\n"),
+        "SIGUSR1 logs the status: {}",
+        env.logs()
+    );
+    let (code, text) = status(&env, false);
+    assert_eq!(code, 3, "{text}");
+    assert!(text.starts_with("qlship is not running"), "{text}");
+    assert!(!env.logs().contains(PASSWORD));
+}
+
+fn check(env: &Env, extra: &[&str]) -> (i32, String) {
+    let mut args = vec!["check".to_string()];
+    args.extend(env.args(&[&["-w", PASSWORD], extra].concat()));
+    qlship(&args)
+}
+
+#[test]
+fn check_explains_each_failure_in_plain_words() {
+    let env = Env::new();
+    let url = format!(
+        "http://127.0.0.1:{}/queuemetrics/jsonQLoaderApi.do",
+        env.qm.port()
+    );
+    let cfg = support::fake_qm::FakeConfig {
+        pass: PASSWORD.into(),
+        ..Default::default()
+    };
+    let qm = support::fake_qm::FakeQm::start(cfg);
+    let port = qm.port().to_string();
+    let good = |extra: &[&str]| {
+        let mut args = vec!["check".to_string()];
+        let mut a = env.args(&[&["-w", PASSWORD], extra].concat());
+        let p = a.iter().position(|x| x == "-p").unwrap();
+        a[p + 1] = port.clone();
+        args.extend(a);
+        qlship(&args)
+    };
+    let url_good = format!("http://127.0.0.1:{port}/queuemetrics/jsonQLoaderApi.do");
+
+    assert_eq!(
+        good(&[]),
+        (
+            0,
+            format!("OK: {url_good} answered; partition \"P001\" is empty\n")
+        )
+    );
+    qm.preload("P001", rows(0..4).1);
+    assert_eq!(
+        good(&[]),
+        (
+            0,
+            format!("OK: {url_good} answered; partition \"P001\" has rows up to 1700000000\n")
+        )
+    );
+
+    // The env's own server has the default password: ours is wrong there.
+    assert_eq!(
+        check(&env, &[]),
+        (1, format!("{url} answered HTTP 401: user \"webqloader\" or its password is wrong, or the user lacks the WQLOADER key\n"))
+    );
+    let (code, text) = good(&["-c", "qm"]);
+    assert_eq!(
+        (code, text),
+        (1, format!("http://127.0.0.1:{port}/qm/jsonQLoaderApi.do answered HTTP 404: the context \"qm\" (-c) is wrong, or this is not a QueueMetrics server\n"))
+    );
+    qm.fail(
+        "checkHWM",
+        Fault::KoWith("Empty partition found for token: P001"),
+        1,
+    );
+    assert_eq!(
+        good(&[]),
+        (1, format!("{url_good} answered KO: Empty partition found for token: P001 (single-server QueueMetrics installations use an empty token: pass - as TOKEN)\n"))
+    );
+    qm.fail("checkHWM", Fault::Ko, 1);
+    assert_eq!(
+        good(&[]),
+        (1, format!("{url_good} answered KO: simulated failure\n"))
+    );
+    qm.stop();
+    let (code, text) = good(&[]);
+    assert_eq!(code, 1);
+    assert!(
+        text.starts_with(&format!("cannot connect to 127.0.0.1:{port}: "))
+            && text.ends_with("(is QueueMetrics running there, and are -h and -p right?)\n"),
+        "{text}"
+    );
+}
