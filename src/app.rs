@@ -154,7 +154,25 @@ fn is_tls(e: &str) -> bool {
     e.contains("tls") || e.contains("certificate") || e.contains("handshake")
 }
 
+/// A config file holding the QueueMetrics password must not be readable by every user.
+fn warn_if_password_file_is_public(settings: &Settings) {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = &settings.password_file else {
+        return;
+    };
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o004 != 0 {
+            log::warn!(
+                "{} holds QMPASS and is readable by every user: chmod 600 {} (owner root or the qlship user)",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+}
+
 fn run(settings: Settings) -> i32 {
+    warn_if_password_file_is_public(&settings);
     let (stop_tx, stop_rx) = smol::channel::bounded(1);
     let (usr1_tx, usr1_rx) = smol::channel::bounded(1);
     if let Err(e) = watch_signals(stop_tx, usr1_tx, settings.activity_log.clone()) {

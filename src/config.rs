@@ -33,7 +33,11 @@ pub struct Settings {
     /// How long after an unanswered request its resync waits (a slow server may still
     /// store it). Default: twice the HTTP timeout.
     pub resync_settle: Duration,
+    /// How often each target's summary line is logged.
+    pub summary_every: Duration,
     pub verbose: bool,
+    /// A `--config` file that holds QMPASS (checked for its permissions at start).
+    pub password_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -100,6 +104,7 @@ options:
   --backoff-max SECS   longest retry delay (default 60)
   --rotate-grace SECS  keep reading a rotated file until quiet this long (default 5)
   --resync-settle SECS wait after an unanswered request before checking it (default 2x timeout)
+  --summary-every SECS log a summary line per target this often (default 3600)
   --pid-file FILE      write the process id here
   -v, --verbose        debug logging
   --version, --help";
@@ -141,6 +146,7 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("--backoff-max", "BACKOFF_MAX"),
     ("--rotate-grace", "ROTATE_GRACE"),
     ("--resync-settle", "RESYNC_SETTLE"),
+    ("--summary-every", "SUMMARY_EVERY"),
     ("--pid-file", "PIDFILE"),
 ];
 
@@ -167,6 +173,7 @@ const FILE_KEYS: &[&str] = &[
     "BACKOFF_MAX",
     "ROTATE_GRACE",
     "RESYNC_SETTLE",
+    "SUMMARY_EVERY",
     "LOGLEVEL",
 ];
 
@@ -262,17 +269,24 @@ fn parse_daemon_args(args: Vec<String>) -> Result<Command, ConfigError> {
     }
 
     let mut merged = Raw::default();
+    let mut password_file = None;
     if let Some(path) = config_file {
         let text = std::fs::read_to_string(&path)
             .or_else(|e| err(format!("--config {path}: cannot read: {e}")))?;
         for (key, value, line) in parse_config_text(&text, &path)? {
+            if key == "QMPASS" {
+                password_file = Some(PathBuf::from(&path));
+            }
             merged.set(key, value, format!("{path}:{line} {key}"));
         }
     }
     for (k, v, o) in cli.values {
         merged.set(k, v, o);
     }
-    settings_from(&merged).map(|s| Command::Run(Box::new(s)))
+    settings_from(&merged).map(|mut s| {
+        s.password_file = password_file;
+        Command::Run(Box::new(s))
+    })
 }
 
 /// Parses shell-style `KEY=VALUE` lines; returns (key, value, line number).
@@ -398,7 +412,9 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         backoff_min: seconds("BACKOFF_MIN", 1.0)?.max(Duration::from_millis(10)),
         backoff_max: seconds("BACKOFF_MAX", 60.0)?,
         rotate_grace: seconds("ROTATE_GRACE", 5.0)?,
+        summary_every: seconds("SUMMARY_EVERY", 3600.0)?.max(Duration::from_secs(1)),
         verbose: level == "debug" || level == "trace",
+        password_file: None,
     })
 }
 

@@ -733,8 +733,26 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// Writes the status file every few seconds; on SIGUSR1 also logs it.
 async fn report_status(sh: Arc<Shared>, usr1: Receiver<()>) {
     let mut warned = false;
+    let mut summary_at = Instant::now();
+    let mut acked_at_summary = 0;
     loop {
         let snap = snapshot(&sh).await;
+        if summary_at.elapsed() >= sh.settings.summary_every {
+            for t in &snap.targets {
+                info!(
+                    "summary: target {} token {:?}: {}; {} rows acknowledged in the last {}s; backlog {} rows ({}s of queue_log time)",
+                    t.url,
+                    t.token,
+                    t.state(snap.written),
+                    t.acked_since_start - acked_at_summary,
+                    summary_at.elapsed().as_secs(),
+                    t.backlog_rows,
+                    t.backlog_secs
+                );
+                acked_at_summary = t.acked_since_start;
+            }
+            summary_at = Instant::now();
+        }
         let run_dir = sh.settings.run_dir.clone();
         let written = {
             let snap = snap.clone();

@@ -197,3 +197,78 @@ fn check_explains_each_failure_in_plain_words() {
         "{text}"
     );
 }
+
+#[test]
+fn a_second_instance_on_the_same_state_dir_is_refused() {
+    let env = Env::new();
+    let first = env.spawn(&[]);
+    std::thread::sleep(Duration::from_millis(500));
+    let out = Command::new(env!("CARGO_BIN_EXE_qlship"))
+        .args(env.args(&[]))
+        .output()
+        .unwrap();
+    stop(first);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "journal {} is in use by another qlship (one daemon per --state-dir)",
+            env.state.join("journal").display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_public_config_file_holding_the_password_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let cfg = support::fake_qm::FakeConfig {
+        pass: PASSWORD.into(),
+        ..Default::default()
+    };
+    let env = Env::with_server("P001", cfg);
+    let conf = env.dir.path().join("qlship.conf");
+    std::fs::write(&conf, format!("QMPASS={PASSWORD}\n")).unwrap();
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (text, expected) = rows(0..5);
+    env.append(&text);
+    assert!(
+        env.drain(&["--config", conf.to_str().unwrap()]).success(),
+        "{}",
+        env.logs()
+    );
+    env.assert_exact(&expected);
+    let logs = env.logs();
+    assert!(
+        logs.contains(&format!(
+            "{} holds QMPASS and is readable by every user: chmod 600",
+            conf.display()
+        )),
+        "{logs}"
+    );
+    assert!(!logs.contains(PASSWORD));
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (text, _) = rows(5..6);
+    env.append(&text);
+    assert!(env.drain(&["--config", conf.to_str().unwrap()]).success());
+    let logs = env.logs();
+    assert_eq!(logs.matches("readable by every user").count(), 1, "{logs}");
+}
+
+#[test]
+fn a_summary_line_per_target_is_logged() {
+    let env = Env::new();
+    let (text, _) = rows(0..30);
+    env.append(&text);
+    let child = env.spawn(&["--summary-every", "1"]);
+    env.wait_for_rows(30, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(6000));
+    stop(child);
+    let logs = env.logs();
+    let summary = format!(
+        "summary: target http://127.0.0.1:{}/queuemetrics/jsonQLoaderApi.do token \"P001\": up;",
+        env.qm.port()
+    );
+    assert!(logs.contains(&summary), "{logs}");
+    assert!(logs.contains("rows acknowledged in the last"), "{logs}");
+}
