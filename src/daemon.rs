@@ -14,6 +14,7 @@ use log::{debug, error, info, warn};
 use smol::channel::{Receiver, Sender};
 use smol::Timer;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -433,14 +434,35 @@ fn step_into_journal(tail: &mut Tail, journal: &Journal) -> Result<Progress, Rea
 }
 
 fn file_error(s: &Settings, e: &std::io::Error) -> String {
-    if e.kind() == std::io::ErrorKind::PermissionDenied {
-        format!(
-            "cannot read {}: permission denied (qlship's user must be able to read it: add it to the group that owns the file, usually 'asterisk')",
-            s.queue_log.display()
-        )
-    } else {
-        format!("cannot read {}: {e}", s.queue_log.display())
+    if e.kind() != std::io::ErrorKind::PermissionDenied {
+        return format!("cannot read {}: {e}", s.queue_log.display());
     }
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let user = name_of(Path::new("/etc/passwd"), uid).unwrap_or_else(|| format!("uid {uid}"));
+    let group = std::fs::metadata(&s.queue_log)
+        .ok()
+        .map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            let gid = m.gid();
+            name_of(Path::new("/etc/group"), gid).unwrap_or_else(|| format!("gid {gid}"))
+        })
+        .unwrap_or_else(|| "the file's group (usually asterisk)".into());
+    format!(
+        "cannot read {}: permission denied; qlship runs as user {user}, which must be able to read it: add it to group {group} (e.g. usermod -a -G {group} {user}) and make the file group-readable",
+        s.queue_log.display()
+    )
+}
+
+/// The name for a numeric id in a passwd- or group-style file.
+fn name_of(file: &Path, id: u32) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().find_map(|line| {
+        let mut f = line.split(':');
+        let name = f.next()?;
+        let id_field = f.nth(1)?;
+        (id_field.parse::<u32>().ok()? == id).then(|| name.to_owned())
+    })
 }
 
 // ---------------------------------------------------------------- uploader

@@ -272,3 +272,44 @@ fn a_summary_line_per_target_is_logged() {
     assert!(logs.contains(&summary), "{logs}");
     assert!(logs.contains("rows acknowledged in the last"), "{logs}");
 }
+
+#[test]
+fn an_unreadable_queue_log_names_the_user_and_group_to_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: running qlship as another user needs root");
+        return;
+    }
+    let env = Env::new();
+    let (text, _) = rows(0..3);
+    env.append(&text);
+    std::fs::set_permissions(&env.ql, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "timeout",
+            "-s",
+            "TERM",
+            "4",
+        ])
+        .arg(env!("CARGO_BIN_EXE_qlship"))
+        .args(env.args(&[]))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let group = std::fs::read_to_string("/etc/group")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(':').nth(2) == Some("0"))
+        .map(|l| l.split(':').next().unwrap().to_owned())
+        .unwrap();
+    let want = format!(
+        "cannot read {}: permission denied; qlship runs as user nobody, which must be able to read it: add it to group {group} (e.g. usermod -a -G {group} nobody) and make the file group-readable",
+        env.ql.display()
+    );
+    assert!(err.contains(&want), "{err}");
+}
