@@ -815,6 +815,11 @@ async fn snapshot(sh: &Arc<Shared>) -> Snapshot {
     let live = sh.live();
     let mut target = live.target.clone();
     target.acked_total = meta.acked_total;
+    target.acked_today = if meta.acked_day == (now_unix() / 86_400) as u64 {
+        meta.acked_today
+    } else {
+        0
+    };
     target.backlog_rows = meta.spool_rows;
     target.backlog_secs = match (oldest, live.newest_time) {
         (Some(o), Some(n)) => (n - o).max(0),

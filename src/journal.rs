@@ -83,6 +83,9 @@ pub struct Meta {
     pub finished: Vec<(FileId, u64)>,
     /// Rows the server acknowledged, ever (for status).
     pub acked_total: u64,
+    /// Rows acknowledged on UTC day `acked_day` (days since 1970).
+    pub acked_today: u64,
+    pub acked_day: u64,
 }
 
 pub const FINISHED_CAP: usize = 32;
@@ -101,6 +104,8 @@ impl Default for Meta {
             bad_lines: 0,
             finished: Vec::new(),
             acked_total: 0,
+            acked_today: 0,
+            acked_day: 0,
         }
     }
 }
@@ -154,6 +159,8 @@ impl Meta {
             }
         }
         put_varint(&mut o, self.acked_total);
+        put_varint(&mut o, self.acked_today);
+        put_varint(&mut o, self.acked_day);
         o
     }
 
@@ -217,6 +224,8 @@ impl Meta {
             finished.push((id, c.varint()?));
         }
         let acked_total = c.varint()?;
+        let acked_today = c.varint()?;
+        let acked_day = c.varint()?;
         Ok(Meta {
             generation,
             pos,
@@ -229,6 +238,8 @@ impl Meta {
             bad_lines,
             finished,
             acked_total,
+            acked_today,
+            acked_day,
         })
     }
 }
@@ -730,6 +741,12 @@ impl Journal {
                 ring.add(e.row.time, e.row.identity());
             }
             m.acked_total += stored.len() as u64;
+            let today = unix_now() / 86_400;
+            if m.acked_day != today {
+                m.acked_day = today;
+                m.acked_today = 0;
+            }
+            m.acked_today += stored.len() as u64;
             m.inflight = None;
             Ok(!stored.is_empty())
         })
@@ -858,6 +875,8 @@ mod tests {
             bad_lines: 3,
             finished: vec![(FileId { dev: 1, ino: 99 }, 12345)],
             acked_total: 77,
+            acked_today: 7,
+            acked_day: 20_000,
         };
         assert_eq!(Meta::decode(&m.encode()).unwrap(), m);
         assert_eq!(

@@ -46,6 +46,8 @@ pub struct TargetStatus {
     pub last_error: Option<String>,
     pub last_error_at: Option<i64>,
     pub acked_total: u64,
+    /// Acknowledged since 00:00 UTC (kept across restarts).
+    pub acked_today: u64,
     pub acked_since_start: u64,
     pub backlog_rows: u64,
     /// queue_log time between the oldest row not yet acknowledged and the newest read.
@@ -114,7 +116,8 @@ pub fn render(s: &Snapshot, now: i64) -> String {
             t.state(now)
         ));
         out.push_str(&format!(
-            "  acknowledged: {} since start, {} in total; backlog {} rows ({} of queue_log time)\n",
+            "  acknowledged: {} today (UTC), {} since start, {} in total; backlog {} rows ({} of queue_log time)\n",
+            t.acked_today,
             t.acked_since_start,
             t.acked_total,
             t.backlog_rows,

@@ -76,7 +76,7 @@ fn status_follows_a_target_going_down_and_coming_back() {
         "{text}"
     );
     assert!(
-        text.contains("acknowledged: 20 since start, 20 in total; backlog 0 rows"),
+        text.contains("acknowledged: 20 today (UTC), 20 since start, 20 in total; backlog 0 rows"),
         "{text}"
     );
 
