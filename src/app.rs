@@ -14,7 +14,15 @@ pub const EXIT_FAILURE: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 
 pub fn main(args: Vec<String>) -> i32 {
-    let settings = match config::parse_args(args) {
+    let command = config::parse_args(args);
+    if let Ok(Command::Run(s) | Command::Check(s)) = &command {
+        if let Some(ca) = &s.cacert {
+            // minreq's rustls loads its roots through rustls-native-certs, which reads
+            // SSL_CERT_FILE; no thread exists yet, so setting it is sound.
+            std::env::set_var("SSL_CERT_FILE", ca);
+        }
+    }
+    let settings = match command {
         Ok(Command::Run(s)) => *s,
         Ok(Command::Status { run_dir, json }) => return show_status(&run_dir, json),
         Ok(Command::Check(s)) => return check(&s),
@@ -141,17 +149,19 @@ pub fn explain_check(
             ),
         ),
         Err(HttpError::Ko(text)) => (false, format!("{url} answered KO: {text}")),
-        Err(HttpError::Transport(e)) if is_tls(e) => (
+        Err(HttpError::Tls(e)) => (
             false,
-            format!("TLS failure talking to {url}: {e} (if the server uses a private CA, the machine's CA store must hold it)"),
+            format!(
+                "TLS failure talking to {url}: {e} ({})",
+                if s.cacert.is_some() {
+                    "is the --cacert file the CA that signed the server's certificate?"
+                } else {
+                    "if the server's certificate comes from a private CA, or this machine has no CA bundle, pass the CA with --cacert FILE"
+                }
+            ),
         ),
         Err(e) => (false, format!("{url}: {e}")),
     }
-}
-
-fn is_tls(e: &str) -> bool {
-    let e = e.to_ascii_lowercase();
-    e.contains("tls") || e.contains("certificate") || e.contains("handshake")
 }
 
 /// A config file holding the QueueMetrics password must not be readable by every user.

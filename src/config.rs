@@ -14,6 +14,8 @@ pub struct Settings {
     pub user: String,
     pub password: String,
     pub https: bool,
+    /// A PEM file of CA certificates to trust instead of the system store.
+    pub cacert: Option<PathBuf>,
     pub queue_log: PathBuf,
     pub token: String,
     /// None: standard error.
@@ -98,7 +100,8 @@ options:
   --drain              upload to the end of QUEUE_LOG, wait for acknowledgement, exit 0
   --heartbeat SECS     checkHb interval, 0 disables (default 900)
   --feedback SECS      checkFb interval, 0 disables (default 0)
-  --https              talk HTTPS to QueueMetrics
+  --https              talk HTTPS to QueueMetrics (certificates checked against the system store)
+  --cacert FILE        trust the CA certificates in this PEM file instead (Pi images often lack a bundle)
   --http-timeout SECS  connect+answer timeout per request (default 30)
   --backoff-min SECS   first retry delay after an error (default 1)
   --backoff-max SECS   longest retry delay (default 60)
@@ -148,6 +151,7 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("--resync-settle", "RESYNC_SETTLE"),
     ("--summary-every", "SUMMARY_EVERY"),
     ("--pid-file", "PIDFILE"),
+    ("--cacert", "CACERT"),
 ];
 
 const FILE_KEYS: &[&str] = &[
@@ -168,6 +172,7 @@ const FILE_KEYS: &[&str] = &[
     "HEARTBEAT",
     "FEEDBACK",
     "HTTPS",
+    "CACERT",
     "HTTP_TIMEOUT",
     "BACKOFF_MIN",
     "BACKOFF_MAX",
@@ -387,6 +392,20 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
     let token = text("PARTITION", "");
     let token = if token == "-" { String::new() } else { token };
     let level = text("LOGLEVEL", "info").to_ascii_lowercase();
+    let cacert = match raw.get("CACERT") {
+        None => None,
+        Some((v, origin)) if v.eq_ignore_ascii_case("insecure") => {
+            return err(format!(
+                "{origin}: \"insecure\" (no certificate check) is not supported by this build; give the file of the CA that signed the server's certificate"
+            ));
+        }
+        Some((v, origin)) => {
+            if let Err(e) = std::fs::File::open(v) {
+                return err(format!("{origin}: cannot read the CA file {v}: {e}"));
+            }
+            Some(PathBuf::from(v))
+        }
+    };
     let http_timeout = seconds("HTTP_TIMEOUT", 30.0)?.max(Duration::from_secs(1));
     let resync_settle = seconds("RESYNC_SETTLE", http_timeout.as_secs_f64() * 2.0)?;
     Ok(Settings {
@@ -396,6 +415,7 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         user: text("QMUSER", "webqloader"),
         password: text("QMPASS", "qloader"),
         https: flag("HTTPS")?,
+        cacert,
         queue_log: path("QUEUELOG", "/var/log/asterisk/queue_log"),
         token,
         activity_log: optional_path("LOGFILE"),

@@ -16,6 +16,8 @@ pub enum HttpError {
     Connect(String),
     /// Failed after the request may have been sent: its fate is unknown.
     Transport(String),
+    /// The TLS handshake failed (certificate not trusted, …): nothing was sent.
+    Tls(String),
     Status(i32, String),
     BadAnswer(AnswerError),
     /// `KO: …` with the server's text.
@@ -27,7 +29,7 @@ pub enum HttpError {
 impl HttpError {
     /// True when the server certainly did not act on the request.
     pub fn never_sent(&self) -> bool {
-        matches!(self, HttpError::Connect(_))
+        matches!(self, HttpError::Connect(_) | HttpError::Tls(_))
     }
 
     /// True when the server may still be working on the request (no answer came back).
@@ -41,6 +43,7 @@ impl fmt::Display for HttpError {
         match self {
             HttpError::Connect(e) => write!(f, "cannot connect: {e}"),
             HttpError::Transport(e) => write!(f, "connection failed mid-request: {e}"),
+            HttpError::Tls(e) => write!(f, "TLS failure: {e}"),
             HttpError::Status(401, _) => write!(
                 f,
                 "HTTP 401: user or password wrong, or the user lacks the WQLOADER key"
@@ -167,6 +170,11 @@ impl Client {
 }
 
 fn classify(e: minreq::Error) -> HttpError {
+    let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("certificate") || lower.contains("handshake") || lower.contains("tls") {
+        return HttpError::Tls(text);
+    }
     match e {
         minreq::Error::IoError(io) if is_connect_failure(&io) => HttpError::Connect(io.to_string()),
         minreq::Error::AddressNotFound => HttpError::Connect("host name not found".into()),

@@ -55,6 +55,8 @@ pub struct FakeConfig {
     pub port: u16,
     /// Print one line per command to stdout (the example binary).
     pub verbose: bool,
+    /// Serve HTTPS with this identity instead of plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for FakeConfig {
@@ -65,6 +67,7 @@ impl Default for FakeConfig {
             context: "queuemetrics".into(),
             port: 0,
             verbose: false,
+            tls: None,
         }
     }
 }
@@ -224,44 +227,76 @@ enum Reply {
     Hang,
 }
 
-fn serve(inner: &Inner, mut stream: TcpStream) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let reply = match read_request(&mut stream) {
+fn serve(inner: &Inner, mut tcp: TcpStream) {
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(30)));
+    match inner.cfg.tls.clone() {
+        None => {
+            if exchange(inner, &mut tcp) == Outcome::Answered {
+                // Lingering close: closing with unread bytes would reset the connection
+                // and the client would never see the answer.
+                let _ = tcp.shutdown(Shutdown::Write);
+                drain_until_eof(&mut tcp);
+            } else {
+                let _ = tcp.shutdown(Shutdown::Both);
+            }
+        }
+        Some(config) => {
+            let Ok(conn) = rustls::ServerConnection::new(config) else {
+                return;
+            };
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            if exchange(inner, &mut tls) == Outcome::Answered {
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+                drain_until_eof(&mut tls);
+            }
+        }
+    }
+}
+
+#[derive(PartialEq)]
+enum Outcome {
+    Answered,
+    Dropped,
+}
+
+/// Reads one request and answers it (or not, as a fault says), on plain TCP or TLS.
+fn exchange<S: Read + Write>(inner: &Inner, stream: &mut S) -> Outcome {
+    let reply = match read_request(stream) {
         Ok(req) => handle(inner, req),
         Err(reply) => reply,
     };
     match reply {
-        Reply::Drop => {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
+        Reply::Drop => Outcome::Dropped,
         Reply::Hang => {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(600)));
+            // Holds the connection until the client gives up (the read timeout is 30 s;
+            // the client's is shorter).
             let _ = stream.read(&mut [0u8; 1]);
+            Outcome::Dropped
         }
         Reply::Http(code, reason, body) => {
-            write_response(&mut stream, code, reason, "text/plain", &body)
+            send(stream, code, reason, "text/plain", &body);
+            Outcome::Answered
         }
-        Reply::Json(body) => write_response(
-            &mut stream,
-            200,
-            "OK",
-            "application/json;charset=ISO-8859-1",
-            &body,
-        ),
+        Reply::Json(body) => {
+            send(
+                stream,
+                200,
+                "OK",
+                "application/json;charset=ISO-8859-1",
+                &body,
+            );
+            Outcome::Answered
+        }
     }
 }
 
-fn write_response(stream: &mut TcpStream, code: u16, reason: &str, ctype: &str, body: &str) {
-    send(stream, code, reason, ctype, body);
-    // Lingering close: closing with unread bytes would reset the connection and the
-    // client would never see the answer.
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+fn drain_until_eof<S: Read>(stream: &mut S) {
     let mut sink = [0u8; 8192];
     while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
 }
 
-fn send(stream: &mut TcpStream, code: u16, reason: &str, ctype: &str, body: &str) {
+fn send<S: Write>(stream: &mut S, code: u16, reason: &str, ctype: &str, body: &str) {
     let head = format!(
         "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nSet-Cookie: JSESSIONID=fake; Path=/\r\nConnection: close\r\n\r\n",
         body.len()
@@ -271,8 +306,8 @@ fn send(stream: &mut TcpStream, code: u16, reason: &str, ctype: &str, body: &str
     let _ = stream.flush();
 }
 
-fn read_request(stream: &mut TcpStream) -> Result<Request, Reply> {
-    let mut reader = BufReader::new(stream.try_clone().map_err(|_| Reply::Drop)?);
+fn read_request<S: Read>(stream: &mut S) -> Result<Request, Reply> {
+    let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).map_err(|_| Reply::Drop)?;
     let mut parts = line.split_whitespace();

@@ -1,0 +1,133 @@
+//! HTTPS against a local TLS stand-in whose certificate comes from a throwaway CA: it
+//! works with `--cacert CA`, and fails clearly without it.
+
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+use support::fake_qm::FakeConfig;
+use support::*;
+
+/// A CA (PEM, for --cacert) and a server identity for 127.0.0.1 signed by it.
+fn pki() -> (String, Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, SanType};
+    let mut ca_params = CertificateParams::default();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "qlship test CA");
+    let ca = Certificate::from_params(ca_params).unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]);
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let cert = Certificate::from_params(params).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_safe_defaults()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls::Certificate(
+                cert.serialize_der_with_signer(&ca).unwrap(),
+            )],
+            rustls::PrivateKey(cert.serialize_private_key_der()),
+        )
+        .unwrap();
+    (ca.serialize_pem().unwrap(), Arc::new(config))
+}
+
+fn tls_env() -> (Env, std::path::PathBuf) {
+    let (ca_pem, server) = pki();
+    let env = Env::with_server(
+        "P001",
+        FakeConfig {
+            tls: Some(server),
+            ..Default::default()
+        },
+    );
+    let ca = env.dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    (env, ca)
+}
+
+fn qlship(args: &[String]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_qlship"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn rows_arrive_over_https_with_the_ca_file() {
+    let (env, ca) = tls_env();
+    let (text, expected) = rows(0..2000);
+    env.append(&text);
+    assert!(
+        env.drain(&["--https", "--cacert", ca.to_str().unwrap()])
+            .success(),
+        "{}",
+        env.logs()
+    );
+    env.assert_exact(&expected);
+}
+
+#[test]
+fn check_explains_a_certificate_it_cannot_trust() {
+    let (env, ca) = tls_env();
+    let url = format!(
+        "https://127.0.0.1:{}/queuemetrics/jsonQLoaderApi.do",
+        env.qm.port()
+    );
+    let mut args = vec!["check".to_string()];
+    args.extend(env.args(&["--https"]));
+    let (code, text) = qlship(&args);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.starts_with(&format!("TLS failure talking to {url}: ")),
+        "{text}"
+    );
+    assert!(
+        text.trim_end().ends_with("(if the server's certificate comes from a private CA, or this machine has no CA bundle, pass the CA with --cacert FILE)"),
+        "{text}"
+    );
+    let mut args = vec!["check".to_string()];
+    args.extend(env.args(&["--https", "--cacert", ca.to_str().unwrap()]));
+    assert_eq!(
+        qlship(&args),
+        (
+            0,
+            format!("OK: {url} answered; partition \"P001\" is empty\n")
+        )
+    );
+}
+
+#[test]
+fn a_daemon_without_the_ca_keeps_retrying_and_sends_nothing() {
+    let (env, _) = tls_env();
+    let (text, _) = rows(0..10);
+    env.append(&text);
+    let child = env.spawn(&["--https"]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    stop(child);
+    assert!(env.rows().is_empty());
+    assert!(env.logs().contains("TLS failure"), "{}", env.logs());
+}
+
+#[test]
+fn insecure_and_missing_ca_files_are_refused_with_the_reason() {
+    assert_eq!(
+        qlship(&["--cacert".into(), "insecure".into()]),
+        (2, "qlship: --cacert: \"insecure\" (no certificate check) is not supported by this build; give the file of the CA that signed the server's certificate\n".into())
+    );
+    let (code, text) = qlship(&["--cacert".into(), "/nonexistent/ca.pem".into()]);
+    assert_eq!(code, 2);
+    assert!(
+        text.starts_with("qlship: --cacert: cannot read the CA file /nonexistent/ca.pem: "),
+        "{text}"
+    );
+}
