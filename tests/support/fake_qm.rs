@@ -57,6 +57,11 @@ pub struct FakeConfig {
     pub verbose: bool,
     /// Serve HTTPS with this identity instead of plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Benchmarks: keep only a count and the watermark per token, not the rows
+    /// (checkRow then always answers 0).
+    pub count_only: bool,
+    /// Benchmarks: append `<arrival unix ns> <callId>` per stored row to this file.
+    pub record: Option<std::path::PathBuf>,
 }
 
 impl Default for FakeConfig {
@@ -68,6 +73,8 @@ impl Default for FakeConfig {
             port: 0,
             verbose: false,
             tls: None,
+            count_only: false,
+            record: None,
         }
     }
 }
@@ -81,6 +88,8 @@ struct FaultRule {
 #[derive(Default)]
 struct State {
     rows: HashMap<String, Vec<StoredRow>>,
+    /// count_only mode: rows stored and the highest time, per token.
+    counts: HashMap<String, (u64, i64)>,
     faults: Vec<FaultRule>,
     commands: Vec<String>,
     violations: Vec<String>,
@@ -167,6 +176,12 @@ impl FakeQm {
 
     pub fn clear_faults(&self) {
         self.inner.state.lock().unwrap().faults.clear();
+    }
+
+    /// How many rows a token holds (works in count_only mode too).
+    pub fn count(&self, token: &str) -> u64 {
+        let st = self.inner.state.lock().unwrap();
+        st.rows.get(token).map_or(0, |r| r.len() as u64) + st.counts.get(token).map_or(0, |c| c.0)
     }
 
     pub fn rows(&self, token: &str) -> Vec<StoredRow> {
@@ -479,7 +494,8 @@ fn execute(inner: &Inner, command: &str, token: &str, obj: &json::Object) -> (St
             let hwm = st
                 .rows
                 .get(token)
-                .and_then(|rows| rows.iter().map(|r| r.time_id.parse::<i64>().unwrap()).max());
+                .and_then(|rows| rows.iter().map(|r| r.time_id.parse::<i64>().unwrap()).max())
+                .or_else(|| st.counts.get(token).map(|c| c.1));
             (
                 ok(hwm.map(|h| h.to_string()), ""),
                 format!("watermark {hwm:?}"),
@@ -511,9 +527,37 @@ fn execute(inner: &Inner, command: &str, token: &str, obj: &json::Object) -> (St
                 })
                 .collect();
             let n = new.len();
-            let rows = st.rows.entry(token.into()).or_default();
-            rows.extend(new);
-            let total = rows.len();
+            if let Some(path) = &inner.cfg.record {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos();
+                let lines: String = new
+                    .iter()
+                    .map(|r| format!("{now} {}\n", r.call_id))
+                    .collect();
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap();
+                let _ = f.write_all(lines.as_bytes());
+            }
+            let total = if inner.cfg.count_only {
+                let max = new
+                    .iter()
+                    .map(|r| r.time_id.parse::<i64>().unwrap())
+                    .max()
+                    .unwrap_or(0);
+                let c = st.counts.entry(token.into()).or_insert((0, 0));
+                c.0 += n as u64;
+                c.1 = c.1.max(max);
+                c.0 as usize
+            } else {
+                let rows = st.rows.entry(token.into()).or_default();
+                rows.extend(new);
+                rows.len()
+            };
             (
                 ok(Some(n.to_string()), ""),
                 format!("{n} rows stored (total {total})"),

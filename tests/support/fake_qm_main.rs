@@ -1,5 +1,7 @@
-//! `cargo run --example fake-qm -- [--port 8080] [--user U] [--pass P] [--context C]`
+//! `cargo run --example fake-qm -- [--port 8080] [--user U] [--pass P] [--context C]
+//!  [--quiet] [--count-only] [--record FILE]`
 //! A local QueueMetrics stand-in that prints one line per command it receives.
+//! `--count-only` and `--record` are for scripts/bench (see fake_qm.rs).
 
 #[path = "fake_qm.rs"]
 mod fake_qm;
@@ -19,6 +21,8 @@ fn main() {
             "--pass" => cfg.pass = value(),
             "--context" => cfg.context = value(),
             "--quiet" => cfg.verbose = false,
+            "--count-only" => cfg.count_only = true,
+            "--record" => cfg.record = Some(value().into()),
             other => {
                 eprintln!("fake-qm: unknown option {other}");
                 std::process::exit(2);

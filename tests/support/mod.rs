@@ -79,30 +79,32 @@ impl Env {
         self.dir.path().join(format!("qlship-{n}.log"))
     }
 
-    pub fn spawn(&self, extra: &[&str]) -> Child {
+    pub fn spawn(&self, extra: &[&str]) -> Daemon {
         let n = self.runs.fetch_add(1, Ordering::SeqCst);
         let log = std::fs::File::create(self.log_path(n)).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_qlship"))
-            .args(self.args(extra))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+        Daemon(Some(
+            Command::new(env!("CARGO_BIN_EXE_qlship"))
+                .args(self.args(extra))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        ))
     }
 
     /// Runs `qlship --drain` to completion (panics after `limit`).
     pub fn drain(&self, extra: &[&str]) -> ExitStatus {
         let mut args = vec!["--drain"];
         args.extend_from_slice(extra);
-        let mut child = self.spawn(&args);
+        let mut daemon = self.spawn(&args);
+        let child = daemon.child();
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
                 panic!("qlship --drain did not finish; logs:\n{}", self.logs());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -300,15 +302,59 @@ pub fn rows(range: std::ops::Range<u64>) -> (String, Vec<StoredRow>) {
     (text, expected)
 }
 
-pub fn signal(child: &Child, sig: i32) {
+/// A qlship process that is killed if the test ends (or panics) without stopping it,
+/// so that a failing test leaves no daemon behind.
+pub struct Daemon(Option<Child>);
+
+impl Daemon {
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().expect("running").id()
+    }
+
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("running")
+    }
+
+    fn take(mut self) -> Child {
+        self.0.take().expect("running")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub trait Pid {
+    fn pid(&self) -> u32;
+}
+
+impl Pid for Child {
+    fn pid(&self) -> u32 {
+        self.id()
+    }
+}
+
+impl Pid for Daemon {
+    fn pid(&self) -> u32 {
+        self.id()
+    }
+}
+
+pub fn signal(child: &impl Pid, sig: i32) {
     // SAFETY: plain kill(2) on a child we spawned.
     unsafe {
-        libc::kill(child.id() as i32, sig);
+        libc::kill(child.pid() as i32, sig);
     }
 }
 
 /// SIGTERM, and the process must be gone within two seconds with exit status 0.
-pub fn stop(mut child: Child) {
+pub fn stop(child: impl Into<Child>) {
+    let mut child: Child = child.into();
     signal(&child, libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
@@ -324,7 +370,14 @@ pub fn stop(mut child: Child) {
     }
 }
 
-pub fn kill9(mut child: Child) {
+impl From<Daemon> for Child {
+    fn from(d: Daemon) -> Child {
+        d.take()
+    }
+}
+
+pub fn kill9(child: impl Into<Child>) {
+    let mut child: Child = child.into();
     let _ = child.kill();
     let _ = child.wait();
 }
