@@ -11,17 +11,9 @@ use support::*;
 const PASSWORD: &str = "s3cr3t-Pw";
 
 fn qlship(args: &[String]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_qlship"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, text) = run_qlship(args);
     assert!(!text.contains(PASSWORD), "password leaked: {text}");
-    (out.status.code().unwrap_or(-1), text)
+    (code, text)
 }
 
 fn status(env: &Env, json: bool) -> (i32, String) {

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::Arc;
 use support::fake_qm::FakeConfig;
 use support::*;
@@ -50,16 +49,7 @@ fn tls_env() -> (Env, std::path::PathBuf) {
 }
 
 fn qlship(args: &[String]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_qlship"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    run_qlship(args)
 }
 
 #[test]

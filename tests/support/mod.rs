@@ -168,6 +168,20 @@ impl Env {
     }
 }
 
+/// Runs qlship to completion: its exit code and everything it printed.
+pub fn run_qlship(args: &[String]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_qlship"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
 /// logrotate's copytruncate: copy the file to `to`, then truncate it in place.
 pub fn copytruncate(path: &Path, to: &Path) {
     std::fs::copy(path, to).unwrap();
