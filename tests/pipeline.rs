@@ -434,7 +434,9 @@ fn sigterm_mid_flow_stops_within_two_seconds_and_resumes_exactly() {
     std::thread::sleep(Duration::from_millis(1500));
     stop(child);
     env.qm.clear_faults();
-    assert!(env.drain(&[]).success(), "{}", env.logs());
+    // The server stores 300 ms after receiving; a wide settle window keeps the resync
+    // after that even on a loaded machine.
+    assert!(env.drain(&["--resync-settle", "2"]).success(), "{}", env.logs());
     env.assert_exact(&expected);
 }
 
