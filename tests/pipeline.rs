@@ -436,7 +436,11 @@ fn sigterm_mid_flow_stops_within_two_seconds_and_resumes_exactly() {
     env.qm.clear_faults();
     // The server stores 300 ms after receiving; a wide settle window keeps the resync
     // after that even on a loaded machine.
-    assert!(env.drain(&["--resync-settle", "2"]).success(), "{}", env.logs());
+    assert!(
+        env.drain(&["--resync-settle", "2"]).success(),
+        "{}",
+        env.logs()
+    );
     env.assert_exact(&expected);
 }
 
