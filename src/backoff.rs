@@ -24,10 +24,6 @@ impl Backoff {
         self.failures = 0;
     }
 
-    pub fn failures(&self) -> u32 {
-        self.failures
-    }
-
     /// The delay before the next try: uniform in [min, min(max, min·2^failures)].
     pub fn next_delay(&mut self) -> Duration {
         let ceiling = self

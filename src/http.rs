@@ -5,7 +5,6 @@ use crate::protocol::{self, Answer, AnswerError, Partition};
 use crate::row::Row;
 use std::fmt;
 use std::io;
-use std::time::Duration;
 
 /// Answers are a few hundred bytes; anything beyond this is not QueueMetrics talking.
 const MAX_ANSWER: usize = 64 * 1024;
@@ -162,10 +161,6 @@ impl Client {
             now,
         )))
         .map(|_| ())
-    }
-
-    pub fn timeout(&self) -> Duration {
-        Duration::from_secs(self.timeout_secs)
     }
 }
 

@@ -782,10 +782,6 @@ impl Journal {
         let (blocks, size) = (u64::from(st.f_bavail), u64::from(st.f_frsize));
         Ok(blocks.saturating_mul(size))
     }
-
-    pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
-    }
 }
 
 fn create_private_dir(dir: &Path) -> io::Result<()> {

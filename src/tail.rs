@@ -323,10 +323,6 @@ impl Tail {
         self.cur.as_ref().is_none_or(|c| c.rotated_since.is_none())
     }
 
-    pub fn set_region(&mut self, region: Option<Region>) {
-        self.region = region;
-    }
-
     /// One unit of work: read a chunk, switch files, or report that nothing is new.
     pub fn step(&mut self) -> io::Result<Step> {
         let Some(cur) = self.cur.as_mut() else {
