@@ -696,7 +696,7 @@ fn stored_row(obj: &json::Object) -> StoredRow {
 }
 
 /// Decodes `COMMANDSTRING=…`: exactly that one field, strict percent-decoding.
-fn decode_form(body: &[u8]) -> Result<Vec<u8>, String> {
+pub fn decode_form(body: &[u8]) -> Result<Vec<u8>, String> {
     let text = std::str::from_utf8(body).map_err(|_| "form body is not ASCII".to_string())?;
     let mut value = None;
     for pair in text.split('&') {
