@@ -416,8 +416,9 @@ fn step_into_journal(tail: &mut Tail, journal: &Journal) -> Result<Progress, Rea
                 .append(&read.rows, read.pos, read.bad_lines.len() as u64)
                 .map_err(ReadError::Journal)?;
             debug!("spooled {} rows, now at {:?}", read.rows.len(), read.pos);
-            tail.commit(&read);
-            Ok(Progress::Rows(read.rows.iter().map(|(r, _)| r.time).max()))
+            let newest = read.rows.iter().map(|(r, _)| r.time).max();
+            tail.commit(read);
+            Ok(Progress::Rows(newest))
         }
         Step::Switched(pos) => {
             debug!("reading {:?} at {pos:?}", tail.current_file());

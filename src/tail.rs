@@ -130,7 +130,8 @@ pub struct Read {
     /// Rows below the watermark of a partition taken over: already on the server.
     pub already_stored: u64,
     pub pos: FilePos,
-    consumed: usize,
+    /// The bytes just before `pos.offset` (at most FP_MAX): the new fingerprint.
+    fp: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -449,23 +450,14 @@ impl Tail {
     }
 
     /// Accepts a [`Read`] once its rows are journaled.
-    pub fn commit(&mut self, read: &Read) {
+    pub fn commit(&mut self, read: Read) {
         let Some(cur) = self.cur.as_mut() else { return };
-        let consumed = &self.chunk[..read.consumed];
-        if consumed.len() >= FP_MAX {
-            cur.fp.clear();
-            cur.fp
-                .extend_from_slice(&consumed[consumed.len() - FP_MAX..]);
-        } else {
-            cur.fp.extend_from_slice(consumed);
-            let excess = cur.fp.len().saturating_sub(FP_MAX);
-            cur.fp.drain(..excess);
-        }
-        cur.offset = read.pos.offset;
-        cur.skipping = read.pos.skipping;
-        if read.consumed > 0 {
+        if read.pos.offset > cur.offset {
             cur.last_data = Instant::now();
         }
+        cur.fp = read.fp;
+        cur.offset = read.pos.offset;
+        cur.skipping = read.pos.skipping;
         debug_assert_eq!(cur.pos(), read.pos);
     }
 }
@@ -531,7 +523,7 @@ fn build_read(
             since: cur.since,
             live: cur.live,
         },
-        consumed: split.consumed,
+        fp,
     }
 }
 
@@ -662,7 +654,7 @@ mod tests {
             match tail.step().unwrap() {
                 Step::Read(r) => {
                     out.extend(r.rows.iter().map(|(row, _)| row.call_id.clone()));
-                    tail.commit(&r);
+                    tail.commit(r);
                 }
                 Step::Switched(_) => {}
                 Step::Idle | Step::Missing => return out,
@@ -793,7 +785,7 @@ mod tests {
                             .iter()
                             .map(|(row, doubt)| (row.call_id.clone(), *doubt)),
                     );
-                    t.commit(&r);
+                    t.commit(r);
                 }
                 Step::Switched(_) => {}
                 _ => break,
