@@ -13,7 +13,7 @@ use crate::tail::{fnv, id_of, mtime_ns, size_of, Step, Tail};
 use log::{debug, error, info, warn};
 use smol::channel::{Receiver, Sender};
 use smol::Timer;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -123,11 +123,13 @@ impl Shared {
         }
     }
 
-    fn target_ok(&self, rows: u64) {
+    /// Records a success; returns whether the target had been failing.
+    fn target_ok(&self, rows: u64) -> bool {
         let mut live = self.live();
-        live.target.failing_since = None;
+        let was_failing = live.target.failing_since.take().is_some();
         live.target.last_success = Some(now_unix());
         live.target.acked_since_start += rows;
+        was_failing
     }
 
     fn target_failed(&self, error: &dyn std::fmt::Display) {
@@ -474,15 +476,14 @@ async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
     take_over_or_report_watermark(&sh, &mut retry).await?;
     let batch_bytes = (s.ram_budget / 4).clamp(16 * 1024, MAX_BATCH_BYTES);
     let mut last_send: Option<Instant> = None;
-    let mut failing = false;
     // A request that got no answer may still be stored by a slow server after we gave
     // up: its resync waits this long after it was sent, or checkRow could look too early
     // and the rows would be sent twice.
     let settle = s.resync_settle;
-    let mut settle_until: Option<Instant> = sh.journal.meta().inflight.map(|_| {
-        let sent = sh.journal.meta().inflight_sent_ms;
-        let elapsed = Duration::from_millis(crate::journal::unix_now_ms().saturating_sub(sent));
-        Instant::now() + settle.saturating_sub(elapsed)
+    let meta = sh.journal.meta();
+    let mut settle_until: Option<Instant> = meta.inflight.map(|_| {
+        let since = crate::journal::unix_now_ms().saturating_sub(meta.inflight_sent_ms);
+        Instant::now() + settle.saturating_sub(Duration::from_millis(since))
     });
     loop {
         let meta = sh.journal.meta();
@@ -499,16 +500,13 @@ async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
             }
             let j = sh.journal.clone();
             let entries = blocking(move || j.range(from, to)).await?;
-            if !resolve_or_back_off(&sh, entries, &mut retry, &mut failing).await? {
-                continue;
-            }
+            resolve_or_back_off(&sh, entries, &mut retry).await?;
             continue;
         }
         let j = sh.journal.clone();
-        let entries = blocking(move || j.peek(MAX_BATCH_ROWS)).await?;
+        let mut entries = blocking(move || j.peek(MAX_BATCH_ROWS)).await?;
         if entries.is_empty() {
-            if s.drain && sh.reader_done.load(Ordering::SeqCst) && sh.journal.meta().spool_rows == 0
-            {
+            if s.drain && sh.reader_done.load(Ordering::SeqCst) {
                 info!("drain complete: everything read is acknowledged");
                 return Ok(());
             }
@@ -517,7 +515,7 @@ async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
         }
         let doubts: Vec<Entry> = entries.iter().filter(|e| e.in_doubt).cloned().collect();
         if !doubts.is_empty() {
-            resolve_or_back_off(&sh, doubts, &mut retry, &mut failing).await?;
+            resolve_or_back_off(&sh, doubts, &mut retry).await?;
             continue;
         }
         let mut body = InsertAllBody::new(&sh.client.partition);
@@ -539,8 +537,8 @@ async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
                 }
             }
         }
-        let batch = &entries[..n];
-        let (from, to) = (batch[0].seq, batch[n - 1].seq);
+        entries.truncate(n);
+        let (from, to) = (entries[0].seq, entries[n - 1].seq);
         let j = sh.journal.clone();
         blocking(move || j.mark_inflight(from, to)).await?;
         let sent_at = Instant::now();
@@ -550,13 +548,10 @@ async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
         match blocking(move || client.insert_all(body, n)).await {
             Ok(()) => {
                 let j = sh.journal.clone();
-                let acked: Vec<Entry> = batch.to_vec();
-                blocking(move || j.settle(&acked.iter().collect::<Vec<_>>(), &[])).await?;
+                blocking(move || j.settle(&entries.iter().collect::<Vec<_>>(), &[])).await?;
                 retry.reset();
-                sh.target_ok(n as u64);
-                if failing {
+                if sh.target_ok(n as u64) {
                     info!("server is accepting rows again");
-                    failing = false;
                 }
                 debug!("sent {n} rows");
                 sh.wake_reader.notify();
@@ -568,7 +563,6 @@ async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
                 } else if e.unanswered() {
                     settle_until = Some(sent_at + settle);
                 }
-                failing = true;
                 sh.target_failed(&e);
                 let d = retry.next_delay();
                 warn!("upload of {n} rows failed: {e}; resync and retry in {d:?}");
@@ -653,37 +647,38 @@ async fn take_over_or_report_watermark(sh: &Arc<Shared>, retry: &mut Backoff) ->
     }
 }
 
-/// Resolves in-doubt rows; on a server error, backs off and returns false.
+/// Resolves in-doubt rows; a server error is logged and backed off from (the rows stay
+/// in doubt and are resolved on the next turn), a journal error is fatal.
 async fn resolve_or_back_off(
     sh: &Arc<Shared>,
     entries: Vec<Entry>,
     retry: &mut Backoff,
-    failing: &mut bool,
-) -> Result<bool, Fatal> {
+) -> Result<(), Fatal> {
     match resolve(sh, entries).await {
-        Ok(result) => {
-            result?;
-            Ok(true)
-        }
-        Err(e) => {
-            *failing = true;
+        Ok(()) => Ok(()),
+        Err(ResyncError::Journal(e)) => Err(Fatal::Journal(e)),
+        Err(ResyncError::Server(e)) => {
             sh.target_failed(&e);
             let d = retry.next_delay();
             warn!("resync failed: {e}; retry in {d:?}");
             Timer::after(d).await;
-            Ok(false)
+            Ok(())
         }
     }
 }
 
+enum ResyncError {
+    Server(HttpError),
+    Journal(JournalError),
+}
+
 /// Asks checkRow about every distinct in-doubt row and settles the spool accordingly.
-/// The outer error is the server's; the inner one the journal's.
-async fn resolve(sh: &Arc<Shared>, entries: Vec<Entry>) -> Result<Result<(), Fatal>, HttpError> {
+async fn resolve(sh: &Arc<Shared>, entries: Vec<Entry>) -> Result<(), ResyncError> {
+    let j = sh.journal.clone();
     if entries.is_empty() {
-        let j = sh.journal.clone();
-        return Ok(blocking(move || j.clear_inflight())
+        return blocking(move || j.clear_inflight())
             .await
-            .map_err(Fatal::from));
+            .map_err(ResyncError::Journal);
     }
     let doubts: Vec<Doubt> = entries
         .iter()
@@ -693,16 +688,15 @@ async fn resolve(sh: &Arc<Shared>, entries: Vec<Entry>) -> Result<Result<(), Fat
         })
         .collect();
     let mut counts = HashMap::new();
-    for identity in resync::distinct(&doubts) {
-        let row = entries
-            .iter()
-            .find(|e| e.row.identity() == identity)
-            .expect("identity from entries")
-            .row
-            .clone();
-        let client = sh.client.clone();
-        let stored = blocking(move || client.check_row(&row)).await?;
-        counts.insert(identity, stored);
+    for (doubt, entry) in doubts.iter().zip(&entries) {
+        if counts.contains_key(&doubt.identity) {
+            continue;
+        }
+        let (client, row) = (sh.client.clone(), entry.row.clone());
+        let stored = blocking(move || client.check_row(&row))
+            .await
+            .map_err(ResyncError::Server)?;
+        counts.insert(doubt.identity, stored);
     }
     let (present, absent) = resync::decide(&doubts, &counts, &sh.journal.ring());
     info!(
@@ -711,17 +705,14 @@ async fn resolve(sh: &Arc<Shared>, entries: Vec<Entry>) -> Result<Result<(), Fat
         entries.len(),
         absent.len()
     );
-    let j = sh.journal.clone();
-    Ok(blocking(move || {
-        let stored: Vec<&Entry> = entries
-            .iter()
-            .filter(|e| present.contains(&e.seq))
-            .collect();
-        let to_send: Vec<&Entry> = entries.iter().filter(|e| absent.contains(&e.seq)).collect();
+    let present: HashSet<u64> = present.into_iter().collect();
+    blocking(move || {
+        let (stored, to_send): (Vec<&Entry>, Vec<&Entry>) =
+            entries.iter().partition(|e| present.contains(&e.seq));
         j.settle(&stored, &to_send)
     })
     .await
-    .map_err(Fatal::from))
+    .map_err(ResyncError::Journal)
 }
 
 // ---------------------------------------------------------------- heartbeat
