@@ -393,14 +393,6 @@ fn step_into_journal(tail: &mut Tail, journal: &Journal) -> Result<Progress, Rea
         return Ok(Progress::DiskFull(free));
     }
     let step = tail.step().map_err(ReadError::File)?;
-    let finished = tail.take_finished();
-    if !finished.is_empty() && !matches!(step, Step::Switched(_)) {
-        // Finished the last rotated file and QUEUE_LOG is missing: nothing to read now.
-        journal
-            .set_pos(tail.pos(), &finished)
-            .map_err(ReadError::Journal)?;
-        journal.sync().map_err(ReadError::Journal)?;
-    }
     match step {
         Step::Read(read) => {
             for bad in &read.bad_lines {
@@ -424,6 +416,7 @@ fn step_into_journal(tail: &mut Tail, journal: &Journal) -> Result<Progress, Rea
         }
         Step::Switched(pos) => {
             debug!("reading {:?} at {pos:?}", tail.current_file());
+            let finished = tail.take_finished();
             // Rows of the file left behind must be durable before we stop tracking it.
             journal
                 .set_pos(pos, &finished)

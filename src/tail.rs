@@ -137,7 +137,9 @@ pub struct Read {
 #[derive(Debug)]
 pub enum Step {
     Read(Read),
-    /// Reading moved to another file (or back to the start of this one): journal `pos`.
+    /// Reading moved to another file (or back to the start of this one), or finished a
+    /// rotated file with no QUEUE_LOG to go on with (None): journal `pos` and the files
+    /// [`Tail::take_finished`] returns.
     Switched(Option<FilePos>),
     /// Nothing new.
     Idle,
@@ -340,6 +342,11 @@ impl Tail {
                 Ok(src) => {
                     self.cur = Some(src);
                     Ok(Step::Switched(self.pos()))
+                }
+                // Having just finished a rotated file is still a switch (to nothing yet),
+                // so that the caller journals what was finished.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !self.finished.is_empty() => {
+                    Ok(Step::Switched(None))
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Step::Missing),
                 Err(e) => Err(e),
