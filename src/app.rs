@@ -16,11 +16,8 @@ pub const EXIT_USAGE: i32 = 2;
 pub fn main(args: Vec<String>) -> i32 {
     let command = config::parse_args(args);
     if let Ok(Command::Run(s) | Command::Check(s)) = &command {
-        if let Some(ca) = &s.cacert {
-            // minreq's rustls loads its roots through rustls-native-certs, which reads
-            // SSL_CERT_FILE; no thread exists yet, so setting it is sound.
-            std::env::set_var("SSL_CERT_FILE", ca);
-        }
+        // No thread exists yet, so this may set the environment.
+        crate::tls::install(&s.trust);
     }
     let settings = match command {
         Ok(Command::Run(s)) => *s,
@@ -95,6 +92,9 @@ fn show_status(run_dir: &Path, json: bool) -> i32 {
 
 /// `qlship check`: one checkHWM, and what its outcome means for a person.
 fn check(s: &Settings) -> i32 {
+    if s.trust == crate::config::Trust::Insecure {
+        eprintln!("qlship: warning: {}", crate::tls::INSECURE_WARNING);
+    }
     let client = crate::http::Client::new(s);
     let outcome = client.check_hwm();
     let (ok, text) = explain_check(s, client.url(), &outcome);
@@ -153,7 +153,7 @@ pub fn explain_check(
             false,
             format!(
                 "TLS failure talking to {url}: {e} ({})",
-                if s.cacert.is_some() {
+                if matches!(s.trust, crate::config::Trust::CaFile(_)) {
                     "is the --cacert file the CA that signed the server's certificate?"
                 } else {
                     "if the server's certificate comes from a private CA, or this machine has no CA bundle, pass the CA with --cacert FILE"
@@ -183,6 +183,9 @@ fn warn_if_password_file_is_public(settings: &Settings) {
 
 fn run(settings: Settings) -> i32 {
     warn_if_password_file_is_public(&settings);
+    if settings.trust == crate::config::Trust::Insecure {
+        log::warn!("{}", crate::tls::INSECURE_WARNING);
+    }
     let (stop_tx, stop_rx) = smol::channel::bounded(1);
     let (usr1_tx, usr1_rx) = smol::channel::bounded(1);
     if let Err(e) = watch_signals(stop_tx, usr1_tx, settings.activity_log.clone()) {

@@ -6,6 +6,17 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Which server certificates an HTTPS connection accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// The machine's CA bundle (rustls-native-certs: SSL_CERT_FILE, /etc/ssl/...).
+    SystemStore,
+    /// Only CAs from this PEM file (`--cacert FILE`).
+    CaFile(PathBuf),
+    /// `--cacert insecure`: no check at all; warned about at every start.
+    Insecure,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub host: String,
@@ -14,8 +25,7 @@ pub struct Settings {
     pub user: String,
     pub password: String,
     pub https: bool,
-    /// A PEM file of CA certificates to trust instead of the system store.
-    pub cacert: Option<PathBuf>,
+    pub trust: Trust,
     pub queue_log: PathBuf,
     pub token: String,
     /// None: standard error.
@@ -101,7 +111,8 @@ options:
   --heartbeat SECS     checkHb interval, 0 disables (default 900)
   --feedback SECS      checkFb interval, 0 disables (default 0)
   --https              talk HTTPS to QueueMetrics (certificates checked against the system store)
-  --cacert FILE        trust the CA certificates in this PEM file instead (Pi images often lack a bundle)
+  --cacert FILE        trust the CA certificates in this PEM file instead (Pi images often lack a bundle);
+                       `insecure` checks no certificate at all (warned about at every start)
   --http-timeout SECS  connect+answer timeout per request (default 30)
   --backoff-min SECS   first retry delay after an error (default 1)
   --backoff-max SECS   longest retry delay (default 60)
@@ -392,18 +403,14 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
     let token = text("PARTITION", "");
     let token = if token == "-" { String::new() } else { token };
     let level = text("LOGLEVEL", "info").to_ascii_lowercase();
-    let cacert = match raw.get("CACERT") {
-        None => None,
-        Some((v, origin)) if v.eq_ignore_ascii_case("insecure") => {
-            return err(format!(
-                "{origin}: \"insecure\" (no certificate check) is not supported by this build; give the file of the CA that signed the server's certificate"
-            ));
-        }
+    let trust = match raw.get("CACERT") {
+        None => Trust::SystemStore,
+        Some((v, _)) if v.eq_ignore_ascii_case("insecure") => Trust::Insecure,
         Some((v, origin)) => {
             if let Err(e) = std::fs::File::open(v) {
                 return err(format!("{origin}: cannot read the CA file {v}: {e}"));
             }
-            Some(PathBuf::from(v))
+            Trust::CaFile(PathBuf::from(v))
         }
     };
     let http_timeout = seconds("HTTP_TIMEOUT", 30.0)?.max(Duration::from_secs(1));
@@ -415,7 +422,7 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         user: text("QMUSER", "webqloader"),
         password: text("QMPASS", "qloader"),
         https: flag("HTTPS")?,
-        cacert,
+        trust,
         queue_log: path("QUEUELOG", "/var/log/asterisk/queue_log"),
         token,
         activity_log: optional_path("LOGFILE"),

@@ -17,3 +17,4 @@ pub mod resync;
 pub mod row;
 pub mod status;
 pub mod tail;
+pub mod tls;

@@ -109,15 +109,40 @@ fn a_daemon_without_the_ca_keeps_retrying_and_sends_nothing() {
 }
 
 #[test]
-fn insecure_and_missing_ca_files_are_refused_with_the_reason() {
-    assert_eq!(
-        qlship(&["--cacert".into(), "insecure".into()]),
-        (2, "qlship: --cacert: \"insecure\" (no certificate check) is not supported by this build; give the file of the CA that signed the server's certificate\n".into())
-    );
+fn a_missing_ca_file_is_refused_with_the_reason() {
     let (code, text) = qlship(&["--cacert".into(), "/nonexistent/ca.pem".into()]);
     assert_eq!(code, 2);
     assert!(
         text.starts_with("qlship: --cacert: cannot read the CA file /nonexistent/ca.pem: "),
+        "{text}"
+    );
+}
+
+#[test]
+fn insecure_accepts_any_certificate_and_says_so_at_every_start() {
+    let (env, _) = tls_env();
+    let warning = "WARN  [qlship::app] --cacert insecure: the QueueMetrics server's certificate is NOT checked";
+    let (text, expected) = rows(0..300);
+    env.append(&text);
+    assert!(
+        env.drain(&["--https", "--cacert", "insecure"]).success(),
+        "{}",
+        env.logs()
+    );
+    env.assert_exact(&expected);
+    let (more, expected) = rows(0..600);
+    env.append(&more[text.len()..]);
+    assert!(env.drain(&["--https", "--cacert", "insecure"]).success());
+    env.assert_exact(&expected);
+    assert_eq!(env.logs().matches(warning).count(), 2, "{}", env.logs());
+
+    let mut args = vec!["check".to_string()];
+    args.extend(env.args(&["--https", "--cacert", "insecure"]));
+    let (code, text) = qlship(&args);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.starts_with("OK: ")
+            && text.contains("\nqlship: warning: --cacert insecure: the QueueMetrics server's certificate is NOT checked"),
         "{text}"
     );
 }
