@@ -3,50 +3,7 @@
 
 mod support;
 
-use std::sync::Arc;
-use support::fake_qm::FakeConfig;
 use support::*;
-
-/// A CA (PEM, for --cacert) and a server identity for 127.0.0.1 signed by it.
-fn pki() -> (String, Arc<rustls::ServerConfig>) {
-    use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, SanType};
-    let mut ca_params = CertificateParams::default();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "qlship test CA");
-    let ca = Certificate::from_params(ca_params).unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]);
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    let cert = Certificate::from_params(params).unwrap();
-    let config = rustls::ServerConfig::builder()
-        .with_safe_defaults()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![rustls::Certificate(
-                cert.serialize_der_with_signer(&ca).unwrap(),
-            )],
-            rustls::PrivateKey(cert.serialize_private_key_der()),
-        )
-        .unwrap();
-    (ca.serialize_pem().unwrap(), Arc::new(config))
-}
-
-fn tls_env() -> (Env, std::path::PathBuf) {
-    let (ca_pem, server) = pki();
-    let env = Env::with_server(
-        "P001",
-        FakeConfig {
-            tls: Some(server),
-            ..Default::default()
-        },
-    );
-    let ca = env.dir.path().join("ca.pem");
-    std::fs::write(&ca, ca_pem).unwrap();
-    (env, ca)
-}
 
 fn qlship(args: &[String]) -> (i32, String) {
     run_qlship(args)

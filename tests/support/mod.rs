@@ -80,10 +80,17 @@ impl Env {
     }
 
     pub fn spawn(&self, extra: &[&str]) -> Daemon {
+        self.spawn_program(&[env!("CARGO_BIN_EXE_qlship")], extra)
+    }
+
+    /// Like `spawn`, with another qlship binary, possibly behind an emulator:
+    /// `program` is the command line before qlship's own arguments.
+    pub fn spawn_program(&self, program: &[&str], extra: &[&str]) -> Daemon {
         let n = self.runs.fetch_add(1, Ordering::SeqCst);
         let log = std::fs::File::create(self.log_path(n)).unwrap();
         Daemon(Some(
-            Command::new(env!("CARGO_BIN_EXE_qlship"))
+            Command::new(program[0])
+                .args(&program[1..])
                 .args(self.args(extra))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -95,9 +102,14 @@ impl Env {
 
     /// Runs `qlship --drain` to completion (panics after `limit`).
     pub fn drain(&self, extra: &[&str]) -> ExitStatus {
+        self.drain_program(&[env!("CARGO_BIN_EXE_qlship")], extra)
+    }
+
+    /// Like `drain`, with another qlship binary (see `spawn_program`).
+    pub fn drain_program(&self, program: &[&str], extra: &[&str]) -> ExitStatus {
         let mut args = vec!["--drain"];
         args.extend_from_slice(extra);
-        let mut daemon = self.spawn(&args);
+        let mut daemon = self.spawn_program(program, &args);
         let child = daemon.child();
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
@@ -368,9 +380,14 @@ pub fn signal(child: &impl Pid, sig: i32) {
 
 /// SIGTERM, and the process must be gone within two seconds with exit status 0.
 pub fn stop(child: impl Into<Child>) {
+    stop_within(child, Duration::from_secs(2))
+}
+
+/// SIGTERM, and the process must be gone within `limit` with exit status 0.
+pub fn stop_within(child: impl Into<Child>, limit: Duration) {
     let mut child: Child = child.into();
     signal(&child, libc::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             assert!(status.success(), "exit status after SIGTERM: {status}");
@@ -378,7 +395,7 @@ pub fn stop(child: impl Into<Child>) {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("qlship did not stop within 2 s of SIGTERM");
+            panic!("qlship did not stop within {limit:?} of SIGTERM");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -395,3 +412,46 @@ pub fn kill9(child: impl Into<Child>) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A throwaway CA (PEM, for --cacert) and a server identity for 127.0.0.1 signed by it.
+pub fn pki() -> (String, std::sync::Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, SanType};
+    let mut ca_params = CertificateParams::default();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "qlship test CA");
+    let ca = Certificate::from_params(ca_params).unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]);
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let cert = Certificate::from_params(params).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_safe_defaults()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls::Certificate(
+                cert.serialize_der_with_signer(&ca).unwrap(),
+            )],
+            rustls::PrivateKey(cert.serialize_private_key_der()),
+        )
+        .unwrap();
+    (ca.serialize_pem().unwrap(), std::sync::Arc::new(config))
+}
+
+/// An HTTPS stand-in (token P001) and the PEM file of the CA that signed its certificate.
+pub fn tls_env() -> (Env, std::path::PathBuf) {
+    let (ca_pem, server) = pki();
+    let env = Env::with_server(
+        "P001",
+        fake_qm::FakeConfig {
+            tls: Some(server),
+            ..Default::default()
+        },
+    );
+    let ca = env.dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    (env, ca)
+}
+
