@@ -46,7 +46,10 @@ fn firmware(triple: &str) -> Option<PathBuf> {
         "{} is missing: run cross/build {triple}",
         bin.display()
     );
-    eprintln!("skipped: no {} (cross/build {triple} makes it)", bin.display());
+    eprintln!(
+        "skipped: no {} (cross/build {triple} makes it)",
+        bin.display()
+    );
     None
 }
 

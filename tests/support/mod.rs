@@ -454,4 +454,3 @@ pub fn tls_env() -> (Env, std::path::PathBuf) {
     std::fs::write(&ca, ca_pem).unwrap();
     (env, ca)
 }
-

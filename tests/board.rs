@@ -1,0 +1,458 @@
+//! The packaging in `board/` and the install script, exercised: shellcheck on every shell
+//! file, `systemd-analyze verify` on the unit, the procd init script sourced with stub
+//! `procd_*`/`config_*` functions, the sysvinit script started, queried, restarted and
+//! stopped for real against the stand-in, and scripts/install into a scratch root.
+//!
+//! shellcheck and systemd-analyze must be installed (`.ci/run` installs them): a missing
+//! tool fails the test rather than skipping it.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+use support::fake_qm::{FakeConfig, FakeQm};
+use support::*;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is it installed?)"))
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Every file in the repository that a shell runs, found by its first line.
+fn shell_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap();
+            if path.is_dir() {
+                if !matches!(name, "target" | ".git" | "vendor") {
+                    walk(&path, out);
+                }
+                continue;
+            }
+            let head = std::fs::read(&path).unwrap_or_default();
+            let first = head.split(|b| *b == b'\n').next().unwrap_or_default();
+            let first = String::from_utf8_lossy(first);
+            if first.starts_with("#!") && (first.contains("sh ") || first.ends_with("sh")) {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&repo(), &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn every_shell_file_passes_shellcheck() {
+    let files = shell_files();
+    for expected in [
+        ".ci/run",
+        "board/openwrt/files/qlship.init",
+        "board/sysvinit/qlship",
+        "cross/build",
+        "cross/build-all",
+        "cross/setup",
+        "scripts/install",
+        "scripts/test",
+    ] {
+        assert!(
+            files.contains(&repo().join(expected)),
+            "{expected} not found among {files:?}"
+        );
+    }
+    let out = run(Command::new("shellcheck").args(&files));
+    assert!(out.status.success(), "shellcheck:\n{}", text(&out));
+}
+
+#[test]
+fn the_systemd_unit_verifies_clean() {
+    // verify checks that ExecStart's program exists, so point it at the one just built.
+    let dir = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(repo().join("board/systemd/qlship.service")).unwrap();
+    let sysconfig = dir.path().join("qlship.sysconfig");
+    std::fs::copy(repo().join("board/systemd/qlship.sysconfig"), &sysconfig).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/qlship --config /etc/sysconfig/qlship "));
+    let unit = unit
+        .replace("/usr/local/bin/qlship", env!("CARGO_BIN_EXE_qlship"))
+        .replace("/etc/sysconfig/qlship", sysconfig.to_str().unwrap());
+    let path = dir.path().join("qlship.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = run(Command::new("systemd-analyze").arg("verify").arg(&path));
+    assert!(
+        out.status.success() && text(&out).trim().is_empty(),
+        "systemd-analyze verify:\n{}",
+        text(&out)
+    );
+    // The settings file it ships is one qlship accepts as it is.
+    let (code, said) = run_qlship(&[
+        "check".into(),
+        "--config".into(),
+        sysconfig.to_str().unwrap().into(),
+        "-p".into(),
+        "1".into(),
+    ]);
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("cannot connect"), "{said}");
+}
+
+/// Stand-ins for OpenWrt's /lib/functions.sh and procd.sh: UCI values come from
+/// variables (`CONFIG_<section>_<option>`), and every procd call is recorded.
+const PROCD_STUBS: &str = r#"
+config_load() { [ "$1" = qlship ] || exit 90; . "$UCI_VARS"; }
+config_get() {
+	eval "__v=\${CONFIG_${2}_${3}:-}"
+	[ -n "$__v" ] || __v=${4-}
+	eval "$1=\$__v"
+}
+config_get_bool() {
+	config_get __b "$2" "$3" "$4"
+	case "$__b" in 1 | on | true | yes | enabled) __b=1 ;; *) __b=0 ;; esac
+	eval "$1=\$__b"
+}
+procd_open_instance() { echo open >>"$PROCD_LOG"; }
+procd_set_param() {
+	__name=$1
+	shift
+	for __a in "$@"; do echo "$__name	$__a" >>"$PROCD_LOG"; done
+}
+procd_close_instance() { echo close >>"$PROCD_LOG"; }
+procd_add_reload_trigger() { echo "trigger	$*" >>"$PROCD_LOG"; }
+"#;
+
+/// The shipped UCI file with `changes` applied, as shell assignments. UCI quotes its
+/// values the way the shell does, so `option name VALUE` becomes `CONFIG_main_name=VALUE`.
+fn uci_vars(changes: &[(&str, &str)]) -> String {
+    let uci = std::fs::read_to_string(repo().join("board/openwrt/files/qlship.config")).unwrap();
+    let mut section = String::new();
+    let mut out = String::new();
+    let mut seen = Vec::new();
+    for line in uci.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("config ") {
+            section = rest
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .trim_matches('\'')
+                .into();
+        } else if let Some(rest) = line.strip_prefix("option ") {
+            let (name, value) = rest.split_once(' ').unwrap();
+            let value = match changes.iter().find(|(k, _)| *k == name) {
+                Some((_, v)) => format!("'{}'", v.replace('\'', r"'\''")),
+                None => value.trim().to_string(),
+            };
+            seen.push(name.to_string());
+            out.push_str(&format!("CONFIG_{section}_{name}={value}\n"));
+        }
+    }
+    for (k, v) in changes {
+        if !seen.iter().any(|s| s == k) {
+            out.push_str(&format!(
+                "CONFIG_{section}_{k}='{}'\n",
+                v.replace('\'', r"'\''")
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn procd_init_renders_the_config_and_keeps_secrets_off_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let qm = FakeQm::start(FakeConfig {
+        pass: "p@ss w'rd \"#1".into(),
+        ..Default::default()
+    });
+    let state = dir.path().join("flash/qlship");
+    let port = qm.port().to_string();
+    let vars = uci_vars(&[
+        ("port", &port),
+        ("password", "p@ss w'rd \"#1"),
+        ("token", "P001"),
+        ("state_dir", state.to_str().unwrap()),
+        ("heartbeat", "0"),
+        ("log_level", "debug"),
+    ]);
+    std::fs::write(dir.path().join("uci.sh"), vars).unwrap();
+    std::fs::write(dir.path().join("stubs.sh"), PROCD_STUBS).unwrap();
+    let conf = dir.path().join("var/etc/qlship.conf");
+    let init = std::fs::read_to_string(repo().join("board/openwrt/files/qlship.init")).unwrap();
+    assert!(init.starts_with("#!/bin/sh /etc/rc.common\n"));
+    assert!(init.contains("\nUSE_PROCD=1\n"));
+    let init = init.replace("/var/etc/qlship.conf", conf.to_str().unwrap());
+    std::fs::write(dir.path().join("qlship.init"), init).unwrap();
+
+    let out = run(Command::new("sh")
+        .current_dir(dir.path())
+        .env("UCI_VARS", dir.path().join("uci.sh"))
+        .env("PROCD_LOG", dir.path().join("procd.log"))
+        .args([
+            "-euc",
+            ". ./stubs.sh; . ./qlship.init; start_service; service_triggers",
+        ]));
+    assert!(out.status.success(), "{}", text(&out));
+
+    let procd = std::fs::read_to_string(dir.path().join("procd.log")).unwrap();
+    let expected = format!(
+        "open\ncommand\t/usr/bin/qlship\ncommand\t--config\ncommand\t{}\n\
+         respawn\t3600\nrespawn\t5\nrespawn\t0\nstdout\t1\nstderr\t1\n\
+         file\t/etc/config/qlship\nterm_timeout\t30\nclose\ntrigger\tqlship\n",
+        conf.display()
+    );
+    assert_eq!(procd, expected);
+    assert!(!procd.contains("p@ss"));
+
+    let rendered = std::fs::read_to_string(&conf).unwrap();
+    let expected = format!(
+        "# Written by /etc/init.d/qlship from /etc/config/qlship; edit that instead.\n\
+         HTTPHOST='127.0.0.1'\nHTTPPORT='{port}'\nHTTPCONTEXT='queuemetrics'\n\
+         QMUSER='webqloader'\nQMPASS='p@ss w'rd \"#1'\nPARTITION='P001'\nHTTPS='0'\n\
+         QUEUELOG='/var/log/asterisk/queue_log'\nSTATE_DIR='{}'\nRUN_DIR='/var/run/qlship'\n\
+         RAM_BUDGET='1M'\nHEARTBEAT='0'\nFEEDBACK='0'\nLOGLEVEL='debug'\n",
+        state.display()
+    );
+    assert_eq!(rendered, expected);
+    let mode = std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "rendered config mode {mode:o}");
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "state dir mode {mode:o}");
+
+    // qlship itself accepts the rendered file, password and all.
+    let (code, said) = run_qlship(&[
+        "check".into(),
+        "--config".into(),
+        conf.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{said}");
+
+    // Disabled: nothing is started.
+    std::fs::write(dir.path().join("uci.sh"), uci_vars(&[("enabled", "0")])).unwrap();
+    std::fs::remove_file(dir.path().join("procd.log")).unwrap();
+    let out = run(Command::new("sh")
+        .current_dir(dir.path())
+        .env("UCI_VARS", dir.path().join("uci.sh"))
+        .env("PROCD_LOG", dir.path().join("procd.log"))
+        .args(["-euc", ". ./stubs.sh; . ./qlship.init; start_service"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!dir.path().join("procd.log").exists());
+}
+
+/// The sysvinit script with every path moved into a scratch dir.
+struct SysV {
+    env: Env,
+    config: PathBuf,
+    pid_file: PathBuf,
+}
+
+impl SysV {
+    fn new() -> SysV {
+        let env = Env::new();
+        let config = env.dir.path().join("sysconfig-qlship");
+        std::fs::write(
+            &config,
+            format!(
+                "HTTPHOST=127.0.0.1\nHTTPPORT={}\nQMUSER=webqloader\nQMPASS=qloader\n\
+                 PARTITION=P001\nQUEUELOG={}\nHEARTBEAT=0\nBACKOFF_MIN=0.05\nBACKOFF_MAX=0.4\n",
+                env.qm.port(),
+                env.ql.display()
+            ),
+        )
+        .unwrap();
+        let pid_file = env.dir.path().join("var-run-qlship.pid");
+        SysV {
+            env,
+            config,
+            pid_file,
+        }
+    }
+
+    fn run(&self, action: &str) -> (i32, String) {
+        let d = self.env.dir.path();
+        let user = String::from_utf8(run(Command::new("id").arg("-un")).stdout).unwrap();
+        let out = run(Command::new(repo().join("board/sysvinit/qlship"))
+            .arg(action)
+            .env("QLSHIP_BIN", env!("CARGO_BIN_EXE_qlship"))
+            .env("QLSHIP_CONFIG", &self.config)
+            .env("QLSHIP_PIDFILE", &self.pid_file)
+            .env("QLSHIP_STATE_DIR", &self.env.state)
+            .env("QLSHIP_RUN_DIR", d.join("run"))
+            .env("QLSHIP_STDERR", d.join("qlship.log"))
+            .env("QLSHIP_USER", user.trim()));
+        (out.status.code().unwrap_or(-1), text(&out))
+    }
+
+    fn pid(&self) -> u32 {
+        std::fs::read_to_string(&self.pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.env.dir.path().join("qlship.log")).unwrap_or_default()
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie is gone for our purposes: the script's children are reaped by init.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+fn wait_gone(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "pid {pid} still alive");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_sysvinit_script_starts_reports_restarts_and_stops_qlship() {
+    let sv = SysV::new();
+    let (all, expected) = rows(0..900);
+    let lines: Vec<&str> = all.split_inclusive('\n').collect();
+    sv.env.append(&lines[..300].concat());
+
+    assert_eq!(sv.run("status").0, 3, "stopped before start");
+    let (code, said) = sv.run("start");
+    assert_eq!(code, 0, "{said}\n{}", sv.log());
+    let first = sv.pid();
+    assert!(
+        said.starts_with(&format!(
+            "Starting qlship (config {}): OK (pid {first})",
+            sv.config.display()
+        )),
+        "{said}"
+    );
+    let exe = std::fs::read_link(format!("/proc/{first}/exe")).unwrap();
+    assert_eq!(exe, PathBuf::from(env!("CARGO_BIN_EXE_qlship")));
+    sv.env.wait_for_rows(300, Duration::from_secs(20));
+
+    let (code, said) = sv.run("start");
+    assert_eq!(
+        (code, said),
+        (0, format!("qlship is already running (pid {first})\n"))
+    );
+
+    // status: the script's line, then qlship's own report (written every 5 s).
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, said) = sv.run("status");
+    assert_eq!(code, 0, "{said}");
+    assert!(
+        said.starts_with(&format!("qlship (pid {first}) is running\n")),
+        "{said}"
+    );
+
+    let (code, said) = sv.run("restart");
+    assert_eq!(code, 0, "{said}\n{}", sv.log());
+    wait_gone(first);
+    let second = sv.pid();
+    assert_ne!(first, second);
+    assert!(alive(second));
+    sv.env.append(&lines[300..].concat());
+    sv.env.wait_for_rows(900, Duration::from_secs(20));
+
+    let (code, said) = sv.run("stop");
+    assert_eq!(
+        (code, said),
+        (0, format!("Stopping qlship (pid {second}): OK\n"))
+    );
+    wait_gone(second);
+    assert!(!sv.pid_file.exists(), "pid file left behind");
+    assert_eq!(sv.run("status"), (3, "qlship is stopped\n".into()));
+    assert_eq!(sv.run("stop"), (0, "qlship is not running\n".into()));
+    sv.env.assert_exact(&expected);
+    assert!(
+        sv.log().contains("stopped; journal is consistent"),
+        "{}",
+        sv.log()
+    );
+}
+
+#[test]
+fn the_sysvinit_script_reports_a_bad_config_instead_of_claiming_success() {
+    let sv = SysV::new();
+    std::fs::write(&sv.config, "HTTPPORT=eighty\n").unwrap();
+    let (code, said) = sv.run("start");
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("FAILED; last lines of"), "{said}");
+    assert!(said.contains("HTTPPORT"), "{said}");
+    assert!(!sv.pid_file.exists(), "a failed start leaves no pid file");
+    assert_eq!(sv.run("status"), (3, "qlship is stopped\n".into()));
+}
+
+#[test]
+fn install_script_places_files_and_uninstall_keeps_settings_unless_purged() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let install = |args: &[&str]| {
+        let out = run(Command::new(repo().join("scripts/install"))
+            .args(["--root", r.to_str().unwrap()])
+            .args(args));
+        (out.status.code().unwrap_or(-1), text(&out))
+    };
+    let bin = env!("CARGO_BIN_EXE_qlship");
+    // An old wqloaderd box: its settings are carried over.
+    std::fs::create_dir_all(r.join("etc/sysconfig")).unwrap();
+    std::fs::write(r.join("etc/sysconfig/wqloaderd"), "HTTPHOST=qm.example\n").unwrap();
+
+    let (code, said) = install(&["--binary", bin, "--init", "systemd"]);
+    assert_eq!(code, 0, "{said}");
+    let mode = |p: &str| std::fs::metadata(r.join(p)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode("usr/local/bin/qlship"), 0o755);
+    assert_eq!(mode("etc/systemd/system/qlship.service"), 0o644);
+    assert_eq!(mode("etc/sysconfig/qlship"), 0o640);
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/sysconfig/qlship")).unwrap(),
+        "HTTPHOST=qm.example\n"
+    );
+    assert_eq!(
+        std::fs::read(r.join("etc/systemd/system/qlship.service")).unwrap(),
+        std::fs::read(repo().join("board/systemd/qlship.service")).unwrap()
+    );
+
+    let (code, said) = install(&["--binary", bin, "--init", "sysvinit"]);
+    assert_eq!(code, 0, "{said}");
+    assert_eq!(mode("etc/init.d/qlship"), 0o755);
+
+    let (code, said) = install(&["--binary", "/nonexistent/qlship"]);
+    assert_eq!(code, 1);
+    assert!(
+        said.contains("no qlship binary at /nonexistent/qlship"),
+        "{said}"
+    );
+
+    let (code, said) = install(&["--uninstall"]);
+    assert_eq!(code, 0, "{said}");
+    assert!(!r.join("usr/local/bin/qlship").exists());
+    assert!(!r.join("etc/systemd/system/qlship.service").exists());
+    assert!(!r.join("etc/init.d/qlship").exists());
+    assert!(r.join("etc/sysconfig/qlship").exists(), "settings kept");
+    let (code, said) = install(&["--uninstall", "--purge"]);
+    assert_eq!(code, 0, "{said}");
+    assert!(!r.join("etc/sysconfig/qlship").exists());
+}
