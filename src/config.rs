@@ -38,6 +38,10 @@ pub struct Settings {
     pub drain: bool,
     pub heartbeat: Duration,
     pub feedback: Duration,
+    /// What feedback actions may do on the local Asterisk.
+    pub ami: crate::feedback::Policy,
+    /// Deadline for connecting to AMI and for each of its answers.
+    pub ami_timeout: Duration,
     pub http_timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -110,6 +114,12 @@ options:
   --drain              upload to the end of QUEUE_LOG, wait for acknowledgement, exit 0
   --heartbeat SECS     checkHb interval, 0 disables (default 900)
   --feedback SECS      checkFb interval, 0 disables (default 0)
+  --ami-hosts LIST     AMI hosts feedback actions may reach (default 127.0.0.1,::1,localhost)
+  --ami-actions LIST   AMI actions they may run (default: queue, call and variable actions;
+                       never Command)
+  --ami-user USER      log in to AMI as USER (secret: AMI_SECRET in the --config file) and
+                       drop QueueMetrics' own Login
+  --ami-timeout SECS   AMI connect and answer deadline (default 10)
   --https              talk HTTPS to QueueMetrics (certificates checked against the system store)
   --cacert FILE        trust the CA certificates in this PEM file instead (Pi images often lack a bundle);
                        `insecure` checks no certificate at all (warned about at every start)
@@ -155,6 +165,10 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("--spool-max", "SPOOL_MAX"),
     ("--heartbeat", "HEARTBEAT"),
     ("--feedback", "FEEDBACK"),
+    ("--ami-hosts", "AMI_HOSTS"),
+    ("--ami-actions", "AMI_ACTIONS"),
+    ("--ami-user", "AMI_USER"),
+    ("--ami-timeout", "AMI_TIMEOUT"),
     ("--http-timeout", "HTTP_TIMEOUT"),
     ("--backoff-min", "BACKOFF_MIN"),
     ("--backoff-max", "BACKOFF_MAX"),
@@ -191,6 +205,11 @@ const FILE_KEYS: &[&str] = &[
     "RESYNC_SETTLE",
     "SUMMARY_EVERY",
     "LOGLEVEL",
+    "AMI_HOSTS",
+    "AMI_ACTIONS",
+    "AMI_USER",
+    "AMI_SECRET",
+    "AMI_TIMEOUT",
 ];
 
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, ConfigError> {
@@ -434,6 +453,8 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         drain: flag("DRAIN")?,
         heartbeat: seconds("HEARTBEAT", 900.0)?,
         feedback: seconds("FEEDBACK", 0.0)?,
+        ami: ami_policy(raw)?,
+        ami_timeout: seconds("AMI_TIMEOUT", 10.0)?.max(Duration::from_millis(100)),
         http_timeout,
         resync_settle,
         backoff_min: seconds("BACKOFF_MIN", 1.0)?.max(Duration::from_millis(10)),
@@ -443,6 +464,35 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         verbose: level == "debug" || level == "trace",
         password_file: None,
     })
+}
+
+/// AMI_HOSTS / AMI_ACTIONS (comma or space separated lists), AMI_USER + AMI_SECRET.
+fn ami_policy(raw: &Raw) -> Result<crate::feedback::Policy, ConfigError> {
+    let mut policy = crate::feedback::Policy::default();
+    let list = |v: &str| -> Vec<String> {
+        v.split([',', ' '])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    if let Some((v, _)) = raw.get("AMI_HOSTS") {
+        policy.hosts = list(v);
+    }
+    if let Some((v, _)) = raw.get("AMI_ACTIONS") {
+        policy.actions = list(v);
+    }
+    match (raw.get("AMI_USER"), raw.get("AMI_SECRET")) {
+        (Some((user, _)), Some((secret, _))) => {
+            policy.login = Some((user.to_string(), secret.to_string()))
+        }
+        (None, None) => {}
+        (Some((_, origin)), None) => return err(format!(
+            "{origin}: AMI_USER needs AMI_SECRET in the --config file (never on the command line)"
+        )),
+        (None, Some((_, origin))) => return err(format!("{origin}: AMI_SECRET needs AMI_USER")),
+    }
+    Ok(policy)
 }
 
 /// `512`, `64K`, `4M`, `1G` (binary multiples).

@@ -215,7 +215,7 @@ pub fn run(
         let work = async { work.await.map(|_| ()) };
         let heartbeat = async {
             smol::future::zip(
-                heartbeat(shared.clone()),
+                smol::future::zip(heartbeat(shared.clone()), feedback(shared.clone())),
                 report_status(shared.clone(), usr1),
             )
             .await;
@@ -730,6 +730,130 @@ async fn heartbeat(sh: Arc<Shared>) {
             Err(e) => warn!("heartbeat failed: {e}; next in {}s", every.as_secs()),
         }
     }
+}
+
+// ---------------------------------------------------------------- feedback actions
+
+/// Polls `checkFb` every `--feedback` seconds: reports the results not yet accepted and
+/// runs the containers handed back, each at most once (see `Journal::fb_begin`). Its own
+/// task with its own backoff: a slow server or a stuck Asterisk never delays uploads.
+async fn feedback(sh: Arc<Shared>) {
+    let every = sh.settings.feedback;
+    if every.is_zero() {
+        return std::future::pending().await;
+    }
+    let j = sh.journal.clone();
+    match blocking(move || j.fb_recover()).await {
+        Ok(ids) => {
+            for id in ids {
+                warn!("feedback action {id} was running when qlship stopped: reported as interrupted, not run again");
+            }
+        }
+        Err(e) => {
+            error!("feedback actions off: the journal cannot record them: {e}");
+            return std::future::pending().await;
+        }
+    }
+    let mut backoff = backoff(&sh.settings);
+    let mut wait = every;
+    loop {
+        Timer::after(wait).await;
+        wait = match poll_feedback(&sh).await {
+            Ok(ran) => {
+                backoff.reset();
+                // Report what just ran without waiting a whole interval.
+                if ran {
+                    Duration::ZERO
+                } else {
+                    every
+                }
+            }
+            Err(e) => {
+                let d = backoff.next_delay().max(every);
+                warn!("feedback poll failed: {e}; next in {:.1}s", d.as_secs_f64());
+                d
+            }
+        };
+    }
+}
+
+/// One `checkFb` round trip and the containers it brought. True when any ran.
+async fn poll_feedback(sh: &Arc<Shared>) -> Result<bool, String> {
+    let j = sh.journal.clone();
+    let results = blocking(move || j.fb_unreported())
+        .await
+        .map_err(|e| e.to_string())?;
+    let client = sh.client.clone();
+    let sent = results.clone();
+    let answer = blocking(move || client.check_fb(&sent))
+        .await
+        .map_err(|e| e.to_string())?;
+    sh.live().target.last_feedback = Some(now_unix());
+    if !results.is_empty() {
+        let ids: Vec<String> = results.iter().map(|r| r.id.clone()).collect();
+        let j = sh.journal.clone();
+        blocking(move || j.fb_reported(&ids))
+            .await
+            .map_err(|e| e.to_string())?;
+        info!("feedback: {} result(s) reported", results.len());
+    }
+    let mut ran = false;
+    for container in answer.actions {
+        let (id, container) = match container {
+            Ok(c) => (c.id.clone(), Ok(c)),
+            Err((id, why)) if id.is_empty() => {
+                warn!("feedback: ignored an action container without an id: {why}");
+                continue;
+            }
+            Err((id, why)) => (id, Err(why)),
+        };
+        let j = sh.journal.clone();
+        let key = id.clone();
+        if !blocking(move || j.fb_begin(&key))
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            debug!("feedback action {id} already run; not again");
+            continue;
+        }
+        ran = true;
+        let outcome = match container.and_then(|c| crate::feedback::vet(&c, &sh.settings.ami)) {
+            Err(why) => {
+                warn!("feedback action {id} refused: {why}");
+                Err(format!("refused by qlship: {why}"))
+            }
+            Ok(vetted) => {
+                let names: Vec<&str> = vetted.transactions.iter().map(|t| t.action()).collect();
+                info!(
+                    "feedback action {id}: {} on {}:{}",
+                    names.join(", "),
+                    vetted.host,
+                    vetted.port
+                );
+                for t in &vetted.transactions {
+                    debug!("feedback action {id}: {}", t.redacted());
+                }
+                let (connect, reply) = (sh.settings.ami_timeout, sh.settings.ami_timeout);
+                let outcome = blocking(move || crate::ami::run(&vetted, connect, reply)).await;
+                match &outcome {
+                    Ok(text) => info!("feedback action {id} done: {text}"),
+                    Err(text) => warn!("feedback action {id} failed: {text}"),
+                }
+                outcome
+            }
+        };
+        let (ok, text) = match outcome {
+            Ok(t) => (true, t),
+            Err(t) => (false, t),
+        };
+        let j = sh.journal.clone();
+        let key = id.clone();
+        blocking(move || j.fb_finish(&key, ok, &text))
+            .await
+            .map_err(|e| e.to_string())?;
+        sh.live().target.feedback_done += 1;
+    }
+    Ok(ran)
 }
 
 // ---------------------------------------------------------------- status

@@ -155,6 +155,14 @@ impl Client {
         }
     }
 
+    /// Reports `results` and fetches the pending feedback actions.
+    pub fn check_fb(&self, results: &[crate::feedback::FbResult]) -> Result<Answer, HttpError> {
+        self.post(protocol::form_body(&crate::feedback::check_fb(
+            &self.partition,
+            results,
+        )))
+    }
+
     pub fn check_hb(&self, now: i64) -> Result<(), HttpError> {
         self.post(protocol::form_body(&protocol::check_hb(
             &self.partition,

@@ -4,10 +4,12 @@
 //! [`backoff`], [`config`]. Thin shells: [`tail`] (files), [`journal`] (sled),
 //! [`http`] (minreq), [`daemon`] (smol tasks), [`app`] (process).
 
+pub mod ami;
 pub mod app;
 pub mod backoff;
 pub mod config;
 pub mod daemon;
+pub mod feedback;
 pub mod http;
 pub mod journal;
 pub mod lines;

@@ -176,6 +176,8 @@ pub struct Answer {
     /// `Ok(())` for `"OK"`, `Err(text)` for `"KO: text"` (or anything else).
     pub status: Result<(), String>,
     pub result: Option<String>,
+    /// `checkFb`: the action containers handed back (empty for other commands).
+    pub actions: Vec<Result<crate::feedback::ActionContainer, (String, String)>>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -211,7 +213,12 @@ pub fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
         Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };
-    Ok(Answer { status, result })
+    let actions = crate::feedback::containers(map.get("actions"));
+    Ok(Answer {
+        status,
+        result,
+        actions,
+    })
 }
 
 /// `Basic base64(user:password)`, sent preemptively: QueueMetrics never challenges.
@@ -362,7 +369,8 @@ mod tests {
             a,
             Answer {
                 status: Ok(()),
-                result: Some("1700".into())
+                result: Some("1700".into()),
+                actions: Vec::new(),
             }
         );
         let a = parse_answer(br#"{"resultStatus":"OK","result":null}"#).unwrap();

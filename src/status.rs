@@ -54,6 +54,10 @@ pub struct TargetStatus {
     pub backlog_secs: i64,
     pub watermark: Option<i64>,
     pub last_heartbeat: Option<i64>,
+    /// Last `checkFb` the server answered OK (feedback actions on).
+    pub last_feedback: Option<i64>,
+    /// Feedback containers run (or refused) since start.
+    pub feedback_done: u64,
 }
 
 impl TargetStatus {
@@ -124,10 +128,12 @@ pub fn render(s: &Snapshot, now: i64) -> String {
             duration(t.backlog_secs)
         ));
         out.push_str(&format!(
-            "  last success: {}; watermark: {}; last heartbeat: {}\n",
+            "  last success: {}; watermark: {}; last heartbeat: {}; last feedback poll: {} ({} actions since start)\n",
             ago(t.last_success, now),
             t.watermark.map_or("unknown".into(), |w| w.to_string()),
-            ago(t.last_heartbeat, now)
+            ago(t.last_heartbeat, now),
+            ago(t.last_feedback, now),
+            t.feedback_done
         ));
         if let Some(e) = &t.last_error {
             out.push_str(&format!(

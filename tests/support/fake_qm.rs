@@ -94,6 +94,22 @@ struct State {
     commands: Vec<String>,
     violations: Vec<String>,
     heartbeats: Vec<(String, String)>,
+    /// Feedback containers waiting for a result, per token: (id, JSON object text).
+    /// Like QueueMetrics, every checkFb hands them out again until a result arrives.
+    fb_pending: HashMap<String, Vec<(String, String)>>,
+    /// Containers handed out in the next N answers whatever results came (a server
+    /// that resends): (token, JSON object text, answers left).
+    fb_resend: Vec<(String, String, u32)>,
+    fb_results: Vec<FbReport>,
+}
+
+/// A `checkFbResCon` the server received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FbReport {
+    pub token: String,
+    pub id: String,
+    pub status: String,
+    pub result: String,
 }
 
 struct Inner {
@@ -220,6 +236,51 @@ impl FakeQm {
             .iter()
             .filter(|c| *c == command)
             .count()
+    }
+
+    /// Queues a feedback action container for `token`: `{id, host, port, actions}`.
+    pub fn push_actions(&self, token: &str, id: &str, host: &str, port: u16, actions: &[&str]) {
+        let list: Vec<String> = actions.iter().map(|a| json_text(a)).collect();
+        let obj = format!(
+            "{{\"id\":{},\"host\":{},\"port\":{port},\"actions\":[{}]}}",
+            json_text(id),
+            json_text(host),
+            list.join(",")
+        );
+        let mut st = self.inner.state.lock().unwrap();
+        st.fb_pending
+            .entry(token.into())
+            .or_default()
+            .push((id.into(), obj));
+    }
+
+    /// Like `push_actions`, but the container is handed out in each of the next `times`
+    /// answers even after its result arrived, as a server that resends would.
+    pub fn push_actions_resent(
+        &self,
+        token: &str,
+        id: &str,
+        host: &str,
+        port: u16,
+        actions: &[&str],
+        times: u32,
+    ) {
+        self.push_actions(token, id, host, port, actions);
+        let mut st = self.inner.state.lock().unwrap();
+        let pending = st.fb_pending.get_mut(token).unwrap();
+        let (_, obj) = pending.pop().unwrap();
+        st.fb_resend.push((token.into(), obj, times));
+    }
+
+    /// How many resends of `push_actions_resent` containers are left.
+    pub fn fb_resends_left(&self) -> u32 {
+        let st = self.inner.state.lock().unwrap();
+        st.fb_resend.iter().map(|r| r.2).sum()
+    }
+
+    /// Every feedback result received, in order (a resent one appears twice).
+    pub fn fb_results(&self) -> Vec<FbReport> {
+        self.inner.state.lock().unwrap().fb_results.clone()
     }
 
     pub fn heartbeats(&self) -> usize {
@@ -567,7 +628,45 @@ fn execute(inner: &Inner, command: &str, token: &str, obj: &json::Object) -> (St
             st.heartbeats.push((token.into(), string(obj, "timeId")));
             (ok(Some("OK".into()), ""), "heartbeat".into())
         }
-        "checkFb" => (ok(None, ",\"actions\":[]"), "no actions".into()),
+        "checkFb" => {
+            let Some(Value::Array(results)) = obj.get("results") else {
+                unreachable!("validated")
+            };
+            for r in results {
+                let Value::Object(o) = r else {
+                    unreachable!("validated")
+                };
+                let report = FbReport {
+                    token: token.into(),
+                    id: string(o, "id"),
+                    status: string(o, "resultStatus"),
+                    result: string(o, "result"),
+                };
+                if let Some(pending) = st.fb_pending.get_mut(token) {
+                    pending.retain(|(id, _)| *id != report.id);
+                }
+                st.fb_results.push(report);
+            }
+            let mut pending: Vec<String> = st
+                .fb_pending
+                .get(token)
+                .map(|p| p.iter().map(|(_, o)| o.clone()).collect())
+                .unwrap_or_default();
+            for (t, obj, left) in st.fb_resend.iter_mut() {
+                if t == token && *left > 0 {
+                    *left -= 1;
+                    pending.push(obj.clone());
+                }
+            }
+            (
+                ok(None, &format!(",\"actions\":[{}]", pending.join(","))),
+                format!(
+                    "{} results, {} actions handed out",
+                    results.len(),
+                    pending.len()
+                ),
+            )
+        }
         _ => unreachable!("validated"),
     }
 }
@@ -617,11 +716,79 @@ fn validate(command: &str, obj: &json::Object) -> Result<(), String> {
         },
         "checkHb" => digits(obj, "timeId"),
         "checkFb" => match obj.get("results") {
-            Some(Value::Array(_)) => Ok(()),
+            Some(Value::Array(results)) => {
+                for (i, r) in results.iter().enumerate() {
+                    let Value::Object(o) = r else {
+                        return Err(format!("results[{i}] is not an object"));
+                    };
+                    validate_fb_result(o, obj).map_err(|e| format!("results[{i}]: {e}"))?;
+                }
+                Ok(())
+            }
             _ => Err("results must be an array".into()),
         },
         _ => Ok(()),
     }
+}
+
+/// `{commandId: checkFbResCon, version, token, id, resultStatus: OK|KO, result}`, with
+/// the request's own token.
+fn validate_fb_result(o: &json::Object, request: &json::Object) -> Result<(), String> {
+    exact_keys(
+        o,
+        &[
+            "commandId",
+            "version",
+            "token",
+            "id",
+            "resultStatus",
+            "result",
+        ],
+    )?;
+    let text = |k: &str| match o.get(k) {
+        Some(Value::String(s)) => Ok(s.as_str()),
+        _ => Err(format!("{k} must be a string")),
+    };
+    if text("commandId")? != "checkFbResCon" {
+        return Err("commandId must be \"checkFbResCon\"".into());
+    }
+    if text("version")? != "1.0" {
+        return Err("version must be \"1.0\"".into());
+    }
+    if Some(text("token")?)
+        != request.get("token").and_then(|t| match t {
+            Value::String(s) => Some(s.as_str()),
+            _ => None,
+        })
+    {
+        return Err("token differs from the request's".into());
+    }
+    if text("id")?.is_empty() {
+        return Err("id is empty".into());
+    }
+    if !matches!(text("resultStatus")?, "OK" | "KO") {
+        return Err("resultStatus must be OK or KO".into());
+    }
+    text("result")?;
+    Ok(())
+}
+
+/// A JSON string literal.
+fn json_text(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn exact_keys(obj: &json::Object, keys: &[&str]) -> Result<(), String> {

@@ -2,6 +2,7 @@
 //! the real qlship binary run against them over real sockets.
 #![allow(dead_code)]
 
+pub mod fake_ami;
 pub mod fake_qm;
 
 use fake_qm::{FakeConfig, FakeQm, StoredRow};
