@@ -487,9 +487,11 @@ fn ami_policy(raw: &Raw) -> Result<crate::feedback::Policy, ConfigError> {
             policy.login = Some((user.to_string(), secret.to_string()))
         }
         (None, None) => {}
-        (Some((_, origin)), None) => return err(format!(
+        (Some((_, origin)), None) => {
+            return err(format!(
             "{origin}: AMI_USER needs AMI_SECRET in the --config file (never on the command line)"
-        )),
+        ))
+        }
         (None, Some((_, origin))) => return err(format!("{origin}: AMI_SECRET needs AMI_USER")),
     }
     Ok(policy)
