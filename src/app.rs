@@ -207,7 +207,8 @@ fn run(settings: Settings) -> i32 {
     };
     if let Some(aside) = &report.moved_aside {
         error!(
-            "the journal was damaged and has been moved aside to {} (kept for inspection); starting a new one and resyncing from the server",
+            "the journal was damaged ({}) and has been moved aside to {} (kept for inspection); starting a new one and resyncing from the server",
+            report.why,
             aside.display()
         );
     }

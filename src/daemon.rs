@@ -680,9 +680,17 @@ async fn resolve(sh: &Arc<Shared>, entries: Vec<Entry>) -> Result<(), ResyncErro
             identity: e.row.identity(),
         })
         .collect();
+    let client = sh.client.clone();
+    let watermark = blocking(move || client.check_hwm())
+        .await
+        .map_err(ResyncError::Server)?;
     let mut counts = HashMap::new();
     for (doubt, entry) in doubts.iter().zip(&entries) {
         if counts.contains_key(&doubt.identity) {
+            continue;
+        }
+        if !resync::may_be_stored(entry.row.time, watermark) {
+            counts.insert(doubt.identity, 0);
             continue;
         }
         let (client, row) = (sh.client.clone(), entry.row.clone());

@@ -437,6 +437,8 @@ pub fn mark_suspect(state_dir: &Path) {
 pub struct OpenReport {
     /// A damaged journal moved aside to this path.
     pub moved_aside: Option<PathBuf>,
+    /// Why it was moved aside, for the log.
+    pub why: String,
     pub fresh: bool,
 }
 
@@ -457,6 +459,7 @@ impl Journal {
         };
         if failed_opens >= MAX_FAILED_OPENS && dir.exists() {
             report.moved_aside = Some(move_aside(state_dir, &dir)?);
+            report.why = format!("{failed_opens} opens in a row did not finish, or it was found damaged while running");
         }
         let attempts = if report.moved_aside.is_some() {
             1
@@ -469,13 +472,18 @@ impl Journal {
             path: state_dir.join("journal.seal"),
         };
         let opened = match Self::open_waiting_for_lock(&dir, cache_bytes, &seal) {
-            Err(JournalError::Corrupt(_)) if report.moved_aside.is_none() => {
+            Err(JournalError::Corrupt(why)) if report.moved_aside.is_none() => {
                 report.moved_aside = Some(move_aside(state_dir, &dir)?);
+                report.why = why;
                 Self::open_waiting_for_lock(&dir, cache_bytes, &seal)
             }
             other => other,
         };
         let _ = std::fs::remove_file(&marker);
+        // The removal must outlive a power cut: otherwise every cut soon after a start
+        // brings the marker back, the count climbs, and a healthy journal is condemned
+        // (tests/powercut.rs caught it).
+        let _ = sync_dir(state_dir);
         let journal = opened?;
         report.fresh = journal.meta().generation == 0;
         Ok((journal, report))

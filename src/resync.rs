@@ -92,6 +92,13 @@ pub fn distinct(doubts: &[Doubt]) -> Vec<u64> {
         .collect()
 }
 
+/// Whether an in-doubt row can be stored at all: the watermark is the latest time the
+/// server holds, so a row after it is certainly absent and needs no `checkRow` (after a
+/// cut mid-request this spares a round trip per row when the batch never arrived).
+pub fn may_be_stored(time: i64, watermark: Option<i64>) -> bool {
+    watermark.is_some_and(|w| time <= w)
+}
+
 /// Splits the in-doubt rows into those the server already holds (to drop from the spool
 /// as acknowledged) and those it lacks (to send). `server_count` has the `checkRow`
 /// answer for every distinct identity; `ring` the acknowledged copies still remembered.
@@ -141,6 +148,14 @@ pub fn takeover_class(time: i64, watermark: i64) -> TakeoverClass {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_rows_up_to_the_watermark_may_be_stored() {
+        assert!(!may_be_stored(10, None), "an empty partition holds nothing");
+        assert!(may_be_stored(9, Some(10)));
+        assert!(may_be_stored(10, Some(10)));
+        assert!(!may_be_stored(11, Some(10)));
+    }
 
     fn doubts(ids: &[u64]) -> Vec<Doubt> {
         ids.iter()

@@ -678,6 +678,10 @@ impl Config {
         io_fail!(self, "write_config crc");
         f.write_all(&crc_arr)?;
         io_fail!(self, "write_config post");
+        // qlship: durable at once, with its directory entry; after a power cut an empty
+        // conf file made sled start over with a fresh configuration.
+        f.sync_all()?;
+        fs::File::open(self.get_path())?.sync_all()?;
         Ok(())
     }
 

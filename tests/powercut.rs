@@ -1,0 +1,417 @@
+//! Emulated power cuts: qlship's static x86_64 build runs in a small QEMU VM (Debian's
+//! cloud kernel, busybox, `tests/powercut/init`) with its journal and the queue_log on
+//! an ext4 virtual disk, and reaches the stand-in on this host only through QEMU's
+//! user-mode network (`restrict=on` plus one `guestfwd`). Killing QEMU with SIGKILL is
+//! the power cut: whatever the guest had not yet handed to its disk (its page cache)
+//! is gone, and ext4 replays its journal at the next boot.
+//!
+//! Needs `QLSHIP_POWERCUT_DIR` (the output of `tests/powercut/setup BINARY`, which CI
+//! runs); without it the tests say SKIPPED. `QLSHIP_SEED=N` replays one run's cut
+//! moments. QEMU runs one VM at a time (a lock), under KVM when it boots the guest,
+//! else software emulation.
+
+mod support;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use support::fake_qm::{FakeConfig, FakeQm};
+use support::*;
+
+fn setup_dir() -> Option<PathBuf> {
+    let Some(dir) = std::env::var_os("QLSHIP_POWERCUT_DIR") else {
+        eprintln!("SKIPPED: QLSHIP_POWERCUT_DIR is not set (tests/powercut/setup makes it)");
+        return None;
+    };
+    let dir = PathBuf::from(dir);
+    for f in ["vmlinuz", "initramfs.gz"] {
+        assert!(
+            dir.join(f).exists(),
+            "{} is missing: run tests/powercut/setup",
+            dir.join(f).display()
+        );
+    }
+    Some(dir)
+}
+
+/// One VM at a time: they are CPU-bound under emulation.
+static VM_LOCK: Mutex<()> = Mutex::new(());
+
+/// Tiny deterministic generator (splitmix64) for the cut moments.
+struct Rng(u64);
+impl Rng {
+    fn new(name: &str) -> Rng {
+        let seed = std::env::var("QLSHIP_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("{name}: QLSHIP_SEED={seed}");
+        Rng(seed)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn millis(&mut self, max: u64) -> Duration {
+        Duration::from_millis(self.next() % max.max(1))
+    }
+}
+
+struct Vm {
+    child: Child,
+    console: PathBuf,
+}
+
+/// KVM if it can boot the guest here, else software emulation (decided once).
+fn accel(dir: &Path, scratch: &Path) -> &'static str {
+    static ACCEL: OnceLock<&'static str> = OnceLock::new();
+    ACCEL.get_or_init(|| {
+        if std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_err()
+        {
+            return "tcg";
+        }
+        let disk = scratch.join("kvm-probe.img");
+        make_disk(&disk, &[]);
+        let vm = Vm::boot_with(
+            dir,
+            &disk,
+            "count",
+            1,
+            "kvm",
+            &scratch.join("kvm-probe.log"),
+        );
+        let ok = vm.wait_for("RECORDS", Duration::from_secs(20)).is_some();
+        vm.cut();
+        let chosen = if ok { "kvm" } else { "tcg" };
+        eprintln!("QEMU accelerator: {chosen}");
+        chosen
+    })
+}
+
+/// An ext4 image holding `files` (name, contents), the way mkfs.ext4 -d lays them out.
+fn make_disk(disk: &Path, files: &[(&str, &[u8])]) {
+    let src = disk.with_extension("src");
+    let _ = std::fs::remove_dir_all(&src);
+    std::fs::create_dir_all(&src).unwrap();
+    for (name, data) in files {
+        let path = src.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    }
+    let out = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&src)
+        .arg(disk)
+        .arg("128M")
+        .output()
+        .expect("mkfs.ext4");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Vm {
+    fn boot(dir: &Path, disk: &Path, mode: &str, qm_port: u16, console: &Path) -> Vm {
+        let accel = accel(dir, disk.parent().unwrap());
+        Vm::boot_with(dir, disk, mode, qm_port, accel, console)
+    }
+
+    fn boot_with(
+        dir: &Path,
+        disk: &Path,
+        mode: &str,
+        qm_port: u16,
+        accel: &str,
+        console: &Path,
+    ) -> Vm {
+        let net = format!(
+            "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:8080-cmd:/bin/busybox nc 127.0.0.1 {qm_port}"
+        );
+        let child = Command::new("qemu-system-x86_64")
+            .args([
+                "-accel",
+                accel,
+                "-m",
+                "256",
+                "-smp",
+                "1",
+                "-nographic",
+                "-no-reboot",
+            ])
+            .arg("-kernel")
+            .arg(dir.join("vmlinuz"))
+            .arg("-initrd")
+            .arg(dir.join("initramfs.gz"))
+            .arg("-append")
+            .arg(format!(
+                "console=ttyS0 quiet panic=-1 qlship.mode={mode}{}",
+                if std::env::var_os("QLSHIP_POWERCUT_VERBOSE").is_some() {
+                    " qlship.v=1"
+                } else {
+                    ""
+                }
+            ))
+            .arg("-drive")
+            .arg(format!("file={},format=raw,if=virtio", disk.display()))
+            .args([
+                "-netdev",
+                &net,
+                "-device",
+                "virtio-net-pci,netdev=n0,romfile=",
+            ])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(console).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("qemu-system-x86_64");
+        Vm {
+            child,
+            console: console.into(),
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.console) {
+            let mut b = Vec::new();
+            let _ = f.read_to_end(&mut b);
+            s = String::from_utf8_lossy(&b).into_owned();
+        }
+        s
+    }
+
+    /// Waits for a console line containing `marker`; returns that line.
+    fn wait_for(&self, marker: &str, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.text().lines().find(|l| l.contains(marker)) {
+                return Some(line.to_string());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The power cut.
+    fn cut(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.text()
+    }
+
+    fn wait_off(mut self, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let text = self.text();
+                let _ = self.child.kill();
+                panic!("the VM did not power off within {limit:?}; console:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.text()
+    }
+}
+
+/// The journal opened (qlship logged its start) and was not condemned.
+fn assert_journal_opened(console: &str, boot: usize) {
+    assert!(
+        console.contains("INFO  [qlship::daemon] qlship ") && console.contains(" starting: "),
+        "boot {boot}: qlship did not start; console:\n{console}"
+    );
+    for bad in [
+        "moved aside",
+        "journal is damaged",
+        "panicked",
+        "GUEST-ERROR",
+    ] {
+        assert!(
+            !console.contains(bad),
+            "boot {boot}: {bad:?}; console:\n{console}"
+        );
+    }
+}
+
+struct Run {
+    dir: PathBuf,
+    scratch: tempfile::TempDir,
+    qm: FakeQm,
+}
+
+impl Run {
+    fn new() -> Option<Run> {
+        Some(Run {
+            dir: setup_dir()?,
+            scratch: tempfile::tempdir().unwrap(),
+            qm: FakeQm::start(FakeConfig::default()),
+        })
+    }
+    fn disk(&self) -> PathBuf {
+        self.scratch.path().join("disk.img")
+    }
+    fn console(&self, n: usize) -> PathBuf {
+        self.scratch.path().join(format!("console-{n}.log"))
+    }
+    fn boot(&self, mode: &str, n: usize) -> Vm {
+        Vm::boot(
+            &self.dir,
+            &self.disk(),
+            mode,
+            self.qm.port(),
+            &self.console(n),
+        )
+    }
+}
+
+#[test]
+fn thirty_power_cuts_during_a_catch_up_end_exact() {
+    let Some(run) = Run::new() else { return };
+    let _vm = VM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rng = Rng::new("catch-up");
+    let (text, expected) = rows(0..50_000);
+    make_disk(&run.disk(), &[("queue_log", text.as_bytes())]);
+    let mut at_cut = Vec::new();
+    for n in 0..30 {
+        let vm = run.boot("run", n);
+        vm.wait_for(" starting: ", Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("boot {n}: qlship did not start; console:\n{}", vm.text()));
+        // Cut while rows are moving: once this boot has stored something, at a random
+        // moment within the next half second (a few batches at emulated speed).
+        let before = at_cut.last().copied().unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while run.qm.rows("P001").len() == before && before < expected.len() {
+            assert!(
+                Instant::now() < deadline,
+                "boot {n}: no progress; console:\n{}",
+                vm.text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(rng.millis(500));
+        let console = vm.cut();
+        assert_journal_opened(&console, n);
+        at_cut.push(run.qm.rows("P001").len());
+    }
+    eprintln!("rows on the server at each cut: {at_cut:?}");
+    let vm = run.boot("drain", 30);
+    let console = vm.wait_off(Duration::from_secs(300));
+    assert_journal_opened(&console, 30);
+    assert!(console.contains("QLSHIP-EXIT 0"), "{console}");
+    assert_exact(&run.qm.rows("P001"), &expected, &console);
+    assert_eq!(run.qm.violations(), Vec::<String>::new());
+    // The cuts must have fallen during the catch-up, not after it.
+    let mid = at_cut.iter().filter(|&&n| n < expected.len()).count();
+    assert!(mid >= 25, "only {mid} cuts fell mid-catch-up: {at_cut:?}");
+}
+
+#[test]
+fn ten_power_cuts_during_rotations_end_exact() {
+    let Some(run) = Run::new() else { return };
+    let _vm = VM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rng = Rng::new("rotation");
+    let (text, expected) = rows(0..15_000);
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let parts: Vec<String> = lines.chunks(3000).map(|c| c.concat()).collect();
+    let names: Vec<String> = (1..=parts.len()).map(|k| format!("parts/{k}")).collect();
+    let files: Vec<(&str, &[u8])> = names
+        .iter()
+        .zip(&parts)
+        .map(|(n, p)| (n.as_str(), p.as_bytes()))
+        .collect();
+    make_disk(&run.disk(), &files);
+    let mut rotations = 0;
+    for n in 0..10 {
+        let vm = run.boot("rotate", n);
+        vm.wait_for(" starting: ", Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("boot {n}: qlship did not start; console:\n{}", vm.text()));
+        std::thread::sleep(rng.millis(3000));
+        let console = vm.cut();
+        assert_journal_opened(&console, n);
+        rotations += console.matches("ROTATED ").count();
+    }
+    let vm = run.boot("rotate", 10);
+    vm.wait_for("ROTATIONS-DONE", Duration::from_secs(120))
+        .unwrap_or_else(|| panic!("rotations did not finish; console:\n{}", vm.text()));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while run.qm.rows("P001").len() < expected.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let console = vm.cut();
+    assert_journal_opened(&console, 10);
+    eprintln!("{rotations} rotations happened during the 10 cut boots");
+    assert!(
+        rotations >= 3,
+        "too few rotations during the cuts: {rotations}"
+    );
+    assert_exact(&run.qm.rows("P001"), &expected, &console);
+}
+
+/// Writes records until the cut, then counts what survived.
+fn writer_survivors(mode: &str) -> (u64, u64) {
+    let run = Run::new().unwrap();
+    let _vm = VM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    make_disk(&run.disk(), &[]);
+    let vm = run.boot(mode, 0);
+    vm.wait_for("WROTE 20", Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("the writer did not start; console:\n{}", vm.text()));
+    std::thread::sleep(Duration::from_millis(1500));
+    let console = vm.cut();
+    let written: u64 = console
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("WROTE "))
+        .filter_map(|n| n.trim().parse().ok())
+        .max()
+        .unwrap();
+    let vm = run.boot("count", 1);
+    let console = vm.wait_off(Duration::from_secs(60));
+    let kept: u64 = console
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("RECORDS "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count; console:\n{console}"));
+    eprintln!("{mode}: {written} records reported written, {kept} survived the cut");
+    (written, kept)
+}
+
+#[test]
+fn the_emulated_cut_loses_unsynced_writes() {
+    if setup_dir().is_none() {
+        return;
+    }
+    let (written, kept) = writer_survivors("write-nosync");
+    assert!(
+        kept < written,
+        "nothing was lost: the emulation does not cut power"
+    );
+}
+
+#[test]
+fn the_emulated_cut_keeps_synced_writes() {
+    if setup_dir().is_none() {
+        return;
+    }
+    let (written, kept) = writer_survivors("write-sync");
+    assert!(
+        kept >= written,
+        "{written} fsynced records written, {kept} kept"
+    );
+}
