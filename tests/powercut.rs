@@ -36,6 +36,9 @@ fn setup_dir() -> Option<PathBuf> {
     Some(dir)
 }
 
+/// The AMI stand-in the guest reaches at 10.0.2.101:5038, once started.
+static AMI_PORT: OnceLock<u16> = OnceLock::new();
+
 /// One VM at a time: they are CPU-bound under emulation.
 static VM_LOCK: Mutex<()> = Mutex::new(());
 
@@ -140,9 +143,14 @@ impl Vm {
         accel: &str,
         console: &Path,
     ) -> Vm {
-        let net = format!(
+        let mut net = format!(
             "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:8080-cmd:/bin/busybox nc 127.0.0.1 {qm_port}"
         );
+        if let Some(ami) = AMI_PORT.get() {
+            net.push_str(&format!(
+                ",guestfwd=tcp:10.0.2.101:5038-cmd:/bin/busybox nc 127.0.0.1 {ami}"
+            ));
+        }
         let child = Command::new("qemu-system-x86_64")
             .args([
                 "-accel",
@@ -419,4 +427,84 @@ fn the_emulated_cut_keeps_synced_writes() {
         kept >= written,
         "{written} fsynced records written, {kept} kept"
     );
+}
+
+#[test]
+fn power_cuts_during_feedback_actions_never_run_one_twice() {
+    let Some(run) = Run::new() else { return };
+    let _vm = VM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rng = Rng::new("feedback");
+    let ami = support::fake_ami::FakeAmi::start("admin", "amp111");
+    // Asterisk takes its time with each QueueAdd: cuts fall before, during and after.
+    ami.delay_on("QueueAdd", Duration::from_millis(400));
+    AMI_PORT.get_or_init(|| ami.port());
+    make_disk(&run.disk(), &[("queue_log", b"")]);
+    let ids: Vec<String> = (1..=6).map(|n| format!("fb{n}")).collect();
+    for (n, id) in ids.iter().enumerate() {
+        let iface = format!("SIP/{n}");
+        let add = format!("Action: QueueAdd\nQueue: q\nInterface: {iface}");
+        run.qm.push_actions(
+            "P001",
+            id,
+            "10.0.2.101",
+            5038,
+            &["Action: Login\nUsername: admin\nSecret: amp111", &add],
+        );
+        let vm = run.boot("feedback", n);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ami.count("QueueAdd") <= n {
+            assert!(
+                Instant::now() < deadline,
+                "boot {n}: {id} never reached AMI; console:\n{}",
+                vm.text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(rng.millis(900));
+        let console = vm.cut();
+        assert_journal_opened(&console, n);
+    }
+    // One more boot reports whatever is left.
+    let vm = run.boot("feedback", ids.len());
+    vm.wait_for(" starting: ", Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("last boot: qlship did not start; console:\n{}", vm.text()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ids
+        .iter()
+        .all(|id| run.qm.fb_results().iter().any(|r| &r.id == id))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "results missing: {:?}; console:\n{}",
+            run.qm.fb_results(),
+            vm.text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let console = vm.cut();
+    assert_journal_opened(&console, ids.len());
+    assert_eq!(
+        ami.count("QueueAdd"),
+        ids.len(),
+        "an action ran twice: {:?}",
+        ami.received()
+    );
+    for n in 0..ids.len() {
+        assert_eq!(
+            ami.members("q")
+                .iter()
+                .filter(|(i, _)| *i == format!("SIP/{n}"))
+                .count(),
+            1
+        );
+    }
+    let results = run.qm.fb_results();
+    eprintln!("results: {results:?}");
+    for r in &results {
+        assert!(
+            r.status == "OK" || r.result.starts_with("interrupted"),
+            "unexpected result {r:?}"
+        );
+    }
 }
