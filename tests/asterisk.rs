@@ -12,7 +12,6 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::fake_qm::FbReport;
 use support::*;
 
 struct Asterisk {
@@ -123,21 +122,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_report(env: &Env, id: &str) -> FbReport {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(r) = env.qm.fb_results().into_iter().find(|r| r.id == id) {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no result for {id}:\n{}",
-            env.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !ok() {
@@ -176,7 +160,7 @@ fn queue_actions_change_a_real_asterisk_and_its_queue_log_rows_are_uploaded() {
             "Action: QueuePause\nQueue: q-support\nInterface: Local/101@agents\nPaused: true\nReason: lunch",
         ],
     );
-    let r = wait_report(&env, "add");
+    let r = env.wait_fb_reports("add", Duration::from_secs(20))[0].clone();
     assert_eq!(r.status, "OK", "{r:?}\n{}", env.logs());
     let shown = ast.cli("queue show q-support");
     assert!(shown.contains("Agent/101 (Local/101@agents"), "{shown}");
@@ -192,7 +176,10 @@ fn queue_actions_change_a_real_asterisk_and_its_queue_log_rows_are_uploaded() {
             "Action: QueueRemove\nQueue: q-support\nInterface: Local/101@agents",
         ],
     );
-    assert_eq!(wait_report(&env, "remove").status, "OK");
+    assert_eq!(
+        env.wait_fb_reports("remove", Duration::from_secs(20))[0].status,
+        "OK"
+    );
     let shown = ast.cli("queue show q-support");
     assert!(!shown.contains("Agent/101"), "{shown}");
 

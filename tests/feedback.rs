@@ -16,28 +16,6 @@ fn fb_args(extra: &[&'static str]) -> Vec<&'static str> {
     a
 }
 
-/// Waits until the server has a result for `id`; returns every report for it.
-fn wait_report(env: &Env, id: &str, limit: Duration) -> Vec<FbReport> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let got: Vec<FbReport> = env
-            .qm
-            .fb_results()
-            .into_iter()
-            .filter(|r| r.id == id)
-            .collect();
-        if !got.is_empty() {
-            return got;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no result for feedback action {id}; logs:\n{}",
-            env.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn only(reports: Vec<FbReport>) -> (String, String) {
     assert_eq!(reports.len(), 1, "{reports:?}");
     (reports[0].status.clone(), reports[0].result.clone())
@@ -59,7 +37,7 @@ fn queue_actions_run_once_change_the_pbx_and_are_reported_once() {
         ],
     );
     let daemon = env.spawn(&fb_args(&[]));
-    wait_report(&env, "101", Duration::from_secs(10));
+    env.wait_fb_reports("101", Duration::from_secs(10));
     // QueueMetrics keeps offering the container until it has the result; give it a
     // few more polls to be run or reported twice.
     std::thread::sleep(Duration::from_millis(1000));
@@ -106,11 +84,11 @@ fn a_failed_action_is_reported_ko_with_asterisks_message() {
         &[LOGIN, add, "Action: Ping"],
     );
     let daemon = env.spawn(&fb_args(&[]));
-    wait_report(&env, "2", Duration::from_secs(10));
+    env.wait_fb_reports("2", Duration::from_secs(10));
     stop(daemon);
-    assert_eq!(only(wait_report(&env, "1", Duration::ZERO)).0, "OK");
+    assert_eq!(only(env.wait_fb_reports("1", Duration::ZERO)).0, "OK");
     assert_eq!(
-        only(wait_report(&env, "2", Duration::ZERO)),
+        only(env.wait_fb_reports("2", Duration::ZERO)),
         (
             "KO".into(),
             "QueueAdd: Unable to add interface: Already there (after Login: Authentication accepted)".into()
@@ -142,8 +120,8 @@ fn a_foreign_host_or_a_refused_action_is_answered_ko_and_nothing_runs() {
         ],
     );
     let daemon = env.spawn(&fb_args(&[]));
-    let host = only(wait_report(&env, "h", Duration::from_secs(10)));
-    let command = only(wait_report(&env, "c", Duration::from_secs(10)));
+    let host = only(env.wait_fb_reports("h", Duration::from_secs(10)));
+    let command = only(env.wait_fb_reports("c", Duration::from_secs(10)));
     stop(daemon);
     assert_eq!(
         host,
@@ -193,7 +171,7 @@ fn local_credentials_replace_the_servers_login_and_stay_out_of_the_log() {
     let config = config.to_str().unwrap().to_string();
     let config: &'static str = Box::leak(config.into_boxed_str());
     let daemon = env.spawn(&fb_args(&["--config", config, "-v"]));
-    let (status, _) = only(wait_report(&env, "9", Duration::from_secs(10)));
+    let (status, _) = only(env.wait_fb_reports("9", Duration::from_secs(10)));
     stop(daemon);
     assert_eq!(status, "OK");
     let logins: Vec<_> = ami
@@ -252,7 +230,7 @@ fn a_stalled_asterisk_times_out_and_never_delays_rows() {
         wait_report_none(&env, "s"),
         "reported before the AMI timeout"
     );
-    let report = only(wait_report(&env, "s", Duration::from_secs(10)));
+    let report = only(env.wait_fb_reports("s", Duration::from_secs(10)));
     stop(daemon);
     assert_eq!(
         report,
@@ -300,7 +278,7 @@ fn a_kill_between_run_and_report_reports_after_restart_and_never_reruns() {
     env.qm.clear_faults();
     // The server still offers the container (it never got a result).
     let daemon = env.spawn(&fb_args(&[]));
-    let report = only(wait_report(&env, "k", Duration::from_secs(10)));
+    let report = only(env.wait_fb_reports("k", Duration::from_secs(10)));
     std::thread::sleep(Duration::from_millis(800));
     stop(daemon);
     assert_eq!(report.0, "OK", "{report:?}");
@@ -329,7 +307,7 @@ fn a_kill_during_the_run_is_reported_interrupted_and_never_reruns() {
     kill9(daemon);
     ami.stall_on(None);
     let daemon = env.spawn(&fb_args(&[]));
-    let report = only(wait_report(&env, "m", Duration::from_secs(10)));
+    let report = only(env.wait_fb_reports("m", Duration::from_secs(10)));
     std::thread::sleep(Duration::from_millis(800));
     stop(daemon);
     assert_eq!(
@@ -368,5 +346,5 @@ fn a_container_the_server_resends_is_not_run_again() {
     std::thread::sleep(Duration::from_millis(500));
     stop(daemon);
     assert_eq!(ami.count("QueueAdd"), 1, "run once whatever the resends");
-    assert_eq!(only(wait_report(&env, "r", Duration::ZERO)).0, "OK");
+    assert_eq!(only(env.wait_fb_reports("r", Duration::ZERO)).0, "OK");
 }

@@ -170,6 +170,28 @@ impl Env {
         self.rows()
     }
 
+    /// Waits until the server has a feedback result for `id`; returns every report of it.
+    pub fn wait_fb_reports(&self, id: &str, limit: Duration) -> Vec<fake_qm::FbReport> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let got: Vec<fake_qm::FbReport> = self
+                .qm
+                .fb_results()
+                .into_iter()
+                .filter(|r| r.id == id)
+                .collect();
+            if !got.is_empty() {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no result for feedback action {id}; logs:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Asserts the server holds exactly `expected`, in order, and saw no protocol violation.
     pub fn assert_exact(&self, expected: &[StoredRow]) {
         assert_exact(&self.rows(), expected, &self.logs());
