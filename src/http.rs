@@ -1,4 +1,4 @@
-//! The HTTP shell: one blocking POST per command (called through `smol::unblock`).
+//! The HTTP shell: one blocking POST per command (called on a `workers` thread).
 
 use crate::config::Settings;
 use crate::protocol::{self, Answer, AnswerError, Partition};

@@ -20,3 +20,4 @@ pub mod row;
 pub mod status;
 pub mod tail;
 pub mod tls;
+pub mod workers;

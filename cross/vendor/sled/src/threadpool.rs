@@ -21,7 +21,9 @@ const MAX_THREADS: usize = 16;
 #[cfg(not(windows))]
 const MAX_THREADS: usize = 128;
 
-const DESIRED_WAITING_THREADS: usize = 7;
+// qlship: 7 upstream. Each idle thread is stack and a wake-up source on a box where
+// qlship does one flush at a time; two keep a write and a snapshot apart.
+const DESIRED_WAITING_THREADS: usize = 2;
 
 static WAITING_THREAD_COUNT: AtomicUsize = AtomicUsize::new(0);
 static TOTAL_THREAD_COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -89,12 +91,21 @@ fn init_queue() -> Queue {
 }
 
 fn perform_work(is_immortal: bool) {
-    let wait_limit = Duration::from_secs(1);
+    // qlship: only threads that may retire need to wake up to check; the immortal ones
+    // woke every second for nothing (7 wake-ups a second on an idle box).
+    let wait_limit = if is_immortal {
+        Duration::from_secs(24 * 3600)
+    } else {
+        Duration::from_secs(1)
+    };
 
     let mut performed = 0;
     let mut contiguous_overshoots = 0;
 
-    while is_immortal || performed < 5 || contiguous_overshoots < 3 {
+    // qlship: upstream also kept a surplus thread until it had done 5 jobs, waking every
+    // second meanwhile; now it leaves after 3 idle seconds like the others.
+    let _ = performed;
+    while is_immortal || contiguous_overshoots < 3 {
         debug_delay();
         let task_res = QUEUE.recv_timeout(wait_limit);
 
@@ -117,7 +128,9 @@ fn perform_work(is_immortal: bool) {
 
         let waiting = WAITING_THREAD_COUNT.load(Acquire);
 
-        if waiting > DESIRED_WAITING_THREADS {
+        // qlship: `>=`, not `>`: this thread is not counted while it checks, so with `>`
+        // a surplus thread never saw an overshoot and never left.
+        if waiting >= DESIRED_WAITING_THREADS {
             contiguous_overshoots += 1;
         } else {
             contiguous_overshoots = 0;
