@@ -218,6 +218,19 @@ impl Vm {
         }
     }
 
+    /// Waits until qlship logged its start (so its journal opened).
+    fn wait_started(&self, boot: usize) {
+        if self
+            .wait_for(" starting: ", Duration::from_secs(60))
+            .is_none()
+        {
+            panic!(
+                "boot {boot}: qlship did not start; console:\n{}",
+                self.text()
+            );
+        }
+    }
+
     /// The power cut.
     fn cut(mut self) -> String {
         let _ = self.child.kill();
@@ -299,8 +312,7 @@ fn thirty_power_cuts_during_a_catch_up_end_exact() {
     let mut at_cut = Vec::new();
     for n in 0..30 {
         let vm = run.boot("run", n);
-        vm.wait_for(" starting: ", Duration::from_secs(60))
-            .unwrap_or_else(|| panic!("boot {n}: qlship did not start; console:\n{}", vm.text()));
+        vm.wait_started(n);
         // Cut while rows are moving: once this boot has stored something, at a random
         // moment within the next half second (a few batches at emulated speed).
         let before = at_cut.last().copied().unwrap_or(0);
@@ -348,8 +360,7 @@ fn ten_power_cuts_during_rotations_end_exact() {
     let mut rotations = 0;
     for n in 0..10 {
         let vm = run.boot("rotate", n);
-        vm.wait_for(" starting: ", Duration::from_secs(60))
-            .unwrap_or_else(|| panic!("boot {n}: qlship did not start; console:\n{}", vm.text()));
+        vm.wait_started(n);
         // Cut amid the rotation: once this boot's step began, within the next 0.6 s
         // (the step renames, copies, syncs and renames again; it may or may not finish).
         vm.wait_for("STEP ", Duration::from_secs(30))
@@ -466,8 +477,7 @@ fn power_cuts_during_feedback_actions_never_run_one_twice() {
     }
     // One more boot reports whatever is left.
     let vm = run.boot("feedback", ids.len());
-    vm.wait_for(" starting: ", Duration::from_secs(60))
-        .unwrap_or_else(|| panic!("last boot: qlship did not start; console:\n{}", vm.text()));
+    vm.wait_started(ids.len());
     let deadline = Instant::now() + Duration::from_secs(60);
     while !ids
         .iter()
