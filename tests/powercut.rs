@@ -303,7 +303,7 @@ impl Run {
 }
 
 #[test]
-fn thirty_power_cuts_during_a_catch_up_end_exact() {
+fn thirty_cuts_during_a_catch_up_end_exact_regression_sled_blobs_and_conf_unsynced() {
     let Some(run) = Run::new() else { return };
     let _vm = VM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let mut rng = Rng::new("catch-up");
