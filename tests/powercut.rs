@@ -302,6 +302,10 @@ impl Run {
     }
 }
 
+/// Also the regression case for sled writing its blob files (large tree nodes) and its
+/// `conf` file without fsync: before the vendored fix, the first run of this test had
+/// the journal rolled back (and moved aside) at its second boot, sled warning of an
+/// empty conf file and removing blobs beyond its shortened stable log.
 #[test]
 fn thirty_cuts_during_a_catch_up_end_exact_regression_sled_blobs_and_conf_unsynced() {
     let Some(run) = Run::new() else { return };
