@@ -655,6 +655,11 @@ mod tests {
     }
 
     /// Drives the tail to idle, collecting call ids; returns them and the final position.
+    /// A tail on `ql` from `pos`, no grace period, nothing finished, no takeover.
+    fn open_at(ql: &Path, pos: Option<FilePos>) -> Tail {
+        Tail::resume(ql, pos, &[], Duration::ZERO, 1 << 17, None).unwrap()
+    }
+
     fn drain(tail: &mut Tail) -> Vec<String> {
         let mut out = Vec::new();
         for _ in 0..1000 {
@@ -696,11 +701,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ql = dir.path().join("queue_log");
         append(&ql, &(0..3).map(line).collect::<String>());
-        let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = open_at(&ql, None);
         assert_eq!(drain(&mut t), ids(0..3));
         let pos = t.pos();
         append(&ql, &line(3));
-        let mut t = Tail::resume(&ql, pos, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = open_at(&ql, pos);
         assert_eq!(drain(&mut t), ids(3..4));
     }
 
@@ -709,7 +714,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ql = dir.path().join("queue_log");
         append(&ql, &line(0));
-        let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = open_at(&ql, None);
         assert_eq!(drain(&mut t), ids(0..1));
         std::fs::rename(&ql, dir.path().join("queue_log.1")).unwrap();
         append(&dir.path().join("queue_log.1"), &line(1));
@@ -724,7 +729,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ql = dir.path().join("queue_log");
         append(&ql, &(0..2).map(line).collect::<String>());
-        let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = open_at(&ql, None);
         drain(&mut t);
         let pos = t.pos();
         append(&ql, &line(2));
@@ -734,7 +739,7 @@ mod tests {
         std::fs::rename(&ql, dir.path().join("queue_log.1")).unwrap();
         std::thread::sleep(Duration::from_millis(20));
         append(&ql, &line(4));
-        let mut t = Tail::resume(&ql, pos, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = open_at(&ql, pos);
         assert_eq!(drain(&mut t), ids(2..5));
     }
 
@@ -743,7 +748,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ql = dir.path().join("queue_log");
         append(&ql, &(0..3).map(line).collect::<String>());
-        let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = open_at(&ql, None);
         assert_eq!(drain(&mut t), ids(0..3));
         let old_len = std::fs::metadata(&ql).unwrap().len();
         std::fs::copy(&ql, dir.path().join("queue_log.1")).unwrap();
@@ -759,13 +764,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ql = dir.path().join("queue_log");
         append(&ql, &(0..3).map(line).collect::<String>());
-        let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = open_at(&ql, None);
         drain(&mut t);
         let pos = t.pos();
         drop(t);
         std::fs::remove_file(&ql).unwrap();
         append(&ql, &(10..15).map(line).collect::<String>());
-        let mut t = Tail::resume(&ql, pos, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = open_at(&ql, pos);
         assert_eq!(drain(&mut t), ids(10..15));
     }
 
@@ -825,7 +830,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ql = dir.path().join("queue_log");
         append(&ql, &(0..3).map(line).collect::<String>());
-        let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = open_at(&ql, None);
         drain(&mut t);
         let pos = t.pos();
         drop(t);
@@ -834,7 +839,7 @@ mod tests {
         append(&ql, &line(4));
         copytruncate(&ql, &dir.path().join("queue_log-2"));
         append(&ql, &line(5));
-        let mut t = Tail::resume(&ql, pos, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = open_at(&ql, pos);
         assert_eq!(drain(&mut t), ids(3..6));
     }
 
@@ -843,7 +848,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ql = dir.path().join("queue_log");
         append(&ql, "");
-        let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = open_at(&ql, None);
         assert!(matches!(t.step().unwrap(), Step::Switched(_)));
         let pos = t.pos();
         assert_eq!(pos.unwrap().offset, 0);
@@ -854,7 +859,7 @@ mod tests {
         append(&ql, &line(1));
         copytruncate(&ql, &dir.path().join("queue_log-2"));
         append(&ql, &line(2));
-        let mut t = Tail::resume(&ql, pos, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = open_at(&ql, pos);
         assert_eq!(drain(&mut t), ids(0..3));
     }
 
@@ -863,7 +868,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ql = dir.path().join("queue_log");
         append(&ql, &(0..2).map(line).collect::<String>());
-        let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = open_at(&ql, None);
         drain(&mut t);
         append(&ql, &line(2));
         copytruncate(&ql, &dir.path().join("queue_log-1"));
@@ -913,7 +918,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ql = dir.path().join("queue_log");
         append(&ql, &line(0));
-        let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = open_at(&ql, None);
         drain(&mut t);
         let pos = t.pos();
         drop(t);
@@ -921,7 +926,7 @@ mod tests {
         std::fs::copy(&ql, dir.path().join("queue_log.1.gz")).unwrap();
         std::fs::rename(&ql, dir.path().join("queue_log.1")).unwrap();
         append(&ql, &line(1));
-        let mut t = Tail::resume(&ql, pos, &[], Duration::ZERO, 1 << 17, None).unwrap();
+        let mut t = open_at(&ql, pos);
         let mut got = drain(&mut t);
         got.extend(drain(&mut t));
         assert_eq!(got, ids(1..2));
