@@ -17,6 +17,7 @@ pub mod parse;
 pub mod protocol;
 pub mod resync;
 pub mod row;
+pub mod rules;
 pub mod status;
 pub mod tail;
 pub mod tls;

@@ -1,0 +1,607 @@
+//! Uniloader's splitter file: a JSON array of clients
+//! `{clientname, uri, login, pass, token, matcher: [..], match, removematch, disabled,
+//! noactions}` (qlship also reads `timezoneOffset`). A small parser of our own, because
+//! errors must name the line and key, which miniserde does not report.
+
+use super::{apply_uri, How, Matcher, ParseError, Rule, Split, Target};
+
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Arr(Vec<(Value, usize)>),
+    /// Keys in file order with the line each starts on.
+    Obj(Vec<(String, Value, usize)>),
+}
+
+impl Value {
+    fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Num(_) => "a number",
+            Value::Str(_) => "a string",
+            Value::Arr(_) => "an array",
+            Value::Obj(_) => "an object",
+        }
+    }
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    at: usize,
+    line: usize,
+}
+
+impl Parser<'_> {
+    fn blank(&mut self) {
+        while let Some(&c) = self.s.get(self.at) {
+            match c {
+                b'\n' => self.line += 1,
+                b' ' | b'\t' | b'\r' => {}
+                _ => return,
+            }
+            self.at += 1;
+        }
+    }
+
+    fn err(&self, what: impl Into<String>) -> ParseError {
+        ParseError::at(self.line, what)
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), ParseError> {
+        self.blank();
+        if self.s.get(self.at) == Some(&c) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(self.err(format!("expected {:?}", c as char)))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<(Value, usize), ParseError> {
+        if depth > 32 {
+            return Err(self.err("nested too deeply"));
+        }
+        self.blank();
+        let line = self.line;
+        let v =
+            match self.s.get(self.at) {
+                None => return Err(self.err("unexpected end of file")),
+                Some(b'{') => {
+                    self.at += 1;
+                    let mut fields = Vec::new();
+                    self.blank();
+                    if self.s.get(self.at) == Some(&b'}') {
+                        self.at += 1;
+                    } else {
+                        loop {
+                            self.blank();
+                            let key_line = self.line;
+                            if self.s.get(self.at) != Some(&b'"') {
+                                return Err(self.err("expected a quoted key"));
+                            }
+                            let key = self.string()?;
+                            self.expect(b':')?;
+                            let (v, _) = self.value(depth + 1)?;
+                            if fields
+                                .iter()
+                                .any(|(k, _, _): &(String, Value, usize)| *k == key)
+                            {
+                                return Err(ParseError::key(key_line, &key, "given twice"));
+                            }
+                            fields.push((key, v, key_line));
+                            self.blank();
+                            match self.s.get(self.at) {
+                                Some(b',') => self.at += 1,
+                                Some(b'}') => {
+                                    self.at += 1;
+                                    break;
+                                }
+                                _ => return Err(self.err("expected , or } after a value")),
+                            }
+                        }
+                    }
+                    Value::Obj(fields)
+                }
+                Some(b'[') => {
+                    self.at += 1;
+                    let mut items = Vec::new();
+                    self.blank();
+                    if self.s.get(self.at) == Some(&b']') {
+                        self.at += 1;
+                    } else {
+                        loop {
+                            items.push(self.value(depth + 1)?);
+                            self.blank();
+                            match self.s.get(self.at) {
+                                Some(b',') => self.at += 1,
+                                Some(b']') => {
+                                    self.at += 1;
+                                    break;
+                                }
+                                _ => return Err(self.err("expected , or ] after a value")),
+                            }
+                        }
+                    }
+                    Value::Arr(items)
+                }
+                Some(b'"') => Value::Str(self.string()?),
+                Some(_) => {
+                    let start = self.at;
+                    while self.s.get(self.at).is_some_and(|c| {
+                        c.is_ascii_alphanumeric() || matches!(c, b'-' | b'+' | b'.')
+                    }) {
+                        self.at += 1;
+                    }
+                    let word = std::str::from_utf8(&self.s[start..self.at]).unwrap_or("");
+                    match word {
+                        "true" => Value::Bool(true),
+                        "false" => Value::Bool(false),
+                        "null" => Value::Null,
+                        w => match w.parse::<f64>() {
+                            Ok(n) if !w.is_empty() => Value::Num(n),
+                            _ => {
+                                return Err(self.err(format!(
+                                    "unexpected {:?}: not JSON",
+                                    if w.is_empty() {
+                                        (self.s[self.at] as char).to_string()
+                                    } else {
+                                        w.to_owned()
+                                    }
+                                )))
+                            }
+                        },
+                    }
+                }
+            };
+        Ok((v, line))
+    }
+
+    fn string(&mut self) -> Result<String, ParseError> {
+        let line = self.line;
+        self.at += 1;
+        let mut out = String::new();
+        let mut run = self.at;
+        loop {
+            let Some(&c) = self.s.get(self.at) else {
+                return Err(ParseError::at(line, "string never closed"));
+            };
+            match c {
+                b'"' | b'\\' => {
+                    out.push_str(
+                        std::str::from_utf8(&self.s[run..self.at])
+                            .map_err(|_| self.err("string is not UTF-8"))?,
+                    );
+                    self.at += 1;
+                    if c == b'"' {
+                        return Ok(out);
+                    }
+                    let e = *self
+                        .s
+                        .get(self.at)
+                        .ok_or_else(|| self.err("string never closed"))?;
+                    self.at += 1;
+                    match e {
+                        b'"' => out.push('"'),
+                        b'\\' => out.push('\\'),
+                        b'/' => out.push('/'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => out.push(self.unicode()?),
+                        _ => return Err(self.err(format!("bad escape \\{}", e as char))),
+                    }
+                    run = self.at;
+                }
+                b'\n' => return Err(ParseError::at(line, "string never closed on its line")),
+                _ => self.at += 1,
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, ParseError> {
+        let h = self
+            .s
+            .get(self.at..self.at + 4)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .ok_or_else(|| self.err("bad \\u escape"))?;
+        self.at += 4;
+        Ok(h)
+    }
+
+    fn unicode(&mut self) -> Result<char, ParseError> {
+        let hi = self.hex4()?;
+        let code =
+            if (0xD800..0xDC00).contains(&hi) && self.s.get(self.at..self.at + 2) == Some(b"\\u") {
+                self.at += 2;
+                let lo = self.hex4()?;
+                0x10000 + ((hi - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF)
+            } else {
+                hi
+            };
+        char::from_u32(code).ok_or_else(|| self.err("bad \\u escape"))
+    }
+}
+
+/// Uniloader files are JSON: the first thing in them opens an array or object whose
+/// first key is a quoted string followed by `:` (Perl writes `=>`).
+pub(super) fn looks_like_json(text: &str) -> bool {
+    let t = text.trim_start_matches(|c: char| c.is_whitespace() || c == '[' || c == '{');
+    let opened = text.trim_start().starts_with(['[', '{']);
+    if !opened {
+        return false;
+    }
+    let Some(rest) = t.strip_prefix('"') else {
+        // `[]` or `{}`: empty either way; let JSON report it.
+        return t.trim_start().starts_with([']', '}']) || t.is_empty();
+    };
+    rest.split_once('"')
+        .is_some_and(|(_, after)| after.trim_start().starts_with(':'))
+}
+
+const KEYS: [&str; 11] = [
+    "clientname",
+    "uri",
+    "login",
+    "pass",
+    "token",
+    "matcher",
+    "match",
+    "removematch",
+    "disabled",
+    "noactions",
+    "timezoneOffset",
+];
+
+pub(super) fn parse(text: &str, defaults: &Target) -> Result<Split, ParseError> {
+    let mut p = Parser {
+        s: text.as_bytes(),
+        at: 0,
+        line: 1,
+    };
+    let (v, _) = p.value(0)?;
+    p.blank();
+    if p.at < p.s.len() {
+        return Err(p.err("unexpected text after the JSON value"));
+    }
+    let clients = match v {
+        Value::Arr(items) => items,
+        // A single client without the array is forgiven.
+        obj @ Value::Obj(_) => vec![(obj, 1)],
+        other => {
+            return Err(ParseError::at(
+                1,
+                format!("expected an array of clients, found {}", other.kind()),
+            ))
+        }
+    };
+    let mut split = Split::default();
+    for (client, line) in clients {
+        let Value::Obj(fields) = client else {
+            return Err(ParseError::at(
+                line,
+                format!("expected a client object, found {}", client.kind()),
+            ));
+        };
+        client_rule(&mut split, &fields, line, defaults)?;
+    }
+    Ok(split)
+}
+
+fn client_rule(
+    split: &mut Split,
+    fields: &[(String, Value, usize)],
+    line: usize,
+    defaults: &Target,
+) -> Result<(), ParseError> {
+    for (k, _, l) in fields {
+        if !KEYS.contains(&k.as_str()) {
+            return Err(ParseError::key(
+                *l,
+                k,
+                format!("unknown key (known: {})", KEYS.join(", ")),
+            ));
+        }
+    }
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(key, _, _)| key == k)
+            .map(|(_, v, l)| (v, *l))
+    };
+    let string = |k: &str| -> Result<Option<String>, ParseError> {
+        match get(k) {
+            None | Some((Value::Null, _)) => Ok(None),
+            Some((Value::Str(s), _)) => Ok(Some(s.clone())),
+            Some((v, l)) => Err(ParseError::key(
+                l,
+                k,
+                format!("expected a string, found {}", v.kind()),
+            )),
+        }
+    };
+    let boolean = |k: &str| -> Result<bool, ParseError> {
+        match get(k) {
+            None | Some((Value::Null, _)) => Ok(false),
+            Some((Value::Bool(b), _)) => Ok(*b),
+            Some((Value::Str(s), _)) if s == "true" || s == "false" => Ok(s == "true"),
+            Some((v, l)) => Err(ParseError::key(
+                l,
+                k,
+                format!("expected true or false, found {}", v.kind()),
+            )),
+        }
+    };
+    let name = string("clientname")?
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ParseError::key(line, "clientname", "missing"))?;
+    let mut t = Target {
+        name: name.clone(),
+        ..defaults.clone()
+    };
+    let uri = string("uri")?.ok_or_else(|| ParseError::key(line, "uri", "missing"))?;
+    let uri_line = get("uri").map_or(line, |(_, l)| l);
+    apply_uri(&mut t, &uri).map_err(|e| ParseError::key(uri_line, "uri", e))?;
+    if let Some(v) = string("login")? {
+        t.user = v;
+    }
+    if let Some(v) = string("pass")? {
+        t.password = v;
+    }
+    t.token = string("token")?.unwrap_or_default();
+    t.disabled = boolean("disabled")?;
+    t.noactions = boolean("noactions")?;
+    match get("timezoneOffset") {
+        None | Some((Value::Null, _)) => {}
+        Some((Value::Num(n), _)) if n.fract() == 0.0 && n.abs() < 1e9 => t.tz_offset = *n as i64,
+        Some((v, l)) => {
+            return Err(ParseError::key(
+                l,
+                "timezoneOffset",
+                format!("expected whole seconds, found {}", v.kind()),
+            ))
+        }
+    }
+    let how = match get("match") {
+        None => How::Prefix,
+        Some((Value::Str(m), l)) => match m.as_str() {
+            "prefix" => How::Prefix,
+            "suffix" => How::Suffix,
+            "any" => How::Anywhere,
+            other => {
+                return Err(ParseError::key(
+                    l,
+                    "match",
+                    format!("{other:?} is not prefix, suffix or any"),
+                ))
+            }
+        },
+        Some((v, l)) => {
+            return Err(ParseError::key(
+                l,
+                "match",
+                format!("expected a string, found {}", v.kind()),
+            ))
+        }
+    };
+    let tokens = match get("matcher") {
+        None => return Err(ParseError::key(line, "matcher", "missing")),
+        Some((Value::Str(s), _)) => vec![s.clone()],
+        Some((Value::Arr(items), l)) => items
+            .iter()
+            .map(|(v, il)| match v {
+                Value::Str(s) => Ok(s.clone()),
+                v => Err(ParseError::key(
+                    *il,
+                    "matcher",
+                    format!("expected strings, found {}", v.kind()),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| v.into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>())
+            .and_then(|v| {
+                if v.is_empty() {
+                    Err(ParseError::key(
+                        l,
+                        "matcher",
+                        "no tokens: it would match nothing",
+                    ))
+                } else {
+                    Ok(v)
+                }
+            })?,
+        Some((v, l)) => {
+            return Err(ParseError::key(
+                l,
+                "matcher",
+                format!("expected an array of strings, found {}", v.kind()),
+            ))
+        }
+    };
+    let strip = boolean("removematch")?;
+    let target = split
+        .intern(t, &name, line)
+        .map_err(|e| ParseError::at(line, e))?;
+    let m = Matcher { how, tokens };
+    split.rules.push(Rule {
+        name,
+        target,
+        queue: Some(m.clone()),
+        agent: Some(m),
+        strip,
+        line,
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Target {
+        Target {
+            port: 8080,
+            context: "queuemetrics".into(),
+            user: "webqloader".into(),
+            password: "qloader".into(),
+            ..Target::default()
+        }
+    }
+
+    const REALISTIC: &str = r#"[
+  {
+    "clientname": "client1",
+    "uri": "http://10.10.0.11:8080/queuemetrics",
+    "login": "webqloader",
+    "pass": "p\"w\u00e9\\d",
+    "token": "P01",
+    "matcher": ["1234-", "5678-"],
+    "match": "prefix",
+    "removematch": true,
+    "disabled": false,
+    "noactions": true
+  },
+  {
+    "clientname": "client2",
+    "uri": "https://qm2.example/qm/",
+    "login": "robot",
+    "pass": "x",
+    "matcher": ["-c2"],
+    "match": "suffix",
+    "timezoneOffset": 7200
+  },
+  {"clientname": "old", "uri": "http://10.0.0.9:8080/queuemetrics", "matcher": "old", "match": "any", "disabled": true}
+]
+"#;
+
+    #[test]
+    fn a_realistic_uniloader_file() {
+        assert!(looks_like_json(REALISTIC));
+        let s = super::super::parse(REALISTIC, &defaults()).unwrap();
+        assert_eq!(s.targets.len(), 3);
+        let c1 = &s.targets[0];
+        assert_eq!(c1.password, "p\"w\u{e9}\\d");
+        assert!(c1.noactions && !c1.disabled);
+        assert_eq!(c1.token, "P01");
+        let c2 = &s.targets[1];
+        assert_eq!(c2.url(), "https://qm2.example:443/qm/jsonQLoaderApi.do");
+        assert_eq!(c2.tz_offset, 7200);
+        assert_eq!(c2.token, "");
+        assert!(s.targets[2].disabled);
+        assert_eq!(
+            s.rules[0].queue.as_ref().unwrap().tokens,
+            ["1234-", "5678-"]
+        );
+        assert!(s.rules[0].strip && !s.rules[1].strip);
+        assert_eq!(s.rules[2].queue.as_ref().unwrap().how, How::Anywhere);
+        assert_eq!(
+            (s.rules[0].line, s.rules[1].line, s.rules[2].line),
+            (2, 14, 23)
+        );
+    }
+
+    #[test]
+    fn perl_is_not_mistaken_for_json() {
+        assert!(!looks_like_json("[ { ruleName => 'a' } ]"));
+        assert!(!looks_like_json("[ { \"ruleName\" => 'a' } ]"));
+        assert!(!looks_like_json("my @R = ({});"));
+        assert!(looks_like_json("\n  {\"clientname\": 1}"));
+    }
+
+    #[test]
+    fn every_error_names_line_and_key() {
+        let client = |extra: &str| {
+            format!("[\n {{\n  \"clientname\": \"c\",\n  \"uri\": \"http://h:8080/qm\",\n  \"matcher\": [\"a\"]{extra}\n }}\n]")
+        };
+        let cases: &[(&str, usize, Option<&str>, &str)] = &[
+            (",\n  \"colour\": \"red\"", 6, Some("colour"), "unknown key"),
+            (
+                ",\n  \"match\": \"regex\"",
+                6,
+                Some("match"),
+                "not prefix, suffix or any",
+            ),
+            (
+                ",\n  \"disabled\": \"yes\"",
+                6,
+                Some("disabled"),
+                "true or false",
+            ),
+            (",\n  \"pass\": 1234", 6, Some("pass"), "expected a string"),
+            (
+                ",\n  \"timezoneOffset\": \"+1\"",
+                6,
+                Some("timezoneOffset"),
+                "whole seconds",
+            ),
+            (",\n  \"matcher\": []", 6, Some("matcher"), "twice"),
+            (",\n  \"pass\": \"unterminated", 6, None, "never closed"),
+            (",\n  \"pass\": 'x'", 6, None, "not JSON"),
+            (",\n  \"pass\": \"x\",\n}", 7, None, "quoted key"),
+        ];
+        for (extra, line, key, what) in cases {
+            let text = client(extra);
+            let e = super::super::parse(&text, &defaults()).expect_err(&text);
+            assert_eq!(e.line, *line, "{text}: {e}");
+            assert_eq!(e.key.as_deref(), *key, "{text}: {e}");
+            assert!(e.what.contains(what), "{text}: {e}");
+        }
+        for (text, line, key, what) in [
+            (
+                "[\n{\"clientname\": \"c\", \"matcher\": [\"a\"]}]",
+                2,
+                Some("uri"),
+                "missing",
+            ),
+            (
+                "[\n{\"clientname\": \"c\",\n \"uri\": \"qm:8080\", \"matcher\": [\"a\"]}]",
+                3,
+                Some("uri"),
+                "http",
+            ),
+            (
+                "[\n{\"uri\": \"http://h/q\", \"matcher\": [\"a\"]}]",
+                2,
+                Some("clientname"),
+                "missing",
+            ),
+            (
+                "[\n{\"clientname\": \"c\", \"uri\": \"http://h/q\"}]",
+                2,
+                Some("matcher"),
+                "missing",
+            ),
+            (
+                "[\n{\"clientname\": \"c\", \"uri\": \"http://h/q\", \"matcher\": [\"\"]}]",
+                2,
+                Some("matcher"),
+                "nothing",
+            ),
+            (
+                "[\n{\"clientname\": \"c\", \"uri\": \"http://h/q\", \"matcher\": [1]}]",
+                2,
+                Some("matcher"),
+                "strings",
+            ),
+            (
+                "[{\"clientname\": \"c\", \"uri\": \"http://h/q\", \"matcher\": [\"a\"]},\n 3\n]",
+                2,
+                None,
+                "client object",
+            ),
+            ("[]", 1, None, "no rules"),
+            ("{\"a\": 1} x", 1, None, "after the JSON"),
+        ] {
+            let e = super::super::parse(text, &defaults()).expect_err(text);
+            assert_eq!(e.line, line, "{text}: {e}");
+            assert_eq!(e.key.as_deref(), key, "{text}: {e}");
+            assert!(e.what.contains(what), "{text}: {e}");
+        }
+    }
+}
