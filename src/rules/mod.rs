@@ -122,7 +122,7 @@ pub enum Route {
     Everyone,
     /// The target of the first matching rule, with the row as it is to be uploaded
     /// when the rule strips the token.
-    To(usize, Option<Row>),
+    To(usize, Option<Box<Row>>),
     /// The first matching rule's target is disabled: dropped.
     Disabled(usize),
     /// No rule matched: dropped and counted.
@@ -159,7 +159,7 @@ impl Split {
                 } else {
                     r.agent = rest;
                 }
-                r
+                Box::new(r)
             });
             return Route::To(rule.target, stripped);
         }
@@ -502,14 +502,14 @@ mod tests {
         stripped.queue = "q".into();
         assert_eq!(
             split.route(&row("q-b", "Agent/a1")),
-            Route::To(1, Some(stripped)),
+            Route::To(1, Some(Box::new(stripped))),
             "the queue matched, so the queue is what is stripped"
         );
         let mut by_agent = row("NONE", "Agent/b7");
         by_agent.agent = "7".into();
         assert_eq!(
             split.route(&row("NONE", "Agent/b7")),
-            Route::To(1, Some(by_agent))
+            Route::To(1, Some(Box::new(by_agent)))
         );
         assert_eq!(split.route(&row("NONE", "NONE")), Route::Everyone);
         assert_eq!(split.route(&row("zzz", "Agent/z")), Route::Nowhere);
