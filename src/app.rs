@@ -23,6 +23,9 @@ pub fn main(args: Vec<String>) -> i32 {
         Ok(Command::Run(s)) => *s,
         Ok(Command::Status { run_dir, json }) => return show_status(&run_dir, json),
         Ok(Command::Check(s)) => return check(&s),
+        Ok(Command::CheckRules { file, queue_log }) => {
+            return check_rules(&file, queue_log.as_deref())
+        }
         Ok(Command::Help) => {
             println!("{USAGE}");
             return EXIT_OK;
@@ -36,7 +39,7 @@ pub fn main(args: Vec<String>) -> i32 {
             return EXIT_USAGE;
         }
     };
-    if settings.https && !cfg!(feature = "https") {
+    if settings.targets().iter().any(|(t, _)| t.https) && !cfg!(feature = "https") {
         eprintln!(
             "qlship: --https: this build has no TLS support (built without the \"https\" feature)"
         );
@@ -90,33 +93,82 @@ fn show_status(run_dir: &Path, json: bool) -> i32 {
     verdict
 }
 
-/// `qlship check`: one checkHWM, and what its outcome means for a person.
+/// `qlship check`: one checkHWM per enabled target, and what each outcome means for a
+/// person.
 fn check(s: &Settings) -> i32 {
     if s.trust == crate::config::Trust::Insecure {
         eprintln!("qlship: warning: {}", crate::tls::INSECURE_WARNING);
     }
-    let client = crate::http::Client::new(s);
-    let outcome = client.check_hwm();
-    let (ok, text) = explain_check(s, client.url(), &outcome);
-    println!("{text}");
-    if ok {
+    let mut all_ok = true;
+    let targets = s.targets();
+    for (t, _) in &targets {
+        let prefix = if t.name.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", t.name)
+        };
+        if t.disabled {
+            println!("{prefix}disabled in the rules file: not contacted");
+            continue;
+        }
+        let client = crate::http::Client::new(t, s);
+        let outcome = client.check_hwm();
+        let (ok, text) = explain_check(s, t, client.url(), &outcome);
+        println!("{prefix}{text}");
+        all_ok &= ok;
+    }
+    if all_ok {
         EXIT_OK
     } else {
         EXIT_FAILURE
     }
 }
 
+/// `qlship check-rules FILE [QUEUE_LOG]`: the targets and rules as qlship understood
+/// them (passwords masked), and how many rows of QUEUE_LOG each target would receive.
+fn check_rules(file: &std::path::Path, queue_log: Option<&std::path::Path>) -> i32 {
+    let defaults = Settings::default_target();
+    let split = match crate::rules::load(file, &defaults) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("qlship: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    print!("{}", crate::rules::describe(&split));
+    let Some(ql) = queue_log else {
+        return EXIT_OK;
+    };
+    let bytes = match std::fs::read(ql) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("qlship: {}: {e}", ql.display());
+            return EXIT_USAGE;
+        }
+    };
+    let mut tally = crate::rules::Tally::new(&split);
+    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        match crate::parse::parse_line(line) {
+            Ok(row) => tally.add(&split, &row),
+            Err(_) => tally.bad_lines += 1,
+        }
+    }
+    print!("{}", tally.render(&split));
+    EXIT_OK
+}
+
 /// Plain words for a checkHWM outcome. Never mentions the password.
 pub fn explain_check(
     s: &Settings,
+    t: &crate::rules::Target,
     url: &str,
     outcome: &Result<Option<i64>, crate::http::HttpError>,
 ) -> (bool, String) {
     use crate::http::HttpError;
-    let token = if s.token.is_empty() {
+    let token = if t.token.is_empty() {
         "(empty)".to_string()
     } else {
-        format!("{:?}", s.token)
+        format!("{:?}", t.token)
     };
     match outcome {
         Ok(Some(w)) => (true, format!("OK: {url} answered; partition {token} has rows up to {w}")),
@@ -125,21 +177,21 @@ pub fn explain_check(
             false,
             format!(
                 "cannot connect to {}:{}: {e} (is QueueMetrics running there, and are -h and -p right?)",
-                s.host, s.port
+                t.host, t.port
             ),
         ),
         Err(HttpError::Status(401, _)) => (
             false,
             format!(
                 "{url} answered HTTP 401: user {:?} or its password is wrong, or the user lacks the WQLOADER key",
-                s.user
+                t.user
             ),
         ),
         Err(HttpError::Status(404, _)) => (
             false,
             format!(
                 "{url} answered HTTP 404: the context {:?} (-c) is wrong, or this is not a QueueMetrics server",
-                s.context
+                t.context
             ),
         ),
         Err(HttpError::Ko(text)) if text.contains("Empty partition") => (
@@ -167,16 +219,25 @@ pub fn explain_check(
 /// A config file holding the QueueMetrics password must not be readable by every user.
 fn warn_if_password_file_is_public(settings: &Settings) {
     use std::os::unix::fs::PermissionsExt;
-    let Some(path) = &settings.password_file else {
-        return;
-    };
-    if let Ok(meta) = std::fs::metadata(path) {
-        if meta.permissions().mode() & 0o004 != 0 {
-            log::warn!(
-                "{} holds QMPASS and is readable by every user: chmod 600 {} (owner root or the qlship user)",
-                path.display(),
-                path.display()
-            );
+    let files = [
+        (settings.password_file.as_ref(), "QMPASS"),
+        (
+            settings.split.as_ref().map(|(p, _)| p),
+            "the targets' passwords",
+        ),
+    ];
+    for (path, what) in files {
+        let Some(path) = path else {
+            continue;
+        };
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o004 != 0 {
+                log::warn!(
+                    "{} holds {what} and is readable by every user: chmod 600 {} (owner root or the qlship user)",
+                    path.display(),
+                    path.display()
+                );
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! from), then validated [`Settings`]. wqloaderd's flags and sysconfig keys are accepted
 //! as they are (see shared/spec/cli.md).
 
+use crate::rules::Target;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -54,20 +55,49 @@ pub struct Settings {
     pub verbose: bool,
     /// A `--config` file that holds QMPASS (checked for its permissions at start).
     pub password_file: Option<PathBuf>,
+    /// `--rules FILE` (config key RULES): multi-target mode, with the file it came from.
+    pub split: Option<(PathBuf, crate::rules::Split)>,
 }
 
 impl Settings {
-    /// The endpoint, without credentials (safe to log).
+    /// The endpoint of the single-target flags, without credentials (safe to log).
     pub fn url(&self) -> String {
-        let scheme = if self.https { "https" } else { "http" };
-        let ctx = self.context.trim_matches('/');
-        if ctx.is_empty() {
-            format!("{scheme}://{}:{}/jsonQLoaderApi.do", self.host, self.port)
-        } else {
-            format!(
-                "{scheme}://{}:{}/{ctx}/jsonQLoaderApi.do",
-                self.host, self.port
-            )
+        self.single_target().url()
+    }
+
+    /// The target the single-target flags and keys describe (also the defaults a Perl
+    /// rule leaves out).
+    pub fn single_target(&self) -> Target {
+        Target {
+            name: String::new(),
+            https: self.https,
+            host: self.host.clone(),
+            port: self.port,
+            context: self.context.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+            token: self.token.clone(),
+            tz_offset: 0,
+            disabled: false,
+            noactions: false,
+        }
+    }
+
+    /// The single target of a command line with no flags: what a Perl rule's missing
+    /// keys default to in `qlship check-rules`.
+    pub fn default_target() -> Target {
+        match parse_daemon_args(Vec::new()) {
+            Ok(Command::Run(s)) => s.single_target(),
+            _ => Target::default(),
+        }
+    }
+
+    /// Every target, with the key the journal knows it by ("" for the single target, so
+    /// a journal keeps its cursor across upgrades).
+    pub fn targets(&self) -> Vec<(Target, String)> {
+        match &self.split {
+            None => vec![(self.single_target(), String::new())],
+            Some((_, split)) => split.targets.iter().map(|t| (t.clone(), t.key())).collect(),
         }
     }
 }
@@ -77,6 +107,12 @@ pub enum Command {
     Run(Box<Settings>),
     /// `qlship check …`: contact the target once and explain the outcome.
     Check(Box<Settings>),
+    /// `qlship check-rules FILE [QUEUE_LOG]`: the parsed rules, and what each target
+    /// would receive from QUEUE_LOG.
+    CheckRules {
+        file: PathBuf,
+        queue_log: Option<PathBuf>,
+    },
     /// `qlship status [--run-dir DIR] [--config FILE] [--json]`.
     Status {
         run_dir: PathBuf,
@@ -104,6 +140,7 @@ pub const USAGE: &str = "\
 usage: qlship [-h HOST] [-p PORT] [-c CONTEXT] [-u USER] [-w PASSWORD] [OPTIONS]
               QUEUE_LOG [TOKEN [ACTIVITY_LOG]]
        qlship check [same flags and config as the daemon]
+       qlship check-rules RULES_FILE [QUEUE_LOG]
        qlship status [--run-dir DIR | --config FILE] [--json]
 options:
   --config FILE        KEY=VALUE file (wqloaderd's sysconfig keys work); flags win over it
@@ -111,6 +148,8 @@ options:
   --run-dir DIR        live status directory (default /run/qlship)
   --ram-budget SIZE    working-memory bound, K/M suffixes (default 1M)
   --spool-max SIZE     journal spool cap before reading pauses (default 64M)
+  --rules FILE         split rows to several QueueMetrics by wqloader's Perl rules or
+                       Uniloader's splitter JSON (multi-target mode)
   --drain              upload to the end of QUEUE_LOG, wait for acknowledgement, exit 0
   --heartbeat SECS     checkHb interval, 0 disables (default 900)
   --feedback SECS      checkFb interval, 0 disables (default 0)
@@ -177,6 +216,7 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("--summary-every", "SUMMARY_EVERY"),
     ("--pid-file", "PIDFILE"),
     ("--cacert", "CACERT"),
+    ("--rules", "RULES"),
 ];
 
 const FILE_KEYS: &[&str] = &[
@@ -210,12 +250,26 @@ const FILE_KEYS: &[&str] = &[
     "AMI_USER",
     "AMI_SECRET",
     "AMI_TIMEOUT",
+    "RULES",
 ];
 
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, ConfigError> {
     let mut args: Vec<String> = args.into_iter().collect();
     match args.first().map(String::as_str) {
         Some("status") => return parse_status(&args[1..]),
+        Some("check-rules") => {
+            return match &args[1..] {
+                [file] => Ok(Command::CheckRules {
+                    file: PathBuf::from(file),
+                    queue_log: None,
+                }),
+                [file, ql] => Ok(Command::CheckRules {
+                    file: PathBuf::from(file),
+                    queue_log: Some(PathBuf::from(ql)),
+                }),
+                _ => err("usage: qlship check-rules RULES_FILE [QUEUE_LOG]"),
+            }
+        }
         Some("check") => {
             args.remove(0);
             return match parse_daemon_args(args)? {
@@ -434,7 +488,7 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
     };
     let http_timeout = seconds("HTTP_TIMEOUT", 30.0)?.max(Duration::from_secs(1));
     let resync_settle = seconds("RESYNC_SETTLE", http_timeout.as_secs_f64() * 2.0)?;
-    Ok(Settings {
+    let mut s = Settings {
         host: text("HTTPHOST", "127.0.0.1"),
         port,
         context: text("HTTPCONTEXT", "queuemetrics"),
@@ -463,7 +517,15 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         summary_every: seconds("SUMMARY_EVERY", 3600.0)?.max(Duration::from_secs(1)),
         verbose: level == "debug" || level == "trace",
         password_file: None,
-    })
+        split: None,
+    };
+    if let Some((file, origin)) = raw.get("RULES").filter(|(v, _)| !v.is_empty()) {
+        let path = PathBuf::from(file);
+        let split = crate::rules::load(&path, &s.single_target())
+            .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        s.split = Some((path, split));
+    }
+    Ok(s)
 }
 
 /// AMI_HOSTS / AMI_ACTIONS (comma or space separated lists), AMI_USER + AMI_SECRET.

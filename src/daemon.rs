@@ -1,15 +1,19 @@
-//! The running agent: a reader task (file → spool) and an uploader task (spool →
-//! server), plus heartbeats, on one smol executor. Blocking work (file reads, sled,
-//! HTTP, AMI) runs on `workers` threads; the tasks only decide and wait.
+//! The running agent: a reader task (file → spool) and, per target, an uploader task
+//! (spool → server), heartbeats and feedback actions, on one smol executor. Blocking
+//! work (file reads, sled, HTTP, AMI) runs on `workers` threads; the tasks only decide
+//! and wait. Targets never wait for each other: each has its own cursor in the journal,
+//! its own backoff and its own tasks.
 
 use crate::backoff::Backoff;
 use crate::config::Settings;
+use crate::fanout::{self, Lane};
 use crate::http::{Client, HttpError};
 use crate::journal::{Entry, FilePos, Journal, JournalError, Region, Takeover};
 use crate::protocol::InsertAllBody;
-use crate::resync::{self, Doubt};
+use crate::resync::{self, Doubt, Judgement};
+use crate::rules::{Split, Target};
 use crate::status::{self, Snapshot, TargetStatus};
-use crate::tail::{fnv, id_of, mtime_ns, size_of, Step, Tail};
+use crate::tail::{fnv, id_of, mtime_ns, Step, Tail};
 use log::{debug, error, info, warn};
 use smol::channel::{Receiver, Sender};
 use smol::Timer;
@@ -32,8 +36,9 @@ const POLL: Duration = Duration::from_secs(1);
 /// (an idle box should not wake every second; issue 6 asks for fewer than 2 a second).
 const WATCHED_POLL: Duration = Duration::from_secs(30);
 /// While the live QUEUE_LOG is read, the file is the buffer: the reader keeps only this
-/// many rows spooled ahead of the uploader (sled's memory grows with the spool). A
-/// rotated file, which may be deleted, is spooled up to the spool cap instead.
+/// many rows spooled ahead of the most advanced uploader (sled's memory grows with the
+/// spool). A target that is down does not hold the others back: its backlog grows up
+/// to the spool cap. A rotated file, which may be deleted, is spooled up to the cap.
 pub const READ_AHEAD_ROWS: u64 = 4 * MAX_BATCH_ROWS as u64;
 /// An idle uploader sleeps until the reader wakes it; this is only a safety net.
 const IDLE: Duration = Duration::from_secs(30);
@@ -92,12 +97,58 @@ impl Wake {
     }
 }
 
+/// One enabled target while the daemon runs.
+struct Lead {
+    /// Index in the rules' target list (0 in single-target mode).
+    index: usize,
+    /// Journal slot (the spool masks' bit).
+    slot: usize,
+    target: Target,
+    /// Feedback records' scope in the journal.
+    fb_scope: String,
+    client: Client,
+    wake: Wake,
+    status: Mutex<TargetStatus>,
+}
+
+impl Lead {
+    /// How the target is named in the log: its rule name in multi-target mode.
+    fn who(&self) -> String {
+        if self.target.name.is_empty() {
+            "server".into()
+        } else {
+            format!("target {:?}", self.target.name)
+        }
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, TargetStatus> {
+        self.status.lock().expect("status lock")
+    }
+
+    /// Records a success; returns whether the target had been failing.
+    fn ok(&self, rows: u64) -> bool {
+        let mut st = self.status();
+        let was_failing = st.failing_since.take().is_some();
+        st.last_success = Some(now_unix());
+        st.acked_since_start += rows;
+        was_failing
+    }
+
+    fn failed(&self, error: &dyn std::fmt::Display) {
+        let now = now_unix();
+        let mut st = self.status();
+        st.failing_since.get_or_insert(now);
+        st.last_error = Some(error.to_string());
+        st.last_error_at = Some(now);
+    }
+}
+
 struct Shared {
     settings: Settings,
     journal: Arc<Journal>,
-    client: Client,
+    split: Option<Split>,
+    leads: Vec<Arc<Lead>>,
     wake_reader: Wake,
-    wake_uploader: Wake,
     reader_done: AtomicBool,
     /// inotify reports changes in the queue_log's directory: idle polls can be rare.
     watching: AtomicBool,
@@ -105,7 +156,7 @@ struct Shared {
     live: Mutex<Live>,
 }
 
-/// What the tasks report for `qlship status`.
+/// What the reader reports for `qlship status`.
 #[derive(Default)]
 struct Live {
     reader: String,
@@ -113,7 +164,6 @@ struct Live {
     offset: u64,
     /// Time of the newest row read, for the backlog in seconds.
     newest_time: Option<i64>,
-    target: TargetStatus,
 }
 
 impl Shared {
@@ -136,21 +186,23 @@ impl Shared {
         }
     }
 
-    /// Records a success; returns whether the target had been failing.
-    fn target_ok(&self, rows: u64) -> bool {
-        let mut live = self.live();
-        let was_failing = live.target.failing_since.take().is_some();
-        live.target.last_success = Some(now_unix());
-        live.target.acked_since_start += rows;
-        was_failing
+    fn wake_uploaders(&self) {
+        for l in &self.leads {
+            l.wake.notify();
+        }
     }
 
-    fn target_failed(&self, error: &dyn std::fmt::Display) {
-        let now = now_unix();
-        let mut live = self.live();
-        live.target.failing_since.get_or_insert(now);
-        live.target.last_error = Some(error.to_string());
-        live.target.last_error_at = Some(now);
+    /// The reader's view of each target, from the journal's current meta.
+    fn lanes(&self) -> Vec<Lane> {
+        let meta = self.journal.meta();
+        self.leads
+            .iter()
+            .map(|l| Lane {
+                index: l.index,
+                slot: l.slot,
+                takeover: meta.targets[l.slot].takeover,
+            })
+            .collect()
     }
 }
 
@@ -167,84 +219,173 @@ pub fn run(
     stop: Receiver<()>,
     usr1: Receiver<()>,
 ) -> Result<(), Fatal> {
-    let client = Client::new(&settings);
-    let meta = journal.meta();
-    if meta.pos.is_none() {
-        // Pin the file QUEUE_LOG names now: if it is rotated before the first read (the
-        // server may not answer the takeover for a while), it is still found and read.
-        if let Ok(m) = std::fs::metadata(&settings.queue_log) {
-            let start = FilePos {
-                id: id_of(&m),
-                offset: 0,
-                fp_hash: fnv(&[]),
-                fp_len: 0,
-                skipping: false,
-                since: mtime_ns(&m),
-                live: true,
-            };
-            journal.set_pos(Some(start), &[])?;
+    let targets = settings.targets();
+    let enabled: Vec<(usize, &Target, &String)> = targets
+        .iter()
+        .enumerate()
+        .filter(|(_, (t, _))| !t.disabled)
+        .map(|(i, (t, k))| (i, t, k))
+        .collect();
+    let keys: Vec<String> = enabled.iter().map(|(_, _, k)| (*k).clone()).collect();
+    let (slots, dropped) = journal.bind(&keys)?;
+    for (key, rows) in dropped {
+        let key = if key.is_empty() {
+            "the single target".to_string()
+        } else {
+            key
+        };
+        warn!("{key} is no longer configured (or is disabled): its {rows} unacknowledged rows were dropped from the spool");
+    }
+    let fresh = journal.meta().generation <= 1;
+    if journal.meta().pos.is_none() {
+        // Pin the file QUEUE_LOG names now: if it is rotated before the first read, it
+        // is still found and read. A new journal also records the region an earlier
+        // loader may have uploaded: the file as it is now.
+        let (start, region) = match std::fs::metadata(&settings.queue_log) {
+            Ok(m) => (
+                Some(FilePos {
+                    id: id_of(&m),
+                    offset: 0,
+                    fp_hash: fnv(&[]),
+                    fp_len: 0,
+                    skipping: false,
+                    since: mtime_ns(&m),
+                    live: true,
+                }),
+                Some(Region {
+                    id: id_of(&m),
+                    end: m.len(),
+                }),
+            ),
+            Err(_) => (None, None),
+        };
+        if fresh {
+            journal.begin(start, region)?;
+        } else if start.is_some() {
+            journal.set_pos(start, &[])?;
             journal.sync()?;
         }
     }
-    info!(
-        "qlship {} starting: {} -> {} as {}, token {:?}, heartbeat {}, journal {} ({} rows spooled){}",
-        env!("CARGO_PKG_VERSION"),
-        settings.queue_log.display(),
-        client.url(),
-        settings.user,
-        settings.token,
-        if settings.heartbeat.is_zero() {
-            "off".to_string()
-        } else {
-            format!("{}s", settings.heartbeat.as_secs())
-        },
-        journal.dir().display(),
-        meta.spool_rows,
-        if settings.drain { ", draining" } else { "" },
-    );
-    let target = TargetStatus {
-        url: client.url().to_owned(),
-        token: settings.token.clone(),
-        ..Default::default()
+    let meta = journal.meta();
+    let leads: Vec<Arc<Lead>> = enabled
+        .iter()
+        .zip(&slots)
+        .map(|((index, t, key), &slot)| {
+            let client = Client::new(t, &settings);
+            Arc::new(Lead {
+                index: *index,
+                slot,
+                target: (*t).clone(),
+                fb_scope: crate::journal::fb_scope(key),
+                status: Mutex::new(TargetStatus {
+                    name: t.name.clone(),
+                    url: client.url().to_owned(),
+                    token: t.token.clone(),
+                    ..Default::default()
+                }),
+                client,
+                wake: Wake::new(),
+            })
+        })
+        .collect();
+    let beat = if settings.heartbeat.is_zero() {
+        "off".to_string()
+    } else {
+        format!("{}s", settings.heartbeat.as_secs())
     };
+    match &settings.split {
+        None => info!(
+            "qlship {} starting: {} -> {} as {}, token {:?}, heartbeat {beat}, journal {} ({} rows spooled){}",
+            env!("CARGO_PKG_VERSION"),
+            settings.queue_log.display(),
+            leads[0].client.url(),
+            settings.user,
+            settings.token,
+            journal.dir().display(),
+            meta.spool_rows,
+            if settings.drain { ", draining" } else { "" },
+        ),
+        Some((file, split)) => {
+            info!(
+                "qlship {} starting: {} split by {} to {} targets ({} disabled), heartbeat {beat}, journal {} ({} rows spooled){}",
+                env!("CARGO_PKG_VERSION"),
+                settings.queue_log.display(),
+                file.display(),
+                leads.len(),
+                split.targets.len() - leads.len(),
+                journal.dir().display(),
+                meta.spool_rows,
+                if settings.drain { ", draining" } else { "" },
+            );
+            for l in &leads {
+                info!(
+                    "target {:?}: {} token {:?} as {}, time-zone offset {}s{}",
+                    l.target.name,
+                    l.client.url(),
+                    l.target.token,
+                    l.target.user,
+                    l.target.tz_offset,
+                    if l.target.noactions { ", no feedback actions" } else { "" }
+                );
+            }
+        }
+    }
+    let split = settings.split.as_ref().map(|(_, s)| s.clone());
     let shared = Arc::new(Shared {
-        client,
         journal,
+        split,
+        leads,
         settings,
         wake_reader: Wake::new(),
-        wake_uploader: Wake::new(),
         reader_done: AtomicBool::new(false),
         watching: AtomicBool::new(false),
         started: now_unix(),
         live: Mutex::new(Live {
             reader: "starting".into(),
-            target,
             ..Default::default()
         }),
     });
+    let ex = smol::LocalExecutor::new();
+    let (done_tx, done_rx) = smol::channel::unbounded::<Result<(), Fatal>>();
+    let mut workers = 0;
+    let mut spawn_worker =
+        |f: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Fatal>>>>| {
+            let tx = done_tx.clone();
+            workers += 1;
+            ex.spawn(async move {
+                let _ = tx.send(f.await).await;
+            })
+            .detach();
+        };
+    spawn_worker(Box::pin(reader(shared.clone())));
+    for l in &shared.leads {
+        spawn_worker(Box::pin(uploader(shared.clone(), l.clone())));
+    }
+    for l in &shared.leads {
+        ex.spawn(heartbeat(shared.clone(), l.clone())).detach();
+        ex.spawn(feedback(shared.clone(), l.clone())).detach();
+    }
+    ex.spawn(watch_directory(shared.clone())).detach();
+    ex.spawn(report_status(shared.clone(), usr1)).detach();
+    let work = async {
+        for _ in 0..workers {
+            match done_rx.recv().await {
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(())) => {}
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    };
+    let stopped = async {
+        let _ = stop.recv().await;
+        info!("stopping on signal");
+        Ok(())
+    };
     // futures-lite's block_on parks the thread; async-io's (smol::block_on) would make
     // smol's reactor thread poll every few milliseconds while we idle.
-    let result = smol::future::block_on(async {
-        let work = smol::future::try_zip(reader(shared.clone()), uploader(shared.clone()));
-        let work = async { work.await.map(|_| ()) };
-        let heartbeat = async {
-            smol::future::zip(
-                smol::future::zip(
-                    smol::future::zip(heartbeat(shared.clone()), feedback(shared.clone())),
-                    watch_directory(shared.clone()),
-                ),
-                report_status(shared.clone(), usr1),
-            )
-            .await;
-            Ok(())
-        };
-        let stopped = async {
-            let _ = stop.recv().await;
-            info!("stopping on signal");
-            Ok(())
-        };
-        smol::future::or(stopped, smol::future::or(work, heartbeat)).await
-    });
+    let result = smol::future::block_on(ex.run(smol::future::or(stopped, work)));
+    drop(ex);
     // A stopped daemon leaves no status behind: `qlship status` then says so at once.
     let _ = std::fs::remove_file(status::path_in(&shared.settings.run_dir));
     result
@@ -283,12 +424,6 @@ enum ReadError {
 }
 
 async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
-    let region = loop {
-        match sh.journal.meta().takeover {
-            Takeover::Pending => sh.wake_reader.wait(POLL).await,
-            Takeover::Done(region) => break region,
-        }
-    };
     let s = &sh.settings;
     let grace = if s.drain {
         Duration::ZERO
@@ -297,7 +432,7 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
     };
     let chunk = (s.ram_budget / 8).clamp(crate::lines::MAX_LINE + 4096, 256 * 1024);
     let meta = sh.journal.meta();
-    let (path, saved, done) = (s.queue_log.clone(), meta.pos, meta.finished);
+    let (path, saved, done, region) = (s.queue_log.clone(), meta.pos, meta.finished, meta.region);
     debug!("reader: resuming at {saved:?}, takeover region {region:?}");
     let mut tail = blocking(move || Tail::resume(&path, saved, &done, grace, chunk, region))
         .await
@@ -327,14 +462,23 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
             info!("spool has room again: reading resumed");
             full_logged = false;
         }
-        if meta.spool_rows >= READ_AHEAD_ROWS && !tail.reading_rotated() {
+        let least_behind = sh
+            .leads
+            .iter()
+            .map(|l| meta.targets[l.slot].pending_rows)
+            .min()
+            .unwrap_or(0);
+        if least_behind >= READ_AHEAD_ROWS && !tail.reading_rotated() {
             sh.set_reader("reading (the uploader is behind; the file is the buffer)");
             sh.wake_reader.wait(POLL).await;
             continue;
         }
         let journal = sh.journal.clone();
+        let lanes = sh.lanes();
+        let shared = sh.clone();
         let (t, result) = blocking(move || {
-            let r = step_into_journal(&mut tail, &journal);
+            let split = shared.split.as_ref();
+            let r = step_into_journal(&mut tail, &journal, split, &lanes);
             (tail, r)
         })
         .await;
@@ -368,7 +512,7 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
             Ok(Progress::Rows(_)) => {
                 sh.set_reader("reading");
                 file_errors.reset();
-                sh.wake_uploader.notify();
+                sh.wake_uploaders();
             }
             Ok(Progress::Switched) => {}
             Ok(Progress::Idle) => {
@@ -376,7 +520,7 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
                 missing_logged = false;
                 if s.drain && tail.caught_up() {
                     sh.reader_done.store(true, Ordering::SeqCst);
-                    sh.wake_uploader.notify();
+                    sh.wake_uploaders();
                     return Ok(());
                 }
                 // A rotated file's grace period ends without any event: keep polling.
@@ -392,7 +536,7 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
                 }
                 if s.drain {
                     sh.reader_done.store(true, Ordering::SeqCst);
-                    sh.wake_uploader.notify();
+                    sh.wake_uploaders();
                     return Ok(());
                 }
                 sh.wake_reader.wait(sh.idle_poll(true)).await;
@@ -407,14 +551,19 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
     }
 }
 
-fn step_into_journal(tail: &mut Tail, journal: &Journal) -> Result<Progress, ReadError> {
+fn step_into_journal(
+    tail: &mut Tail,
+    journal: &Journal,
+    split: Option<&Split>,
+    lanes: &[Lane],
+) -> Result<Progress, ReadError> {
     let free = journal.free_bytes().unwrap_or(u64::MAX);
     if free < DISK_RESERVE {
         return Ok(Progress::DiskFull(free));
     }
     let step = tail.step().map_err(ReadError::File)?;
     match step {
-        Step::Read(read) => {
+        Step::Read(mut read) => {
             for bad in &read.bad_lines {
                 warn!(
                     "{} at byte {}: skipped, not a queue_log row: {}",
@@ -423,14 +572,20 @@ fn step_into_journal(tail: &mut Tail, journal: &Journal) -> Result<Progress, Rea
                     bad.reason
                 );
             }
-            if read.already_stored > 0 {
-                debug!("{} rows below the watermark skipped", read.already_stored);
+            let newest = read.rows.iter().map(|(r, _)| r.time).max();
+            let plan = fanout::plan(split, lanes, std::mem::take(&mut read.rows));
+            if plan.already_stored > 0 {
+                debug!("{} rows below the watermark skipped", plan.already_stored);
             }
             journal
-                .append(&read.rows, read.pos, read.bad_lines.len() as u64)
+                .append(
+                    &plan.rows,
+                    read.pos,
+                    read.bad_lines.len() as u64,
+                    plan.unrouted,
+                )
                 .map_err(ReadError::Journal)?;
-            debug!("spooled {} rows, now at {:?}", read.rows.len(), read.pos);
-            let newest = read.rows.iter().map(|(r, _)| r.time).max();
+            debug!("spooled {} rows, now at {:?}", plan.rows.len(), read.pos);
             tail.commit(read);
             Ok(Progress::Rows(newest))
         }
@@ -483,57 +638,66 @@ fn name_of(file: &Path, id: u32) -> Option<String> {
 
 // ---------------------------------------------------------------- uploader
 
-async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
+async fn uploader(sh: Arc<Shared>, lead: Arc<Lead>) -> Result<(), Fatal> {
     let s = &sh.settings;
+    let slot = lead.slot;
     let mut retry = backoff(s);
-    take_over_or_report_watermark(&sh, &mut retry).await?;
+    take_over_or_report_watermark(&sh, &lead, &mut retry).await?;
     let batch_bytes = (s.ram_budget / 4).clamp(16 * 1024, MAX_BATCH_BYTES);
     let mut last_send: Option<Instant> = None;
     // A request that got no answer may still be stored by a slow server after we gave
     // up: its resync waits this long after it was sent, or checkRow could look too early
     // and the rows would be sent twice.
     let settle = s.resync_settle;
-    let meta = sh.journal.meta();
-    let mut settle_until: Option<Instant> = meta.inflight.map(|_| {
-        let since = crate::journal::unix_now_ms().saturating_sub(meta.inflight_sent_ms);
+    let tm = sh.journal.meta().targets[slot].clone();
+    let mut settle_until: Option<Instant> = tm.inflight.map(|_| {
+        let since = crate::journal::unix_now_ms().saturating_sub(tm.inflight_sent_ms);
         Instant::now() + settle.saturating_sub(Duration::from_millis(since))
     });
     loop {
-        let meta = sh.journal.meta();
-        if let Some((from, to)) = meta.inflight {
+        let tm = sh.journal.meta().targets[slot].clone();
+        if let Some((from, to)) = tm.inflight {
             if let Some(until) = settle_until.take() {
                 let now = Instant::now();
                 if until > now {
                     info!(
-                        "the last batch's fate is unknown; waiting {:?} for the server to settle before resync",
+                        "{}: the last batch's fate is unknown; waiting {:?} for the server to settle before resync",
+                        lead.who(),
                         until - now
                     );
                     Timer::after(until - now).await;
                 }
             }
             let j = sh.journal.clone();
-            let entries = blocking(move || j.range(from, to)).await?;
-            resolve_or_back_off(&sh, entries, &mut retry).await?;
+            let entries = blocking(move || j.range(slot, from, to)).await?;
+            resolve_or_back_off(&sh, &lead, entries, &mut retry).await?;
             continue;
         }
         let j = sh.journal.clone();
-        let mut entries = blocking(move || j.peek(MAX_BATCH_ROWS)).await?;
+        let mut entries = blocking(move || j.peek(slot, MAX_BATCH_ROWS)).await?;
         if entries.is_empty() {
             if s.drain && sh.reader_done.load(Ordering::SeqCst) {
-                info!("drain complete: everything read is acknowledged");
+                info!(
+                    "{}: drain complete: everything read is acknowledged",
+                    lead.who()
+                );
                 return Ok(());
             }
-            sh.wake_uploader.wait(IDLE).await;
+            lead.wake.wait(IDLE).await;
             continue;
         }
-        let doubts: Vec<Entry> = entries.iter().filter(|e| e.in_doubt).cloned().collect();
+        let doubts: Vec<Entry> = entries
+            .iter()
+            .filter(|e| e.in_doubt(slot) || e.before_takeover(slot))
+            .cloned()
+            .collect();
         if !doubts.is_empty() {
-            resolve_or_back_off(&sh, doubts, &mut retry).await?;
+            resolve_or_back_off(&sh, &lead, doubts, &mut retry).await?;
             continue;
         }
-        let mut body = InsertAllBody::new(&sh.client.partition);
+        let mut body = InsertAllBody::new(&lead.client.partition);
         for e in &entries {
-            if !body.try_push(&e.row, &sh.client.partition, batch_bytes) {
+            if !body.try_push(&e.row, &lead.client.partition, batch_bytes) {
                 break;
             }
         }
@@ -543,7 +707,7 @@ async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
             if let Some(at) = last_send {
                 let since = at.elapsed();
                 if since < LINGER {
-                    sh.wake_uploader.wait(LINGER - since).await;
+                    lead.wake.wait(LINGER - since).await;
                     if at.elapsed() < LINGER {
                         continue;
                     }
@@ -553,106 +717,96 @@ async fn uploader(sh: Arc<Shared>) -> Result<(), Fatal> {
         entries.truncate(n);
         let (from, to) = (entries[0].seq, entries[n - 1].seq);
         let j = sh.journal.clone();
-        blocking(move || j.mark_inflight(from, to)).await?;
+        blocking(move || j.mark_inflight(slot, from, to)).await?;
         let sent_at = Instant::now();
         last_send = Some(sent_at);
-        let client = sh.client.clone();
+        let client = lead.client.clone();
         let body = body.finish();
         match blocking(move || client.insert_all(body, n)).await {
             Ok(()) => {
                 let j = sh.journal.clone();
-                blocking(move || j.settle(&entries.iter().collect::<Vec<_>>(), &[])).await?;
+                blocking(move || j.settle(slot, &entries.iter().collect::<Vec<_>>(), &[])).await?;
                 retry.reset();
-                if sh.target_ok(n as u64) {
-                    info!("server is accepting rows again");
+                if lead.ok(n as u64) {
+                    info!("{} is accepting rows again", lead.who());
                 }
-                debug!("sent {n} rows");
+                debug!("{}: sent {n} rows", lead.who());
                 sh.wake_reader.notify();
             }
             Err(e) => {
                 if e.never_sent() {
                     let j = sh.journal.clone();
-                    blocking(move || j.clear_inflight()).await?;
+                    blocking(move || j.clear_inflight(slot)).await?;
                 } else if e.unanswered() {
                     settle_until = Some(sent_at + settle);
                 }
-                sh.target_failed(&e);
+                lead.failed(&e);
                 let d = retry.next_delay();
-                warn!("upload of {n} rows failed: {e}; resync and retry in {d:?}");
+                warn!(
+                    "{}: upload of {n} rows failed: {e}; resync and retry in {d:?}",
+                    lead.who()
+                );
                 Timer::after(d).await;
             }
         }
     }
 }
 
-/// A fresh journal asks the server where the partition stands before reading anything;
-/// an existing one only reports it.
-async fn take_over_or_report_watermark(sh: &Arc<Shared>, retry: &mut Backoff) -> Result<(), Fatal> {
-    let fresh = sh.journal.meta().takeover == Takeover::Pending;
+/// A target this journal has not reached before asks the server where its partition
+/// stands before sending anything (only this target waits); a known one only reports
+/// it.
+async fn take_over_or_report_watermark(
+    sh: &Arc<Shared>,
+    lead: &Arc<Lead>,
+    retry: &mut Backoff,
+) -> Result<(), Fatal> {
+    let slot = lead.slot;
+    let fresh = sh.journal.meta().targets[slot].takeover == Takeover::Pending;
+    let token = &lead.target.token;
     loop {
-        let client = sh.client.clone();
+        let client = lead.client.clone();
         match blocking(move || client.check_hwm()).await {
             Ok(watermark) => {
-                {
-                    let mut live = sh.live();
-                    live.target.watermark = watermark;
-                }
-                sh.target_ok(0);
+                lead.status().watermark = watermark;
+                lead.ok(0);
                 if fresh {
-                    // The rows already on the server can only be in the file reading
-                    // starts with (pinned at startup), up to its size now.
-                    let path = sh.settings.queue_log.clone();
-                    let start = sh
-                        .journal
-                        .meta()
-                        .pos
-                        .map(|p| p.id)
-                        .or_else(|| std::fs::metadata(&path).ok().map(|m| id_of(&m)));
-                    let region = match (watermark, start) {
-                        (Some(w), Some(id)) => Some(Region {
-                            id,
-                            end: size_of(&path, id).unwrap_or(u64::MAX),
-                            watermark: w,
-                        }),
-                        _ => None,
-                    };
                     if let Some(w) = watermark {
                         info!(
-                            "new journal: taking over partition {:?} at watermark {w}; older rows are already stored",
-                            sh.settings.token
+                            "{}: new journal: taking over partition {token:?} at watermark {w}; older rows are already stored",
+                            lead.who()
                         );
                     }
                     let j = sh.journal.clone();
                     blocking(move || {
-                        j.set_takeover(Takeover::Done(region))?;
+                        j.set_takeover(slot, Takeover::Done(watermark))?;
                         j.sync()
                     })
                     .await?;
-                    sh.wake_reader.notify();
                 }
                 match watermark {
                     Some(w) => info!(
-                        "server reachable; partition {:?} watermark {w}",
-                        sh.settings.token
+                        "{} reachable; partition {token:?} watermark {w}",
+                        lead.who()
                     ),
-                    None => info!(
-                        "server reachable; partition {:?} is empty",
-                        sh.settings.token
-                    ),
+                    None => info!("{} reachable; partition {token:?} is empty", lead.who()),
                 }
                 retry.reset();
                 return Ok(());
             }
             Err(e) if !fresh => {
-                sh.target_failed(&e);
-                warn!("checkHWM failed: {e}; will retry with the uploads");
+                lead.failed(&e);
+                warn!(
+                    "{}: checkHWM failed: {e}; will retry with the uploads",
+                    lead.who()
+                );
                 return Ok(());
             }
             Err(e) => {
-                sh.target_failed(&e);
+                lead.failed(&e);
                 let d = retry.next_delay();
                 warn!(
-                    "checkHWM failed: {e}; a new journal needs it before reading; retry in {d:?}"
+                    "{}: checkHWM failed: {e}; a partition not taken over yet needs it before any upload; retry in {d:?}",
+                    lead.who()
                 );
                 Timer::after(d).await;
             }
@@ -664,16 +818,17 @@ async fn take_over_or_report_watermark(sh: &Arc<Shared>, retry: &mut Backoff) ->
 /// in doubt and are resolved on the next turn), a journal error is fatal.
 async fn resolve_or_back_off(
     sh: &Arc<Shared>,
+    lead: &Arc<Lead>,
     entries: Vec<Entry>,
     retry: &mut Backoff,
 ) -> Result<(), Fatal> {
-    match resolve(sh, entries).await {
+    match resolve(sh, lead, entries).await {
         Ok(()) => Ok(()),
         Err(ResyncError::Journal(e)) => Err(Fatal::Journal(e)),
         Err(ResyncError::Server(e)) => {
-            sh.target_failed(&e);
+            lead.failed(&e);
             let d = retry.next_delay();
-            warn!("resync failed: {e}; retry in {d:?}");
+            warn!("{}: resync failed: {e}; retry in {d:?}", lead.who());
             Timer::after(d).await;
             Ok(())
         }
@@ -685,52 +840,68 @@ enum ResyncError {
     Journal(JournalError),
 }
 
-/// Asks checkRow about every distinct in-doubt row and settles the spool accordingly.
-async fn resolve(sh: &Arc<Shared>, entries: Vec<Entry>) -> Result<(), ResyncError> {
+/// Decides every in-doubt row (asking checkRow about each distinct one that may be
+/// stored) and settles the spool accordingly.
+async fn resolve(
+    sh: &Arc<Shared>,
+    lead: &Arc<Lead>,
+    entries: Vec<Entry>,
+) -> Result<(), ResyncError> {
+    let slot = lead.slot;
     let j = sh.journal.clone();
     if entries.is_empty() {
-        return blocking(move || j.clear_inflight())
+        return blocking(move || j.clear_inflight(slot))
             .await
             .map_err(ResyncError::Journal);
     }
-    let doubts: Vec<Doubt> = entries
-        .iter()
-        .map(|e| Doubt {
-            seq: e.seq,
-            identity: e.row.identity(),
-        })
-        .collect();
-    let client = sh.client.clone();
-    let watermark = blocking(move || client.check_hwm())
+    let takeover = match sh.journal.meta().targets[slot].takeover {
+        Takeover::Done(w) => w,
+        // The uploader takes over before anything else; never reached.
+        Takeover::Pending => return Ok(()),
+    };
+    let client = lead.client.clone();
+    let live = blocking(move || client.check_hwm())
         .await
         .map_err(ResyncError::Server)?;
+    let mut stored_outright = HashSet::new();
+    let mut asked = Vec::new();
     let mut counts = HashMap::new();
-    for (doubt, entry) in doubts.iter().zip(&entries) {
-        if counts.contains_key(&doubt.identity) {
-            continue;
+    for entry in &entries {
+        let doubt = Doubt {
+            seq: entry.seq,
+            identity: entry.row.identity(),
+        };
+        match resync::judge(entry.row.time, entry.before_takeover(slot), takeover, live) {
+            Judgement::Stored => {
+                stored_outright.insert(entry.seq);
+                continue;
+            }
+            // Left out of `asked`: everything not found present is sent.
+            Judgement::Send => continue,
+            Judgement::Ask if counts.contains_key(&doubt.identity) => {}
+            Judgement::Ask => {
+                let (client, row) = (lead.client.clone(), entry.row.clone());
+                let stored = blocking(move || client.check_row(&row))
+                    .await
+                    .map_err(ResyncError::Server)?;
+                counts.insert(doubt.identity, stored);
+            }
         }
-        if !resync::may_be_stored(entry.row.time, watermark) {
-            counts.insert(doubt.identity, 0);
-            continue;
-        }
-        let (client, row) = (sh.client.clone(), entry.row.clone());
-        let stored = blocking(move || client.check_row(&row))
-            .await
-            .map_err(ResyncError::Server)?;
-        counts.insert(doubt.identity, stored);
+        asked.push(doubt);
     }
-    let (present, absent) = resync::decide(&doubts, &counts, &sh.journal.ring());
+    let (present, _) = resync::decide(&asked, &counts, &sh.journal.ring(slot));
+    let present: HashSet<u64> = present.into_iter().chain(stored_outright).collect();
     info!(
-        "resync: {} of {} rows in doubt are already stored, {} will be sent",
+        "{}: resync: {} of {} rows in doubt are already stored, {} will be sent",
+        lead.who(),
         present.len(),
         entries.len(),
-        absent.len()
+        entries.len() - present.len()
     );
-    let present: HashSet<u64> = present.into_iter().collect();
     blocking(move || {
         let (stored, to_send): (Vec<&Entry>, Vec<&Entry>) =
             entries.iter().partition(|e| present.contains(&e.seq));
-        j.settle(&stored, &to_send)
+        j.settle(slot, &stored, &to_send)
     })
     .await
     .map_err(ResyncError::Journal)
@@ -738,24 +909,27 @@ async fn resolve(sh: &Arc<Shared>, entries: Vec<Entry>) -> Result<(), ResyncErro
 
 // ---------------------------------------------------------------- heartbeat
 
-async fn heartbeat(sh: Arc<Shared>) {
+/// `checkHb` every `--heartbeat` to one target, whatever its rows and the other targets
+/// do; a failure is logged and the next one comes at the next interval.
+async fn heartbeat(sh: Arc<Shared>, lead: Arc<Lead>) {
     let every = sh.settings.heartbeat;
     if every.is_zero() {
         return std::future::pending().await;
     }
     loop {
         Timer::after(every).await;
-        let client = sh.client.clone();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs() as i64;
+        let client = lead.client.clone();
+        let now = now_unix();
         match blocking(move || client.check_hb(now)).await {
             Ok(()) => {
-                sh.live().target.last_heartbeat = Some(now);
-                debug!("heartbeat sent");
+                lead.status().last_heartbeat = Some(now);
+                debug!("{}: heartbeat sent", lead.who());
             }
-            Err(e) => warn!("heartbeat failed: {e}; next in {}s", every.as_secs()),
+            Err(e) => warn!(
+                "{}: heartbeat failed: {e}; next in {}s",
+                lead.who(),
+                every.as_secs()
+            ),
         }
     }
 }
@@ -837,16 +1011,17 @@ fn watch_removed(mut events: &[u8]) -> bool {
 /// Polls `checkFb` every `--feedback` seconds: reports the results not yet accepted and
 /// runs the containers handed back, each at most once (see `Journal::fb_begin`). Its own
 /// task with its own backoff: a slow server or a stuck Asterisk never delays uploads.
-async fn feedback(sh: Arc<Shared>) {
+async fn feedback(sh: Arc<Shared>, lead: Arc<Lead>) {
     let every = sh.settings.feedback;
-    if every.is_zero() {
+    if every.is_zero() || lead.target.noactions {
         return std::future::pending().await;
     }
     let j = sh.journal.clone();
-    match blocking(move || j.fb_recover()).await {
+    let scope = lead.fb_scope.clone();
+    match blocking(move || j.fb_recover(&scope)).await {
         Ok(ids) => {
             for id in ids {
-                warn!("feedback action {id} was running when qlship stopped: reported as interrupted, not run again");
+                warn!("{}: feedback action {id} was running when qlship stopped: reported as interrupted, not run again", lead.who());
             }
         }
         Err(e) => {
@@ -858,7 +1033,7 @@ async fn feedback(sh: Arc<Shared>) {
     let mut wait = every;
     loop {
         Timer::after(wait).await;
-        wait = match poll_feedback(&sh).await {
+        wait = match poll_feedback(&sh, &lead).await {
             Ok(ran) => {
                 backoff.reset();
                 // Report what just ran without waiting a whole interval.
@@ -870,7 +1045,11 @@ async fn feedback(sh: Arc<Shared>) {
             }
             Err(e) => {
                 let d = backoff.next_delay().max(every);
-                warn!("feedback poll failed: {e}; next in {:.1}s", d.as_secs_f64());
+                warn!(
+                    "{}: feedback poll failed: {e}; next in {:.1}s",
+                    lead.who(),
+                    d.as_secs_f64()
+                );
                 d
             }
         };
@@ -878,21 +1057,23 @@ async fn feedback(sh: Arc<Shared>) {
 }
 
 /// One `checkFb` round trip and the containers it brought. True when any ran.
-async fn poll_feedback(sh: &Arc<Shared>) -> Result<bool, String> {
+async fn poll_feedback(sh: &Arc<Shared>, lead: &Arc<Lead>) -> Result<bool, String> {
     let j = sh.journal.clone();
-    let results = blocking(move || j.fb_unreported())
+    let scope = lead.fb_scope.clone();
+    let results = blocking(move || j.fb_unreported(&scope))
         .await
         .map_err(|e| e.to_string())?;
-    let client = sh.client.clone();
+    let client = lead.client.clone();
     let sent = results.clone();
     let answer = blocking(move || client.check_fb(&sent))
         .await
         .map_err(|e| e.to_string())?;
-    sh.live().target.last_feedback = Some(now_unix());
+    lead.status().last_feedback = Some(now_unix());
     if !results.is_empty() {
         let ids: Vec<String> = results.iter().map(|r| r.id.clone()).collect();
         let j = sh.journal.clone();
-        blocking(move || j.fb_reported(&ids))
+        let scope = lead.fb_scope.clone();
+        blocking(move || j.fb_reported(&scope, &ids))
             .await
             .map_err(|e| e.to_string())?;
         info!("feedback: {} result(s) reported", results.len());
@@ -909,7 +1090,8 @@ async fn poll_feedback(sh: &Arc<Shared>) -> Result<bool, String> {
         };
         let j = sh.journal.clone();
         let key = id.clone();
-        if !blocking(move || j.fb_begin(&key))
+        let scope = lead.fb_scope.clone();
+        if !blocking(move || j.fb_begin(&scope, &key))
             .await
             .map_err(|e| e.to_string())?
         {
@@ -948,10 +1130,11 @@ async fn poll_feedback(sh: &Arc<Shared>) -> Result<bool, String> {
         };
         let j = sh.journal.clone();
         let key = id.clone();
-        blocking(move || j.fb_finish(&key, ok, &text))
+        let scope = lead.fb_scope.clone();
+        blocking(move || j.fb_finish(&scope, &key, ok, &text))
             .await
             .map_err(|e| e.to_string())?;
-        sh.live().target.feedback_done += 1;
+        lead.status().feedback_done += 1;
     }
     Ok(ran)
 }
@@ -967,24 +1150,25 @@ const STATUS_REFRESH: Duration = Duration::from_secs(20);
 async fn report_status(sh: Arc<Shared>, usr1: Receiver<()>) {
     let mut warned = false;
     let mut summary_at = Instant::now();
-    let mut acked_at_summary = 0;
+    let mut acked_at_summary: Vec<u64> = vec![0; sh.leads.len()];
     let mut last: Option<Snapshot> = None;
     let mut last_write = Instant::now();
     loop {
         let snap = snapshot(&sh).await;
         if summary_at.elapsed() >= sh.settings.summary_every {
-            for t in &snap.targets {
+            for (t, at_summary) in snap.targets.iter().zip(acked_at_summary.iter_mut()) {
                 info!(
-                    "summary: target {} token {:?}: {}; {} rows acknowledged in the last {}s; backlog {} rows ({}s of queue_log time)",
+                    "summary: target {}{} token {:?}: {}; {} rows acknowledged in the last {}s; backlog {} rows ({}s of queue_log time)",
+                    if t.name.is_empty() { String::new() } else { format!("{:?} ", t.name) },
                     t.url,
                     t.token,
                     t.state(snap.written),
-                    t.acked_since_start - acked_at_summary,
+                    t.acked_since_start - *at_summary,
                     summary_at.elapsed().as_secs(),
                     t.backlog_rows,
                     t.backlog_secs
                 );
-                acked_at_summary = t.acked_since_start;
+                *at_summary = t.acked_since_start;
             }
             summary_at = Instant::now();
         }
@@ -1037,28 +1221,34 @@ async fn wait_or_usr1(sh: &Arc<Shared>, usr1: &Receiver<()>) {
 
 async fn snapshot(sh: &Arc<Shared>) -> Snapshot {
     let meta = sh.journal.meta();
-    let oldest = if meta.spool_rows == 0 {
-        None
-    } else {
-        let j = sh.journal.clone();
-        blocking(move || j.peek(1))
-            .await
-            .ok()
-            .and_then(|e| e.first().map(|e| e.row.time))
-    };
+    let mut targets = Vec::with_capacity(sh.leads.len());
+    let newest = sh.live().newest_time;
+    for lead in &sh.leads {
+        let tm = &meta.targets[lead.slot];
+        let oldest = if tm.pending_rows == 0 {
+            None
+        } else {
+            let (j, slot) = (sh.journal.clone(), lead.slot);
+            blocking(move || j.peek(slot, 1))
+                .await
+                .ok()
+                .and_then(|e| e.first().map(|e| e.row.time))
+        };
+        let mut t = lead.status().clone();
+        t.acked_total = tm.acked_total;
+        t.acked_today = if tm.acked_day == (now_unix() / 86_400) as u64 {
+            tm.acked_today
+        } else {
+            0
+        };
+        t.backlog_rows = tm.pending_rows;
+        t.backlog_secs = match (oldest, newest) {
+            (Some(o), Some(n)) => (n - o).max(0),
+            _ => 0,
+        };
+        targets.push(t);
+    }
     let live = sh.live();
-    let mut target = live.target.clone();
-    target.acked_total = meta.acked_total;
-    target.acked_today = if meta.acked_day == (now_unix() / 86_400) as u64 {
-        meta.acked_today
-    } else {
-        0
-    };
-    target.backlog_rows = meta.spool_rows;
-    target.backlog_secs = match (oldest, live.newest_time) {
-        (Some(o), Some(n)) => (n - o).max(0),
-        _ => 0,
-    };
     Snapshot {
         version: env!("CARGO_PKG_VERSION").into(),
         pid: std::process::id(),
@@ -1072,7 +1262,8 @@ async fn snapshot(sh: &Arc<Shared>) -> Snapshot {
         spool_bytes: meta.spool_bytes,
         spool_max: sh.settings.spool_max,
         skipped_lines: meta.bad_lines,
-        targets: vec![target],
+        unrouted_rows: meta.unrouted,
+        targets,
     }
 }
 

@@ -3,6 +3,7 @@
 use crate::config::Settings;
 use crate::protocol::{self, Answer, AnswerError, Partition};
 use crate::row::Row;
+use crate::rules::Target;
 use std::fmt;
 use std::io;
 
@@ -68,14 +69,14 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(s: &Settings) -> Client {
+    pub fn new(t: &Target, s: &Settings) -> Client {
         Client {
-            url: s.url(),
-            auth: protocol::basic_auth(&s.user, &s.password),
+            url: t.url(),
+            auth: protocol::basic_auth(&t.user, &t.password),
             timeout_secs: s.http_timeout.as_secs_f64().ceil().max(1.0) as u64,
             partition: Partition {
-                token: s.token.clone(),
-                tz_offset: 0,
+                token: t.token.clone(),
+                tz_offset: t.tz_offset,
             },
         }
     }

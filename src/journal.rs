@@ -1,8 +1,11 @@
-//! The sled journal: file position, spool of unacknowledged rows, in-flight mark, and
-//! the ring of recently acknowledged rows, in one tree so that every change is one
-//! atomic `apply_batch`.
+//! The sled journal: file position, spool of rows not yet acknowledged by every target
+//! that wants them, each target's in-flight mark and ring of recently acknowledged rows,
+//! in one tree so that every change is one atomic `apply_batch`.
 //!
-//! Keys: `m` meta, `r` acknowledged ring, `s`+seq (u64 BE) spooled rows.
+//! Keys: `m` meta, `r` (+ target slot) acknowledged rings, `s`+seq (u64 BE) spool chunks,
+//! `f`+… feedback actions. Rows are spooled once: each carries a bit mask of the targets
+//! (journal slots, at most 64) that still want it, and a row leaves the spool when the
+//! last of them acknowledged it.
 //! sled's `flush()` uses sync_file_range on Linux, which neither persists metadata nor
 //! flushes the disk cache, so [`Journal::sync`] follows it with a real fsync of sled's
 //! log file. A failed fsync is fatal: the page cache state is unknown after it.
@@ -44,23 +47,60 @@ pub struct FilePos {
     pub live: bool,
 }
 
-/// Rows of the file that existed when a fresh journal took over a partition, judged
-/// against the server's watermark.
+/// The rows of queue_log that existed when the journal was created: an earlier loader
+/// may have uploaded them, so each target judges them against its watermark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Region {
     pub id: FileId,
     pub end: u64,
-    pub watermark: i64,
 }
 
+/// What a target's partition held when this journal first reached it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Takeover {
-    /// Fresh journal: the server's watermark has not been asked yet; nothing is read.
+    /// Not asked yet: rows of the region are spooled marked for a takeover check.
     Pending,
-    Done(Option<Region>),
+    /// The watermark (None: the partition was empty).
+    Done(Option<i64>),
 }
 
+/// One target's cursor. Its slot index is its bit in the spool's masks.
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetMeta {
+    /// The target's partition key (`rules::Target::key`; "" in single-target mode);
+    /// None for a free slot.
+    pub key: Option<String>,
+    /// Inclusive spool range of the batch that may be on the server.
+    pub inflight: Option<(u64, u64)>,
+    /// Wall-clock milliseconds when that batch was sent: its resync waits for a server
+    /// that may still be storing it.
+    pub inflight_sent_ms: u64,
+    pub takeover: Takeover,
+    /// Spooled rows this target still wants.
+    pub pending_rows: u64,
+    /// Rows the server acknowledged, ever (for status).
+    pub acked_total: u64,
+    /// Rows acknowledged on UTC day `acked_day` (days since 1970).
+    pub acked_today: u64,
+    pub acked_day: u64,
+}
+
+impl TargetMeta {
+    fn new(key: Option<String>) -> TargetMeta {
+        TargetMeta {
+            key,
+            inflight: None,
+            inflight_sent_ms: 0,
+            takeover: Takeover::Pending,
+            pending_rows: 0,
+            acked_total: 0,
+            acked_today: 0,
+            acked_day: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Meta {
     /// Bumped by every commit: a journal that comes back older than the generation it
     /// had at its last fsync (see the seal) has lost durable data and is not trusted.
@@ -69,199 +109,312 @@ pub struct Meta {
     pub next_seq: u64,
     pub spool_rows: u64,
     pub spool_bytes: u64,
-    /// Inclusive spool range of the batch that may be on the server.
-    pub inflight: Option<(u64, u64)>,
-    /// Wall-clock milliseconds when that batch was sent: its resync waits for a server
-    /// that may still be storing it.
-    pub inflight_sent_ms: u64,
-    pub takeover: Takeover,
+    /// Set once, when the journal is created.
+    pub region: Option<Region>,
     /// Lines of queue_log that were not rows (skipped and logged), ever.
     pub bad_lines: u64,
+    /// Rows no enabled target wanted (no rule matched, or a disabled target's), ever.
+    pub unrouted: u64,
     /// Rotated files read to the end, newest last (at most [`FINISHED_CAP`]), by identity
     /// and a hash of their first bytes (stable under late appends, changed by inode
     /// reuse): after a restart they are not read again.
     pub finished: Vec<(FileId, u64)>,
-    /// Rows the server acknowledged, ever (for status).
-    pub acked_total: u64,
-    /// Rows acknowledged on UTC day `acked_day` (days since 1970).
-    pub acked_today: u64,
-    pub acked_day: u64,
+    /// Indexed by slot.
+    pub targets: Vec<TargetMeta>,
 }
 
 pub const FINISHED_CAP: usize = 32;
 
-impl Default for Meta {
-    fn default() -> Self {
-        Meta {
-            generation: 0,
-            pos: None,
-            next_seq: 0,
-            spool_rows: 0,
-            spool_bytes: 0,
-            inflight: None,
-            inflight_sent_ms: 0,
-            takeover: Takeover::Pending,
-            bad_lines: 0,
-            finished: Vec::new(),
-            acked_total: 0,
-            acked_today: 0,
-            acked_day: 0,
+/// 3: targets and masks. 2 (one target, no masks) is still read.
+const META_VERSION: u8 = 3;
+
+fn put_pos(o: &mut Vec<u8>, pos: &Option<FilePos>) {
+    match pos {
+        None => o.push(0),
+        Some(p) => {
+            o.push(1);
+            for v in [p.id.dev, p.id.ino, p.offset, p.fp_hash] {
+                o.extend_from_slice(&v.to_be_bytes());
+            }
+            put_varint(o, u64::from(p.fp_len));
+            o.push(u8::from(p.skipping));
+            o.extend_from_slice(&p.since.to_be_bytes());
+            o.push(u8::from(p.live));
         }
     }
 }
 
-const META_VERSION: u8 = 2;
+fn get_pos(c: &mut Cursor<'_>) -> Result<Option<FilePos>, DecodeError> {
+    Ok(match c.u8()? {
+        0 => None,
+        _ => {
+            let id = FileId {
+                dev: c.u64()?,
+                ino: c.u64()?,
+            };
+            Some(FilePos {
+                id,
+                offset: c.u64()?,
+                fp_hash: c.u64()?,
+                fp_len: c.varint()? as u32,
+                skipping: c.u8()? != 0,
+                since: c.u64()? as i64,
+                live: c.u8()? != 0,
+            })
+        }
+    })
+}
+
+fn put_finished(o: &mut Vec<u8>, finished: &[(FileId, u64)]) {
+    put_varint(o, finished.len() as u64);
+    for (id, size) in finished {
+        for v in [id.dev, id.ino, *size] {
+            put_varint(o, v);
+        }
+    }
+}
+
+fn get_finished(c: &mut Cursor<'_>) -> Result<Vec<(FileId, u64)>, DecodeError> {
+    let n = c.varint()?.min(FINISHED_CAP as u64);
+    let mut finished = Vec::new();
+    for _ in 0..n {
+        let id = FileId {
+            dev: c.varint()?,
+            ino: c.varint()?,
+        };
+        finished.push((id, c.varint()?));
+    }
+    Ok(finished)
+}
 
 impl Meta {
     fn encode(&self) -> Vec<u8> {
         let mut o = vec![META_VERSION];
         put_varint(&mut o, self.generation);
-        match self.pos {
-            None => o.push(0),
-            Some(p) => {
-                o.push(1);
-                for v in [p.id.dev, p.id.ino, p.offset, p.fp_hash] {
-                    o.extend_from_slice(&v.to_be_bytes());
-                }
-                put_varint(&mut o, u64::from(p.fp_len));
-                o.push(u8::from(p.skipping));
-                o.extend_from_slice(&p.since.to_be_bytes());
-                o.push(u8::from(p.live));
-            }
-        }
+        put_pos(&mut o, &self.pos);
         for v in [self.next_seq, self.spool_rows, self.spool_bytes] {
             put_varint(&mut o, v);
         }
-        match self.inflight {
+        match self.region {
             None => o.push(0),
-            Some((a, b)) => {
+            Some(r) => {
                 o.push(1);
-                put_varint(&mut o, a);
-                put_varint(&mut o, b);
-                put_varint(&mut o, self.inflight_sent_ms);
-            }
-        }
-        match self.takeover {
-            Takeover::Pending => o.push(0),
-            Takeover::Done(None) => o.push(1),
-            Takeover::Done(Some(r)) => {
-                o.push(2);
-                for v in [r.id.dev, r.id.ino, r.end, r.watermark as u64] {
+                for v in [r.id.dev, r.id.ino, r.end] {
                     o.extend_from_slice(&v.to_be_bytes());
                 }
             }
         }
         put_varint(&mut o, self.bad_lines);
-        put_varint(&mut o, self.finished.len() as u64);
-        for (id, size) in &self.finished {
-            for v in [id.dev, id.ino, *size] {
+        put_varint(&mut o, self.unrouted);
+        put_finished(&mut o, &self.finished);
+        put_varint(&mut o, self.targets.len() as u64);
+        for t in &self.targets {
+            match &t.key {
+                None => o.push(0),
+                Some(k) => {
+                    o.push(1);
+                    put_varint(&mut o, k.len() as u64);
+                    o.extend_from_slice(k.as_bytes());
+                }
+            }
+            match t.inflight {
+                None => o.push(0),
+                Some((a, b)) => {
+                    o.push(1);
+                    put_varint(&mut o, a);
+                    put_varint(&mut o, b);
+                    put_varint(&mut o, t.inflight_sent_ms);
+                }
+            }
+            match t.takeover {
+                Takeover::Pending => o.push(0),
+                Takeover::Done(None) => o.push(1),
+                Takeover::Done(Some(w)) => {
+                    o.push(2);
+                    o.extend_from_slice(&w.to_be_bytes());
+                }
+            }
+            for v in [t.pending_rows, t.acked_total, t.acked_today, t.acked_day] {
                 put_varint(&mut o, v);
             }
         }
-        put_varint(&mut o, self.acked_total);
-        put_varint(&mut o, self.acked_today);
-        put_varint(&mut o, self.acked_day);
         o
     }
 
     fn decode(bytes: &[u8]) -> Result<Meta, DecodeError> {
         let mut c = Cursor { bytes, at: 0 };
-        if c.u8()? != META_VERSION {
-            return Err(DecodeError::Truncated);
+        match c.u8()? {
+            2 => return Self::decode_v2(c),
+            META_VERSION => {}
+            _ => return Err(DecodeError::Truncated),
         }
         let generation = c.varint()?;
-        let pos = match c.u8()? {
-            0 => None,
-            _ => {
-                let id = FileId {
-                    dev: c.u64()?,
-                    ino: c.u64()?,
-                };
-                let offset = c.u64()?;
-                let fp_hash = c.u64()?;
-                let fp_len = c.varint()? as u32;
-                let skipping = c.u8()? != 0;
-                let since = c.u64()? as i64;
-                let live = c.u8()? != 0;
-                Some(FilePos {
-                    id,
-                    offset,
-                    fp_hash,
-                    fp_len,
-                    skipping,
-                    since,
-                    live,
-                })
-            }
-        };
+        let pos = get_pos(&mut c)?;
         let next_seq = c.varint()?;
         let spool_rows = c.varint()?;
         let spool_bytes = c.varint()?;
-        let (inflight, inflight_sent_ms) = match c.u8()? {
-            0 => (None, 0),
-            _ => (Some((c.varint()?, c.varint()?)), c.varint()?),
-        };
-        let takeover = match c.u8()? {
-            0 => Takeover::Pending,
-            1 => Takeover::Done(None),
-            _ => Takeover::Done(Some(Region {
+        let region = match c.u8()? {
+            0 => None,
+            _ => Some(Region {
                 id: FileId {
                     dev: c.u64()?,
                     ino: c.u64()?,
                 },
                 end: c.u64()?,
-                watermark: c.u64()? as i64,
-            })),
+            }),
         };
         let bad_lines = c.varint()?;
-        let n = c.varint()?.min(FINISHED_CAP as u64);
-        let mut finished = Vec::new();
+        let unrouted = c.varint()?;
+        let finished = get_finished(&mut c)?;
+        let n = c.varint()?.min(crate::rules::MAX_TARGETS as u64 * 2);
+        let mut targets = Vec::new();
         for _ in 0..n {
-            let id = FileId {
-                dev: c.varint()?,
-                ino: c.varint()?,
+            let key = match c.u8()? {
+                0 => None,
+                _ => {
+                    let len = c.varint()? as usize;
+                    Some(String::from_utf8_lossy(c.take(len)?).into_owned())
+                }
             };
-            finished.push((id, c.varint()?));
+            let mut t = TargetMeta::new(key);
+            if c.u8()? != 0 {
+                t.inflight = Some((c.varint()?, c.varint()?));
+                t.inflight_sent_ms = c.varint()?;
+            }
+            t.takeover = match c.u8()? {
+                0 => Takeover::Pending,
+                1 => Takeover::Done(None),
+                _ => Takeover::Done(Some(c.u64()? as i64)),
+            };
+            t.pending_rows = c.varint()?;
+            t.acked_total = c.varint()?;
+            t.acked_today = c.varint()?;
+            t.acked_day = c.varint()?;
+            targets.push(t);
         }
-        let acked_total = c.varint()?;
-        let acked_today = c.varint()?;
-        let acked_day = c.varint()?;
         Ok(Meta {
             generation,
             pos,
             next_seq,
             spool_rows,
             spool_bytes,
-            inflight,
-            inflight_sent_ms,
-            takeover,
+            region,
             bad_lines,
+            unrouted,
             finished,
-            acked_total,
-            acked_today,
-            acked_day,
+            targets,
         })
     }
+
+    /// A journal written before targets existed: its one target is the single-target
+    /// mode's (key ""), and every spooled row is that target's.
+    fn decode_v2(mut c: Cursor<'_>) -> Result<Meta, DecodeError> {
+        let generation = c.varint()?;
+        let pos = get_pos(&mut c)?;
+        let next_seq = c.varint()?;
+        let spool_rows = c.varint()?;
+        let spool_bytes = c.varint()?;
+        let mut t = TargetMeta::new(Some(String::new()));
+        if c.u8()? != 0 {
+            t.inflight = Some((c.varint()?, c.varint()?));
+            t.inflight_sent_ms = c.varint()?;
+        }
+        let region = match c.u8()? {
+            0 => {
+                // The takeover never happened: the region is the pinned file, whole.
+                t.takeover = Takeover::Pending;
+                pos.map(|p| Region {
+                    id: p.id,
+                    end: u64::MAX,
+                })
+            }
+            1 => {
+                t.takeover = Takeover::Done(None);
+                None
+            }
+            _ => {
+                let id = FileId {
+                    dev: c.u64()?,
+                    ino: c.u64()?,
+                };
+                let end = c.u64()?;
+                t.takeover = Takeover::Done(Some(c.u64()? as i64));
+                Some(Region { id, end })
+            }
+        };
+        let bad_lines = c.varint()?;
+        let finished = get_finished(&mut c)?;
+        t.acked_total = c.varint()?;
+        t.acked_today = c.varint()?;
+        t.acked_day = c.varint()?;
+        t.pending_rows = spool_rows;
+        Ok(Meta {
+            generation,
+            pos,
+            next_seq,
+            spool_rows,
+            spool_bytes,
+            region,
+            bad_lines,
+            unrouted: 0,
+            finished,
+            targets: vec![t],
+        })
+    }
+}
+
+/// Targets no longer configured, with the rows they still wanted.
+pub type Dropped = Vec<(String, u64)>;
+
+/// A bit per journal slot.
+pub fn bit(slot: usize) -> u64 {
+    1u64 << slot
 }
 
 /// A spooled row.
 #[derive(Clone, Debug)]
 pub struct Entry {
     pub seq: u64,
-    /// Must be checked with checkRow before it is sent (takeover at the watermark).
-    pub in_doubt: bool,
+    /// Targets that have not acknowledged it yet.
+    pub want: u64,
+    /// Targets that must check it with checkRow before sending (fate unknown, or at the
+    /// watermark of a takeover).
+    pub doubt: u64,
+    /// Targets that must judge it against their watermark first (read from the region
+    /// before the target's takeover).
+    pub takeover: u64,
     pub row: Row,
     /// Key of the spool chunk holding it.
     chunk: u64,
 }
 
+impl Entry {
+    pub fn in_doubt(&self, slot: usize) -> bool {
+        self.doubt & bit(slot) != 0
+    }
+    pub fn before_takeover(&self, slot: usize) -> bool {
+        self.takeover & bit(slot) != 0
+    }
+}
+
+/// A row to spool and who wants it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spooled {
+    pub row: Row,
+    pub want: u64,
+    pub doubt: u64,
+    pub takeover: u64,
+}
+
 /// The spool is a sequence of chunks, one per read step (up to a few hundred rows), each
 /// one sled value: one key per row made sled ~5x slower and its log several times the
 /// size of the data. A chunk is keyed by the sequence number of its first row when it
-/// was written; each row inside carries its own sequence number, so rows acknowledged
-/// out of a chunk's middle (resync) are removed by rewriting the chunk.
-const CHUNK_VERSION: u8 = 1;
-const FLAG_IN_DOUBT: u8 = 1;
+/// was written; each row inside carries its own sequence number and masks, so rows
+/// acknowledged out of a chunk's middle (resync, other targets) are removed by rewriting
+/// the chunk.
+const CHUNK_VERSION: u8 = 2;
+/// Version 1: one target, a flags byte (1 = in doubt).
+const CHUNK_V1: u8 = 1;
 
 fn spool_key(seq: u64) -> [u8; 9] {
     let mut k = [b's'; 9];
@@ -269,12 +422,23 @@ fn spool_key(seq: u64) -> [u8; 9] {
     k
 }
 
-fn encode_chunk<'a>(rows: impl Iterator<Item = (u64, bool, &'a Row)>) -> Vec<u8> {
+fn ring_key(slot: usize) -> Vec<u8> {
+    // Slot 0 keeps the key of journals from before targets existed.
+    if slot == 0 {
+        b"r".to_vec()
+    } else {
+        vec![b'r', slot as u8]
+    }
+}
+
+fn encode_chunk<'a>(rows: impl Iterator<Item = (u64, [u64; 3], &'a Row)>) -> Vec<u8> {
     let mut v = vec![CHUNK_VERSION];
     let mut row_bytes = Vec::with_capacity(160);
-    for (seq, in_doubt, row) in rows {
+    for (seq, masks, row) in rows {
         put_varint(&mut v, seq);
-        v.push(if in_doubt { FLAG_IN_DOUBT } else { 0 });
+        for m in masks {
+            put_varint(&mut v, m);
+        }
         row_bytes.clear();
         row.encode_into(&mut row_bytes);
         put_varint(&mut v, row_bytes.len() as u64);
@@ -289,7 +453,8 @@ fn decode_chunk(chunk: u64, value: &[u8]) -> Result<Vec<Entry>, JournalError> {
         bytes: value,
         at: 0,
     };
-    if c.u8().map_err(bad)? != CHUNK_VERSION {
+    let version = c.u8().map_err(bad)?;
+    if version != CHUNK_VERSION && version != CHUNK_V1 {
         return Err(JournalError::Corrupt(format!(
             "spool chunk {chunk}: unknown version"
         )));
@@ -297,12 +462,22 @@ fn decode_chunk(chunk: u64, value: &[u8]) -> Result<Vec<Entry>, JournalError> {
     let mut out = Vec::new();
     while c.at < value.len() {
         let seq = c.varint().map_err(bad)?;
-        let in_doubt = c.u8().map_err(bad)? & FLAG_IN_DOUBT != 0;
+        let (want, doubt, takeover) = if version == CHUNK_V1 {
+            (1, u64::from(c.u8().map_err(bad)? & 1), 0)
+        } else {
+            (
+                c.varint().map_err(bad)?,
+                c.varint().map_err(bad)?,
+                c.varint().map_err(bad)?,
+            )
+        };
         let len = c.varint().map_err(bad)? as usize;
         let row = Row::decode(c.take(len).map_err(bad)?).map_err(bad)?;
         out.push(Entry {
             seq,
-            in_doubt,
+            want,
+            doubt,
+            takeover,
             row,
             chunk,
         });
@@ -373,9 +548,21 @@ impl JournalError {
     }
 }
 
+/// A change to one target's ring of acknowledged rows.
+struct RingEdit {
+    slot: usize,
+    add: Vec<(i64, u64)>,
+    /// The slot was freed: its ring goes.
+    reset: bool,
+}
+
 struct State {
     meta: Meta,
-    ring: AckedRing,
+    /// By slot.
+    rings: Vec<AckedRing>,
+    /// By slot: no row before this sequence number is wanted by the target (an
+    /// in-memory shortcut for `peek` past other targets' backlog).
+    hints: Vec<u64>,
 }
 
 pub struct Journal {
@@ -549,12 +736,15 @@ impl Journal {
             None => Meta::default(),
             Some(v) => Meta::decode(&v).map_err(|e| JournalError::Corrupt(format!("meta: {e}")))?,
         };
-        let ring = match db.get(b"r")? {
-            None => AckedRing::default(),
-            Some(v) => {
-                AckedRing::decode(&v).map_err(|e| JournalError::Corrupt(format!("ring: {e}")))?
-            }
-        };
+        let mut rings = Vec::new();
+        for slot in 0..meta.targets.len() {
+            rings.push(match db.get(ring_key(slot))? {
+                None => AckedRing::default(),
+                Some(v) => AckedRing::decode(&v)
+                    .map_err(|e| JournalError::Corrupt(format!("ring {slot}: {e}")))?,
+            });
+        }
+        let hints = vec![0; meta.targets.len()];
         if let Some(sealed) = seal.read() {
             if meta.generation < sealed {
                 return Err(JournalError::Corrupt(format!(
@@ -573,7 +763,7 @@ impl Journal {
             seal: Seal {
                 path: seal.path.clone(),
             },
-            state: Mutex::new(State { meta, ring }),
+            state: Mutex::new(State { meta, rings, hints }),
         })
     }
 
@@ -585,58 +775,195 @@ impl Journal {
         self.state.lock().expect("journal lock").meta.clone()
     }
 
-    pub fn ring(&self) -> AckedRing {
-        self.state.lock().expect("journal lock").ring.clone()
+    pub fn ring(&self, slot: usize) -> AckedRing {
+        let st = self.state.lock().expect("journal lock");
+        st.rings.get(slot).cloned().unwrap_or_default()
     }
 
-    /// Applies `change` to a copy of the meta (it may add operations to the batch), writes
-    /// the new meta with those operations in one atomic batch, and only then makes it the
-    /// current meta. The lock serialises every change, so sequence numbers never collide.
+    /// Applies `change` to a copy of the meta (it may add operations to the batch and
+    /// return ring edits), writes the new meta, the edited rings and those operations in
+    /// one atomic batch, and only then makes them current. The lock serialises every
+    /// change, so sequence numbers never collide and a chunk's read-modify-write is never
+    /// interleaved with another's.
     fn commit(
         &self,
-        change: impl FnOnce(&mut Meta, &mut AckedRing, &mut sled::Batch) -> Result<bool, JournalError>,
+        change: impl FnOnce(&mut Meta, &mut sled::Batch) -> Result<Vec<RingEdit>, JournalError>,
     ) -> Result<(), JournalError> {
         let mut st = self.state.lock().expect("journal lock");
         let mut meta = st.meta.clone();
-        let mut ring = st.ring.clone();
         let mut ops = sled::Batch::default();
-        let ring_changed = change(&mut meta, &mut ring, &mut ops)?;
+        let edits = change(&mut meta, &mut ops)?;
+        let mut rings = Vec::with_capacity(edits.len());
+        for edit in edits {
+            let mut ring = if edit.reset {
+                AckedRing::default()
+            } else {
+                st.rings.get(edit.slot).cloned().unwrap_or_default()
+            };
+            for (time, identity) in edit.add {
+                ring.add(time, identity);
+            }
+            ring.prune();
+            if edit.reset {
+                ops.remove(ring_key(edit.slot));
+            } else {
+                ops.insert(ring_key(edit.slot), ring.encode());
+            }
+            rings.push((edit.slot, ring));
+        }
         meta.generation += 1;
         ops.insert(&b"m"[..], meta.encode());
-        if ring_changed {
-            ring.prune();
-            ops.insert(&b"r"[..], ring.encode());
-        }
         self.db.apply_batch(ops)?;
+        let n = meta.targets.len();
+        if n > st.rings.len() {
+            st.rings.resize_with(n, AckedRing::default);
+            st.hints.resize(n, 0);
+        }
+        for (slot, ring) in rings {
+            st.rings[slot] = ring;
+        }
         st.meta = meta;
-        st.ring = ring;
         Ok(())
     }
 
-    /// Spools rows read from the file together with the position after them and the
-    /// number of lines skipped on the way, as one chunk.
+    /// Matches the configured targets (by partition key) with journal slots: a known key
+    /// keeps its slot and cursor, a new one gets a free slot (its takeover pending), and
+    /// a slot whose key is no longer configured is freed and its bit cleared from every
+    /// spooled row. Returns the slot of each key, and each dropped key with the number
+    /// of rows it still wanted.
+    pub fn bind(&self, keys: &[String]) -> Result<(Vec<usize>, Dropped), JournalError> {
+        let meta = self.meta();
+        let gone: Vec<usize> = meta
+            .targets
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.key.as_ref().is_some_and(|k| !keys.contains(k)))
+            .map(|(i, _)| i)
+            .collect();
+        let gone_mask = gone.iter().fold(0u64, |m, &i| m | bit(i));
+        let mut dropped = Vec::new();
+        let mut slots = Vec::new();
+        self.commit(|m, ops| {
+            let mut edits = Vec::new();
+            if gone_mask != 0 {
+                for kv in self.db.scan_prefix(b"s") {
+                    let (k, v) = kv?;
+                    let chunk = chunk_key_of(&k)?;
+                    let rows = decode_chunk(chunk, &v)?;
+                    if rows.iter().all(|e| e.want & gone_mask == 0) {
+                        continue;
+                    }
+                    let kept: Vec<(u64, [u64; 3], &Row)> = rows
+                        .iter()
+                        .map(|e| {
+                            let keep = !gone_mask;
+                            (
+                                e.seq,
+                                [e.want & keep, e.doubt & keep, e.takeover & keep],
+                                &e.row,
+                            )
+                        })
+                        .filter(|(_, masks, _)| masks[0] != 0)
+                        .collect();
+                    m.spool_rows -= (rows.len() - kept.len()) as u64;
+                    m.spool_bytes = m.spool_bytes.saturating_sub((v.len() + 9) as u64);
+                    if kept.is_empty() {
+                        ops.remove(&k);
+                    } else {
+                        let value = encode_chunk(kept.into_iter());
+                        m.spool_bytes += (value.len() + 9) as u64;
+                        ops.insert(&k, value);
+                    }
+                }
+                for &i in &gone {
+                    let t = &mut m.targets[i];
+                    dropped.push((t.key.clone().unwrap_or_default(), t.pending_rows));
+                    *t = TargetMeta::new(None);
+                    edits.push(RingEdit {
+                        slot: i,
+                        add: Vec::new(),
+                        reset: true,
+                    });
+                }
+            }
+            for key in keys {
+                let slot = match m.targets.iter().position(|t| t.key.as_ref() == Some(key)) {
+                    Some(i) => i,
+                    None => match m.targets.iter().position(|t| t.key.is_none()) {
+                        Some(free) => {
+                            m.targets[free] = TargetMeta::new(Some(key.clone()));
+                            free
+                        }
+                        None if m.targets.len() < crate::rules::MAX_TARGETS => {
+                            m.targets.push(TargetMeta::new(Some(key.clone())));
+                            m.targets.len() - 1
+                        }
+                        None => {
+                            return Err(JournalError::Corrupt(format!(
+                                "more than {} targets",
+                                crate::rules::MAX_TARGETS
+                            )))
+                        }
+                    },
+                };
+                slots.push(slot);
+            }
+            Ok(edits)
+        })?;
+        if gone_mask != 0 {
+            self.sync()?;
+        }
+        Ok((slots, dropped))
+    }
+
+    /// Records where a new journal starts reading and the region an earlier loader may
+    /// have uploaded.
+    pub fn begin(&self, pos: Option<FilePos>, region: Option<Region>) -> Result<(), JournalError> {
+        self.commit(|m, _| {
+            m.pos = pos;
+            m.region = region;
+            Ok(Vec::new())
+        })?;
+        self.sync()
+    }
+
+    /// Spools rows read from the file together with the position after them, the number
+    /// of lines skipped on the way and of rows no target wanted, as one chunk.
     pub fn append(
         &self,
-        rows: &[(Row, bool)],
+        rows: &[Spooled],
         pos: FilePos,
         bad_lines: u64,
+        unrouted: u64,
     ) -> Result<(), JournalError> {
-        self.commit(|m, _, ops| {
+        self.commit(|m, ops| {
             m.bad_lines += bad_lines;
+            m.unrouted += unrouted;
+            let rows: Vec<&Spooled> = rows.iter().filter(|r| r.want != 0).collect();
             if !rows.is_empty() {
                 let first = m.next_seq;
                 let value = encode_chunk(
                     rows.iter()
                         .zip(first..)
-                        .map(|((row, d), seq)| (seq, *d, row)),
+                        .map(|(r, seq)| (seq, [r.want, r.doubt, r.takeover], &r.row)),
                 );
+                for r in &rows {
+                    let mut want = r.want;
+                    while want != 0 {
+                        let slot = want.trailing_zeros() as usize;
+                        if let Some(t) = m.targets.get_mut(slot) {
+                            t.pending_rows += 1;
+                        }
+                        want &= want - 1;
+                    }
+                }
                 m.spool_bytes += (value.len() + 9) as u64;
                 ops.insert(&spool_key(first)[..], value);
                 m.next_seq += rows.len() as u64;
                 m.spool_rows += rows.len() as u64;
             }
             m.pos = Some(pos);
-            Ok(false)
+            Ok(Vec::new())
         })
     }
 
@@ -646,38 +973,52 @@ impl Journal {
         pos: Option<FilePos>,
         finished: &[(FileId, u64)],
     ) -> Result<(), JournalError> {
-        self.commit(|m, _, _| {
+        self.commit(|m, _| {
             m.pos = pos;
             m.finished.extend_from_slice(finished);
             let excess = m.finished.len().saturating_sub(FINISHED_CAP);
             m.finished.drain(..excess);
-            Ok(false)
+            Ok(Vec::new())
         })
     }
 
-    pub fn set_takeover(&self, t: Takeover) -> Result<(), JournalError> {
-        self.commit(|m, _, _| {
-            m.takeover = t;
-            Ok(false)
+    pub fn set_takeover(&self, slot: usize, t: Takeover) -> Result<(), JournalError> {
+        self.commit(|m, _| {
+            m.targets[slot].takeover = t;
+            Ok(Vec::new())
         })
     }
 
-    /// The first `max` spooled rows, in file order.
-    pub fn peek(&self, max: usize) -> Result<Vec<Entry>, JournalError> {
-        let mut out = Vec::new();
-        for kv in self.db.scan_prefix(b"s") {
-            let (k, v) = kv?;
-            out.extend(decode_chunk(chunk_key_of(&k)?, &v)?);
-            if out.len() >= max {
-                out.truncate(max);
-                break;
-            }
+    /// The first `max` rows `slot` still wants, in file order.
+    pub fn peek(&self, slot: usize, max: usize) -> Result<Vec<Entry>, JournalError> {
+        let (hint, end) = {
+            let st = self.state.lock().expect("journal lock");
+            (st.hints.get(slot).copied().unwrap_or(0), st.meta.next_seq)
+        };
+        let mut out = self.wanted(slot, hint, u64::MAX, max)?;
+        // No row before the first one found (or before `end`, if none) is wanted by
+        // this target: the next scan starts there. Rows only ever lose wanting targets,
+        // and new rows get sequence numbers from `end` on.
+        let new_hint = out.first().map_or(end, |e| e.seq);
+        if let Some(h) = self.state.lock().expect("journal lock").hints.get_mut(slot) {
+            *h = (*h).max(new_hint);
         }
+        out.truncate(max);
         Ok(out)
     }
 
-    /// The spooled rows with sequence numbers in `from..=to`.
-    pub fn range(&self, from: u64, to: u64) -> Result<Vec<Entry>, JournalError> {
+    /// The rows `slot` still wants with sequence numbers in `from..=to`.
+    pub fn range(&self, slot: usize, from: u64, to: u64) -> Result<Vec<Entry>, JournalError> {
+        self.wanted(slot, from, to, usize::MAX)
+    }
+
+    fn wanted(
+        &self,
+        slot: usize,
+        from: u64,
+        to: u64,
+        max: usize,
+    ) -> Result<Vec<Entry>, JournalError> {
         let mut out = Vec::new();
         // Chunks start at or before their rows: begin with the last one keyed <= from.
         let start = match self.db.range(spool_key(0)..=spool_key(from)).next_back() {
@@ -687,40 +1028,54 @@ impl Journal {
         for kv in self.db.range(spool_key(start)..=spool_key(to)) {
             let (k, v) = kv?;
             let rows = decode_chunk(chunk_key_of(&k)?, &v)?;
-            out.extend(rows.into_iter().filter(|e| e.seq >= from && e.seq <= to));
+            out.extend(
+                rows.into_iter()
+                    .filter(|e| e.seq >= from && e.seq <= to && e.want & bit(slot) != 0),
+            );
+            if out.len() >= max {
+                break;
+            }
         }
         Ok(out)
     }
 
-    /// Durably records that `from..=to` is about to be sent: after a crash, those rows are
-    /// checked with checkRow instead of being sent blindly a second time.
-    pub fn mark_inflight(&self, from: u64, to: u64) -> Result<(), JournalError> {
+    /// Durably records that `from..=to` is about to be sent to `slot`: after a crash,
+    /// those rows are checked with checkRow instead of being sent blindly a second time.
+    pub fn mark_inflight(&self, slot: usize, from: u64, to: u64) -> Result<(), JournalError> {
         let now = unix_now_ms();
-        self.commit(|m, _, _| {
-            m.inflight = Some((from, to));
-            m.inflight_sent_ms = now;
-            Ok(false)
+        self.commit(|m, _| {
+            m.targets[slot].inflight = Some((from, to));
+            m.targets[slot].inflight_sent_ms = now;
+            Ok(Vec::new())
         })?;
         self.sync()
     }
 
     /// Forgets the in-flight mark when the request certainly never reached the server.
-    pub fn clear_inflight(&self) -> Result<(), JournalError> {
-        self.commit(|m, _, _| {
-            m.inflight = None;
-            Ok(false)
+    pub fn clear_inflight(&self, slot: usize) -> Result<(), JournalError> {
+        self.commit(|m, _| {
+            m.targets[slot].inflight = None;
+            Ok(Vec::new())
         })
     }
 
-    /// Drops `stored` (acknowledged by the server) from the spool, remembering them in the
-    /// ring; clears the in-doubt flag of `to_send`; clears the in-flight mark.
-    pub fn settle(&self, stored: &[&Entry], to_send: &[&Entry]) -> Result<(), JournalError> {
+    /// For target `slot`: `stored` were acknowledged by the server (they stop wanting
+    /// it, and leave the spool when nobody else does; the ring remembers them with
+    /// `times`, the times the server stored); `to_send` lose their doubt and takeover
+    /// marks. Clears the in-flight mark.
+    pub fn settle(
+        &self,
+        slot: usize,
+        stored: &[&Entry],
+        to_send: &[&Entry],
+    ) -> Result<(), JournalError> {
         let mut chunks: Vec<u64> = stored.iter().chain(to_send).map(|e| e.chunk).collect();
         chunks.sort_unstable();
         chunks.dedup();
-        let drop: std::collections::HashSet<u64> = stored.iter().map(|e| e.seq).collect();
+        let done: std::collections::HashSet<u64> = stored.iter().map(|e| e.seq).collect();
         let clear: std::collections::HashSet<u64> = to_send.iter().map(|e| e.seq).collect();
-        self.commit(|m, ring, ops| {
+        let b = bit(slot);
+        self.commit(|m, ops| {
             for chunk in chunks {
                 let key = spool_key(chunk);
                 let Some(old) = self.db.get(key)? else {
@@ -728,35 +1083,55 @@ impl Journal {
                 };
                 let rows = decode_chunk(chunk, &old)?;
                 let before = rows.len();
-                let kept: Vec<Entry> = rows
-                    .into_iter()
-                    .filter(|e| !drop.contains(&e.seq))
+                let kept: Vec<(u64, [u64; 3], &Row)> = rows
+                    .iter()
+                    .map(|e| {
+                        let keep = if done.contains(&e.seq) { !b } else { u64::MAX };
+                        let settled = if done.contains(&e.seq) || clear.contains(&e.seq) {
+                            !b
+                        } else {
+                            u64::MAX
+                        };
+                        (
+                            e.seq,
+                            [e.want & keep, e.doubt & settled, e.takeover & settled],
+                            &e.row,
+                        )
+                    })
+                    .filter(|(_, masks, _)| masks[0] != 0)
                     .collect();
                 m.spool_rows = m.spool_rows.saturating_sub((before - kept.len()) as u64);
                 m.spool_bytes = m.spool_bytes.saturating_sub((old.len() + 9) as u64);
                 if kept.is_empty() {
                     ops.remove(&key[..]);
                 } else {
-                    let value = encode_chunk(
-                        kept.iter()
-                            .map(|e| (e.seq, e.in_doubt && !clear.contains(&e.seq), &e.row)),
-                    );
+                    let value = encode_chunk(kept.into_iter());
                     m.spool_bytes += (value.len() + 9) as u64;
                     ops.insert(&key[..], value);
                 }
             }
-            for e in stored {
-                ring.add(e.row.time, e.row.identity());
-            }
-            m.acked_total += stored.len() as u64;
+
+            let t = &mut m.targets[slot];
+            t.pending_rows = t.pending_rows.saturating_sub(stored.len() as u64);
+            t.acked_total += stored.len() as u64;
             let today = unix_now() / 86_400;
-            if m.acked_day != today {
-                m.acked_day = today;
-                m.acked_today = 0;
+            if t.acked_day != today {
+                t.acked_day = today;
+                t.acked_today = 0;
             }
-            m.acked_today += stored.len() as u64;
-            m.inflight = None;
-            Ok(!stored.is_empty())
+            t.acked_today += stored.len() as u64;
+            t.inflight = None;
+            if stored.is_empty() {
+                return Ok(Vec::new());
+            }
+            Ok(vec![RingEdit {
+                slot,
+                add: stored
+                    .iter()
+                    .map(|e| (e.row.time, e.row.identity()))
+                    .collect(),
+                reset: false,
+            }])
         })
     }
 
@@ -806,11 +1181,23 @@ pub const FB_REMEMBER_MS: u64 = 24 * 3600 * 1000;
 pub const FB_INTERRUPTED: &str =
     "interrupted: qlship stopped while running it; not run again, check the PBX";
 
-fn fb_key(id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(id.len() + 1);
+/// `scope` keeps the ids of different QueueMetrics servers apart: "" in single-target
+/// mode (the key journals always had), the target's key and a separator otherwise.
+fn fb_key(scope: &str, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(scope.len() + id.len() + 1);
     k.push(b'f');
+    k.extend_from_slice(scope.as_bytes());
     k.extend_from_slice(id.as_bytes());
     k
+}
+
+/// The feedback scope of a target with partition key `key`.
+pub fn fb_scope(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!("{key}\u{1f}")
+    }
 }
 
 fn fb_value(state: u8, at_ms: u64, ok: bool, text: &str) -> Vec<u8> {
@@ -831,15 +1218,15 @@ struct FbRecord {
 }
 
 impl Journal {
-    fn fb_records(&self) -> Result<Vec<FbRecord>, JournalError> {
+    fn fb_records(&self, scope: &str) -> Result<Vec<FbRecord>, JournalError> {
         let mut out = Vec::new();
-        for kv in self.db.scan_prefix(b"f") {
+        for kv in self.db.scan_prefix(fb_key(scope, "")) {
             let (k, v) = kv?;
             if v.len() < 10 {
                 continue;
             }
             out.push(FbRecord {
-                id: String::from_utf8_lossy(&k[1..]).into_owned(),
+                id: String::from_utf8_lossy(&k[1 + scope.len()..]).into_owned(),
                 state: v[0],
                 at_ms: u64::from_be_bytes(v[1..9].try_into().expect("8 bytes")),
                 ok: v[9] == 1,
@@ -849,30 +1236,36 @@ impl Journal {
         Ok(out)
     }
 
-    fn fb_put(&self, records: &[(String, Vec<u8>)], remove: &[String]) -> Result<(), JournalError> {
-        self.commit(|_, _, ops| {
+    fn fb_put(
+        &self,
+        scope: &str,
+        records: &[(String, Vec<u8>)],
+        remove: &[String],
+    ) -> Result<(), JournalError> {
+        self.commit(|_, ops| {
             for (id, value) in records {
-                ops.insert(fb_key(id), value.clone());
+                ops.insert(fb_key(scope, id), value.clone());
             }
             for id in remove {
-                ops.remove(fb_key(id));
+                ops.remove(fb_key(scope, id));
             }
-            Ok(false)
+            Ok(Vec::new())
         })?;
         self.sync()
     }
 
     /// Whether this container id was ever started (and not yet forgotten).
-    pub fn fb_seen(&self, id: &str) -> Result<bool, JournalError> {
-        Ok(self.db.contains_key(fb_key(id))?)
+    pub fn fb_seen(&self, scope: &str, id: &str) -> Result<bool, JournalError> {
+        Ok(self.db.contains_key(fb_key(scope, id))?)
     }
 
     /// Durably marks `id` as started. Returns false, writing nothing, if it was seen.
-    pub fn fb_begin(&self, id: &str) -> Result<bool, JournalError> {
-        if self.fb_seen(id)? {
+    pub fn fb_begin(&self, scope: &str, id: &str) -> Result<bool, JournalError> {
+        if self.fb_seen(scope, id)? {
             return Ok(false);
         }
         self.fb_put(
+            scope,
             &[(
                 id.to_string(),
                 fb_value(FB_RUNNING, unix_now_ms(), false, ""),
@@ -883,8 +1276,15 @@ impl Journal {
     }
 
     /// Durably records the result of a started container, to be reported.
-    pub fn fb_finish(&self, id: &str, ok: bool, text: &str) -> Result<(), JournalError> {
+    pub fn fb_finish(
+        &self,
+        scope: &str,
+        id: &str,
+        ok: bool,
+        text: &str,
+    ) -> Result<(), JournalError> {
         self.fb_put(
+            scope,
             &[(id.to_string(), fb_value(FB_DONE, unix_now_ms(), ok, text))],
             &[],
         )
@@ -892,24 +1292,27 @@ impl Journal {
 
     /// Containers that were running when the previous qlship died become results
     /// saying so: they are never run a second time. Call before the first poll.
-    pub fn fb_recover(&self) -> Result<Vec<String>, JournalError> {
+    pub fn fb_recover(&self, scope: &str) -> Result<Vec<String>, JournalError> {
         let now = unix_now_ms();
         let interrupted: Vec<(String, Vec<u8>)> = self
-            .fb_records()?
+            .fb_records(scope)?
             .into_iter()
             .filter(|r| r.state == FB_RUNNING)
             .map(|r| (r.id, fb_value(FB_DONE, now, false, FB_INTERRUPTED)))
             .collect();
         if !interrupted.is_empty() {
-            self.fb_put(&interrupted, &[])?;
+            self.fb_put(scope, &interrupted, &[])?;
         }
         Ok(interrupted.into_iter().map(|(id, _)| id).collect())
     }
 
     /// Results not yet accepted by the server, oldest first.
-    pub fn fb_unreported(&self) -> Result<Vec<crate::feedback::FbResult>, JournalError> {
+    pub fn fb_unreported(
+        &self,
+        scope: &str,
+    ) -> Result<Vec<crate::feedback::FbResult>, JournalError> {
         let mut done: Vec<FbRecord> = self
-            .fb_records()?
+            .fb_records(scope)?
             .into_iter()
             .filter(|r| r.state == FB_DONE)
             .collect();
@@ -926,9 +1329,9 @@ impl Journal {
 
     /// The server accepted a `checkFb` carrying these results: keep only their ids, and
     /// forget ids reported more than [`FB_REMEMBER_MS`] ago.
-    pub fn fb_reported(&self, ids: &[String]) -> Result<(), JournalError> {
+    pub fn fb_reported(&self, scope: &str, ids: &[String]) -> Result<(), JournalError> {
         let now = unix_now_ms();
-        let records = self.fb_records()?;
+        let records = self.fb_records(scope)?;
         let expired: Vec<String> = records
             .iter()
             .filter(|r| r.state == FB_REPORTED && now.saturating_sub(r.at_ms) > FB_REMEMBER_MS)
@@ -941,7 +1344,7 @@ impl Journal {
         if reported.is_empty() && expired.is_empty() {
             return Ok(());
         }
-        self.fb_put(&reported, &expired)
+        self.fb_put(scope, &reported, &expired)
     }
 }
 
@@ -1014,26 +1417,36 @@ mod tests {
         }
     }
 
+    fn tm(key: &str) -> TargetMeta {
+        TargetMeta::new(Some(key.into()))
+    }
+
     #[test]
     fn meta_round_trips() {
+        let mut t = tm("http://a:1/q/jsonQLoaderApi.do P1");
+        t.inflight = Some((2, 4));
+        t.inflight_sent_ms = 1_700_000_000_123;
+        t.takeover = Takeover::Done(Some(1_700_000_000));
+        t.pending_rows = 3;
+        t.acked_total = 77;
+        t.acked_today = 7;
+        t.acked_day = 20_000;
+        let mut empty = tm("");
+        empty.takeover = Takeover::Done(None);
         let m = Meta {
             generation: 42,
             pos: Some(pos(77)),
             next_seq: 5,
             spool_rows: 3,
             spool_bytes: 300,
-            inflight: Some((2, 4)),
-            inflight_sent_ms: 1_700_000_000_123,
-            takeover: Takeover::Done(Some(Region {
+            region: Some(Region {
                 id: FileId { dev: 9, ino: 8 },
                 end: 1234,
-                watermark: 1_700_000_000,
-            })),
+            }),
             bad_lines: 3,
+            unrouted: 11,
             finished: vec![(FileId { dev: 1, ino: 99 }, 12345)],
-            acked_total: 77,
-            acked_today: 7,
-            acked_day: 20_000,
+            targets: vec![t, TargetMeta::new(None), empty, tm("x")],
         };
         assert_eq!(Meta::decode(&m.encode()).unwrap(), m);
         assert_eq!(
@@ -1043,23 +1456,97 @@ mod tests {
     }
 
     #[test]
+    fn a_journal_from_before_targets_is_read_as_the_single_target() {
+        // Version 2 meta, as the previous release wrote it: generation 7, pos, seq 5,
+        // 2 rows / 99 bytes spooled, in flight 3..=4 sent at 1000, takeover done at
+        // watermark 1_700_000_000 over file 9:8 up to 1234, 1 bad line, no finished
+        // file, 10 acknowledged, 4 today on day 20000.
+        let mut v = vec![2u8];
+        put_varint(&mut v, 7);
+        put_pos(&mut v, &Some(pos(30)));
+        for x in [5u64, 2, 99] {
+            put_varint(&mut v, x);
+        }
+        v.push(1);
+        for x in [3u64, 4, 1000] {
+            put_varint(&mut v, x);
+        }
+        v.push(2);
+        for x in [9u64, 8, 1234, 1_700_000_000] {
+            v.extend_from_slice(&x.to_be_bytes());
+        }
+        for x in [1u64, 0, 10, 4, 20_000] {
+            put_varint(&mut v, x);
+        }
+        let m = Meta::decode(&v).unwrap();
+        assert_eq!(
+            (m.generation, m.pos, m.next_seq, m.spool_rows),
+            (7, Some(pos(30)), 5, 2)
+        );
+        assert_eq!(
+            m.region,
+            Some(Region {
+                id: FileId { dev: 9, ino: 8 },
+                end: 1234
+            })
+        );
+        let t = &m.targets[..];
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].key.as_deref(), Some(""));
+        assert_eq!(t[0].inflight, Some((3, 4)));
+        assert_eq!(t[0].takeover, Takeover::Done(Some(1_700_000_000)));
+        assert_eq!(
+            (t[0].pending_rows, t[0].acked_total, t[0].acked_today),
+            (2, 10, 4)
+        );
+        // A version 1 chunk: every row belongs to that target; flag 1 = in doubt.
+        let mut c = vec![1u8];
+        for (seq, flag) in [(5u64, 0u8), (6, 1)] {
+            put_varint(&mut c, seq);
+            c.push(flag);
+            let mut r = Vec::new();
+            row(seq as i64).encode_into(&mut r);
+            put_varint(&mut c, r.len() as u64);
+            c.extend_from_slice(&r);
+        }
+        let e = decode_chunk(5, &c).unwrap();
+        assert_eq!(
+            e.iter()
+                .map(|e| (e.seq, e.want, e.doubt, e.takeover))
+                .collect::<Vec<_>>(),
+            [(5, 1, 0, 0), (6, 1, 1, 0)]
+        );
+    }
+
+    fn spooled(i: i64, want: u64, doubt: u64) -> Spooled {
+        Spooled {
+            row: row(i),
+            want,
+            doubt,
+            takeover: 0,
+        }
+    }
+
+    #[test]
     fn spool_append_settle_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
             let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
             assert!(report.fresh);
+            assert_eq!(j.bind(&[String::new()]).unwrap(), (vec![0], vec![]));
             j.append(
-                &[(row(1), false), (row(2), true), (row(3), false)],
+                &[spooled(1, 1, 0), spooled(2, 1, 1), spooled(3, 1, 0)],
                 pos(30),
+                0,
                 0,
             )
             .unwrap();
-            let all = j.peek(10).unwrap();
+            let all = j.peek(0, 10).unwrap();
             assert_eq!(all.len(), 3);
-            assert!(all[1].in_doubt);
-            j.mark_inflight(0, 1).unwrap();
-            let batch = j.range(0, 1).unwrap();
-            j.settle(&[&batch[0]], &[&batch[1]]).unwrap();
+            assert!(all[1].in_doubt(0));
+            j.mark_inflight(0, 0, 1).unwrap();
+            let batch = j.range(0, 0, 1).unwrap();
+            j.settle(0, &[&batch[0]], &[&batch[1]]).unwrap();
             j.sync().unwrap();
         }
         let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
@@ -1067,16 +1554,98 @@ mod tests {
         let m = j.meta();
         assert_eq!(m.pos, Some(pos(30)));
         assert_eq!(m.spool_rows, 2);
-        assert_eq!(m.inflight, None);
-        let left = j.peek(10).unwrap();
+        assert_eq!(m.targets[0].inflight, None);
+        assert_eq!(m.targets[0].pending_rows, 2);
+        let left = j.peek(0, 10).unwrap();
         assert_eq!(left.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
-        assert!(!left[0].in_doubt);
-        assert_eq!(j.ring().count(row(1).identity()), 1);
+        assert!(!left[0].in_doubt(0));
+        assert_eq!(j.ring(0).count(row(1).identity()), 1);
         let on_disk: u64 =
             j.db.scan_prefix(b"s")
                 .map(|kv| kv.unwrap().1.len() as u64 + 9)
                 .sum();
         assert_eq!(m.spool_bytes, on_disk);
+    }
+
+    #[test]
+    fn a_row_leaves_the_spool_when_the_last_target_wanting_it_acknowledges() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+        let keys = ["a".to_string(), "b".to_string()];
+        assert_eq!(j.bind(&keys).unwrap().0, [0, 1]);
+        // 0: both; 1: a only; 2: b only.
+        j.append(
+            &[
+                spooled(0, 0b11, 0),
+                spooled(1, 0b01, 0),
+                spooled(2, 0b10, 0b10),
+            ],
+            pos(1),
+            0,
+            5,
+        )
+        .unwrap();
+        assert_eq!(j.meta().unrouted, 5);
+        let seqs = |v: Vec<Entry>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(j.peek(0, 10).unwrap()), [0, 1]);
+        assert_eq!(seqs(j.peek(1, 10).unwrap()), [0, 2]);
+        let a = j.peek(0, 10).unwrap();
+        j.settle(0, &a.iter().collect::<Vec<_>>(), &[]).unwrap();
+        assert_eq!(j.meta().spool_rows, 2, "row 0 stays for b");
+        assert_eq!(seqs(j.peek(0, 10).unwrap()), Vec::<u64>::new());
+        let b = j.peek(1, 10).unwrap();
+        assert!(b[1].in_doubt(1) && !b[0].in_doubt(1));
+        j.settle(1, &[&b[0]], &[&b[1]]).unwrap();
+        let b = j.peek(1, 10).unwrap();
+        assert_eq!(seqs(b.clone()), [2]);
+        assert!(!b[0].in_doubt(1), "settled to be sent");
+        j.settle(1, &[&b[0]], &[]).unwrap();
+        let m = j.meta();
+        assert_eq!((m.spool_rows, m.spool_bytes), (0, 0));
+        assert_eq!((m.targets[0].acked_total, m.targets[1].acked_total), (2, 2));
+        assert_eq!(
+            (m.targets[0].pending_rows, m.targets[1].pending_rows),
+            (0, 0)
+        );
+    }
+
+    #[test]
+    fn a_target_dropped_from_the_rules_frees_its_rows_and_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+            j.bind(&["a".to_string(), "b".to_string()]).unwrap();
+            j.append(
+                &[
+                    spooled(0, 0b11, 0),
+                    spooled(1, 0b10, 0),
+                    spooled(2, 0b01, 0),
+                ],
+                pos(1),
+                0,
+                0,
+            )
+            .unwrap();
+            let b = j.peek(1, 1).unwrap();
+            j.settle(1, &[&b[0]], &[]).unwrap();
+            j.sync().unwrap();
+        }
+        let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(j.ring(1).len(), 1);
+        let (slots, dropped) = j.bind(&["c".to_string(), "a".to_string()]).unwrap();
+        assert_eq!(slots, [1, 0], "c takes b's freed slot, a keeps its own");
+        assert_eq!(dropped, [("b".to_string(), 1)]);
+        let m = j.meta();
+        assert_eq!(m.spool_rows, 2, "b's own row went; rows a wants stay");
+        assert_eq!(m.targets[1].key.as_deref(), Some("c"));
+        assert_eq!(m.targets[1].takeover, Takeover::Pending);
+        assert_eq!(
+            j.ring(1).len(),
+            0,
+            "c does not inherit b's acknowledged rows"
+        );
+        assert!(j.peek(1, 10).unwrap().is_empty());
+        assert_eq!(j.peek(0, 10).unwrap().len(), 2);
     }
 
     #[test]
@@ -1094,7 +1663,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
-            j.append(&[(row(1), false)], pos(10), 0).unwrap();
+            j.append(&[spooled(1, 1, 0)], pos(10), 0, 0).unwrap();
             j.db.insert(b"m", &b"\x09garbage"[..]).unwrap();
             j.sync().unwrap();
         }
@@ -1109,7 +1678,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
-            j.append(&[(row(1), false)], pos(10), 0).unwrap();
+            j.append(&[spooled(1, 1, 0)], pos(10), 0, 0).unwrap();
             j.sync().unwrap();
             // As if later commits had been made durable and then lost.
             j.seal.write(j.meta().generation + 5).unwrap();
@@ -1125,13 +1694,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
-            j.append(&[(row(1), false)], pos(10), 0).unwrap();
+            j.append(&[spooled(1, 1, 0)], pos(10), 0, 0).unwrap();
             j.sync().unwrap();
         }
         mark_suspect(dir.path());
         let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
         assert!(report.moved_aside.is_some());
-        j.append(&[(row(2), false)], pos(20), 0).unwrap();
+        j.append(&[spooled(2, 1, 0)], pos(20), 0, 0).unwrap();
         j.sync().unwrap();
         drop(j);
         let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
@@ -1144,7 +1713,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
-            j.append(&[(row(1), false)], pos(10), 0).unwrap();
+            j.append(&[spooled(1, 1, 0)], pos(10), 0, 0).unwrap();
             j.sync().unwrap();
         }
         let marker = suspect_marker(dir.path());

@@ -9,6 +9,7 @@ pub mod app;
 pub mod backoff;
 pub mod config;
 pub mod daemon;
+pub mod fanout;
 pub mod feedback;
 pub mod http;
 pub mod journal;

@@ -31,11 +31,16 @@ pub struct Snapshot {
     pub spool_bytes: u64,
     pub spool_max: u64,
     pub skipped_lines: u64,
+    /// Rows no enabled target wanted (multi-target mode: no rule matched, or a
+    /// disabled target's).
+    pub unrouted_rows: u64,
     pub targets: Vec<TargetStatus>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct TargetStatus {
+    /// The rule or client name ("" in single-target mode).
+    pub name: String,
     /// The endpoint without credentials.
     pub url: String,
     pub token: String,
@@ -112,9 +117,20 @@ pub fn render(s: &Snapshot, now: i64) -> String {
         "spool: {} rows, {} of {} bytes; {} lines skipped (not rows)\n",
         s.spool_rows, s.spool_bytes, s.spool_max, s.skipped_lines
     ));
-    for t in &s.targets {
+    if s.targets.iter().any(|t| !t.name.is_empty()) {
         out.push_str(&format!(
-            "target {} token {:?}: {}\n",
+            "split: {} rows matched no rule or a disabled target (not uploaded)\n",
+            s.unrouted_rows
+        ));
+    }
+    for t in &s.targets {
+        let name = if t.name.is_empty() {
+            String::new()
+        } else {
+            format!("{:?} ", t.name)
+        };
+        out.push_str(&format!(
+            "target {name}{} token {:?}: {}\n",
             t.url,
             t.token,
             t.state(now)
@@ -206,6 +222,7 @@ mod tests {
             spool_bytes: 2000,
             spool_max: 64 << 20,
             skipped_lines: 1,
+            unrouted_rows: 0,
             targets: vec![TargetStatus {
                 url: "http://qm:8080/queuemetrics/jsonQLoaderApi.do".into(),
                 token: "P001".into(),

@@ -15,7 +15,6 @@
 use crate::journal::{FileId, FilePos, Region};
 use crate::lines::{self, Piece};
 use crate::parse;
-use crate::resync::{takeover_class, TakeoverClass};
 use crate::row::Row;
 use std::fs::{File, Metadata};
 use std::io;
@@ -124,11 +123,10 @@ pub struct BadLine {
 /// Rows read by one step, not yet committed.
 #[derive(Debug)]
 pub struct Read {
-    /// Rows in file order, with their in-doubt flag (takeover at the watermark).
+    /// Rows in file order, each with whether it lies in the takeover region (an earlier
+    /// loader may have uploaded it; each target judges it against its watermark).
     pub rows: Vec<(Row, bool)>,
     pub bad_lines: Vec<BadLine>,
-    /// Rows below the watermark of a partition taken over: already on the server.
-    pub already_stored: u64,
     pub pos: FilePos,
     /// The bytes just before `pos.offset` (at most FP_MAX): the new fingerprint.
     fp: Vec<u8>,
@@ -477,7 +475,6 @@ fn build_read(
 ) -> Read {
     let mut rows = Vec::with_capacity(split.pieces.len());
     let mut bad_lines = Vec::new();
-    let mut already_stored = 0;
     for piece in split.pieces {
         match piece {
             Piece::Overlong { at } => bad_lines.push(BadLine {
@@ -492,17 +489,8 @@ fn build_read(
                     reason: e.to_string(),
                 }),
                 Ok(row) => {
-                    let class = match region {
-                        Some(r) if r.id == cur.id && at < r.end => {
-                            takeover_class(row.time, r.watermark)
-                        }
-                        _ => TakeoverClass::New,
-                    };
-                    match class {
-                        TakeoverClass::AlreadyStored => already_stored += 1,
-                        TakeoverClass::InDoubt => rows.push((row, true)),
-                        TakeoverClass::New => rows.push((row, false)),
-                    }
+                    let in_region = region.is_some_and(|r| r.id == cur.id && at < r.end);
+                    rows.push((row, in_region));
                 }
             },
         }
@@ -520,7 +508,6 @@ fn build_read(
     Read {
         rows,
         bad_lines,
-        already_stored,
         pos: FilePos {
             id: cur.id,
             offset: cur.offset + split.consumed as u64,
@@ -775,7 +762,7 @@ mod tests {
     }
 
     #[test]
-    fn takeover_region_classifies_rows_against_the_watermark() {
+    fn rows_of_the_takeover_region_are_flagged() {
         let dir = tempfile::tempdir().unwrap();
         let ql = dir.path().join("queue_log");
         append(&ql, &(0..5).map(line).collect::<String>());
@@ -783,15 +770,13 @@ mod tests {
         let region = Region {
             id: id_of(&meta),
             end: meta.len(),
-            watermark: 1_700_000_002,
         };
         let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, Some(region)).unwrap();
+        append(&ql, &(5..7).map(line).collect::<String>());
         let mut seen = Vec::new();
-        let mut below = 0;
         loop {
             match t.step().unwrap() {
                 Step::Read(r) => {
-                    below += r.already_stored;
                     seen.extend(
                         r.rows
                             .iter()
@@ -803,15 +788,8 @@ mod tests {
                 _ => break,
             }
         }
-        assert_eq!(below, 2);
-        assert_eq!(
-            seen,
-            vec![
-                ("call2".into(), true),
-                ("call3".into(), false),
-                ("call4".into(), false)
-            ]
-        );
+        let expected: Vec<(String, bool)> = (0..7).map(|i| (format!("call{i}"), i < 5)).collect();
+        assert_eq!(seen, expected, "rows appended after the region are new");
     }
 
     fn copytruncate(ql: &Path, to: &Path) {

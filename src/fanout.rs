@@ -1,0 +1,206 @@
+//! Which journal slots want each row read, and how sure each can be that the row is new.
+//! Pure: the reader calls it between the file and the journal.
+
+use crate::journal::{bit, Spooled, Takeover};
+use crate::resync::{takeover_class, TakeoverClass};
+use crate::row::Row;
+use crate::rules::{Route, Split};
+
+/// One enabled target as the reader sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lane {
+    /// Index in the rules' target list (0 in single-target mode).
+    pub index: usize,
+    /// Journal slot: the row masks' bit.
+    pub slot: usize,
+    pub takeover: Takeover,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub rows: Vec<Spooled>,
+    /// Rows no enabled target wanted: no rule matched, or a disabled target's.
+    pub unrouted: u64,
+    /// Rows every target that wanted them already holds (below its takeover watermark).
+    pub already_stored: u64,
+}
+
+/// `rows` as read, each with whether it lies in the takeover region. Without a split
+/// (single-target mode) every row goes to every lane.
+pub fn plan(split: Option<&Split>, lanes: &[Lane], rows: Vec<(Row, bool)>) -> Plan {
+    let mut out = Plan::default();
+    out.rows.reserve(rows.len());
+    for (row, in_region) in rows {
+        let (row, targets): (Row, Vec<&Lane>) = match split.map(|s| s.route(&row)) {
+            None | Some(Route::Everyone) => (row, lanes.iter().collect()),
+            Some(Route::To(i, stripped)) => (
+                stripped.map_or(row, |r| *r),
+                lanes.iter().filter(|l| l.index == i).collect(),
+            ),
+            Some(Route::Disabled(_) | Route::Nowhere) => (row, Vec::new()),
+        };
+        if targets.is_empty() {
+            out.unrouted += 1;
+            continue;
+        }
+        let (mut want, mut doubt, mut takeover) = (0, 0, 0);
+        for lane in targets {
+            let b = bit(lane.slot);
+            let class = match (in_region, lane.takeover) {
+                (false, _) | (true, Takeover::Done(None)) => TakeoverClass::New,
+                (true, Takeover::Done(Some(w))) => takeover_class(row.time, w),
+                (true, Takeover::Pending) => {
+                    takeover |= b;
+                    TakeoverClass::New
+                }
+            };
+            match class {
+                TakeoverClass::AlreadyStored => continue,
+                TakeoverClass::InDoubt => doubt |= b,
+                TakeoverClass::New => {}
+            }
+            want |= b;
+        }
+        if want == 0 {
+            out.already_stored += 1;
+            continue;
+        }
+        out.rows.push(Spooled {
+            row,
+            want,
+            doubt,
+            takeover,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{How, Matcher, Rule, Target};
+
+    fn row(time: i64, queue: &str, agent: &str) -> Row {
+        Row {
+            time,
+            call_id: "c".into(),
+            queue: queue.into(),
+            agent: agent.into(),
+            verb: "V".into(),
+            params: Default::default(),
+        }
+    }
+
+    fn split() -> Split {
+        let t = |n: &str, disabled| Target {
+            name: n.into(),
+            host: n.into(),
+            disabled,
+            ..Target::default()
+        };
+        let r = |target: usize, token: &str, strip| Rule {
+            name: token.into(),
+            target,
+            queue: Some(Matcher {
+                how: How::Prefix,
+                tokens: vec![token.into()],
+            }),
+            agent: None,
+            strip,
+            line: 1,
+        };
+        Split {
+            targets: vec![t("a", false), t("b", false), t("off", true)],
+            rules: vec![r(0, "a-", true), r(1, "b-", false), r(2, "off-", false)],
+        }
+    }
+
+    #[test]
+    fn rows_go_to_their_tenant_stripped_and_none_rows_to_all() {
+        // Slots need not follow the file's order.
+        let lanes = [
+            Lane {
+                index: 0,
+                slot: 3,
+                takeover: Takeover::Done(None),
+            },
+            Lane {
+                index: 1,
+                slot: 0,
+                takeover: Takeover::Done(None),
+            },
+        ];
+        let p = plan(
+            Some(&split()),
+            &lanes,
+            vec![
+                (row(1, "a-sales", "x"), false),
+                (row(2, "b-sales", "x"), false),
+                (row(3, "NONE", "NONE"), false),
+                (row(4, "off-1", "x"), false),
+                (row(5, "zzz", "x"), false),
+            ],
+        );
+        assert_eq!(p.unrouted, 2);
+        let got: Vec<(String, u64)> = p
+            .rows
+            .iter()
+            .map(|s| (s.row.queue.clone(), s.want))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("sales".to_string(), 1 << 3),
+                ("b-sales".to_string(), 1),
+                ("NONE".to_string(), 1 << 3 | 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn each_target_judges_the_region_against_its_own_watermark() {
+        let lanes = [
+            Lane {
+                index: 0,
+                slot: 0,
+                takeover: Takeover::Done(Some(10)),
+            },
+            Lane {
+                index: 1,
+                slot: 1,
+                takeover: Takeover::Pending,
+            },
+            Lane {
+                index: 2,
+                slot: 2,
+                takeover: Takeover::Done(None),
+            },
+        ];
+        let p = plan(
+            None,
+            &lanes,
+            vec![
+                (row(9, "q", "a"), true),
+                (row(10, "q", "a"), true),
+                (row(11, "q", "a"), true),
+                (row(5, "q", "a"), false),
+            ],
+        );
+        let masks: Vec<(i64, u64, u64, u64)> = p
+            .rows
+            .iter()
+            .map(|s| (s.row.time, s.want, s.doubt, s.takeover))
+            .collect();
+        assert_eq!(
+            masks,
+            [
+                (9, 0b110, 0, 0b010),
+                (10, 0b111, 0b001, 0b010),
+                (11, 0b111, 0, 0b010),
+                (5, 0b111, 0, 0)
+            ]
+        );
+        let only_first = plan(None, &lanes[..1], vec![(row(9, "q", "a"), true)]);
+        assert_eq!((only_first.rows.len(), only_first.already_stored), (0, 1));
+    }
+}
