@@ -1,0 +1,411 @@
+//! Multi-tenant split (issue 3): one queue_log, three strict QueueMetrics stand-ins, each
+//! with its own credentials, context and token, fed by the rules file formats
+//! integrators already have (Uniloader's JSON, wqloader's Perl list).
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::fake_qm::{FakeConfig, FakeQm, Fault, StoredRow};
+use support::{kill9, stop_within, Env, T0};
+
+/// Three tenants and their servers; server 0 is `env.qm`.
+struct Split {
+    env: Env,
+    servers: Vec<FakeQm>,
+    rules: std::path::PathBuf,
+}
+
+const TOKENS: [&str; 3] = ["A1", "", "G3"];
+const TZ: [i64; 3] = [3600, 0, -1800];
+
+fn server(n: usize) -> FakeConfig {
+    FakeConfig {
+        user: format!("user{n}"),
+        pass: format!("pa\"ss {n}"),
+        context: format!("qm{n}"),
+        ..FakeConfig::default()
+    }
+}
+
+impl Split {
+    fn new(format: Format) -> Split {
+        let env = Env::with_server("-", server(0));
+        let servers = vec![
+            env.qm.clone(),
+            FakeQm::start(server(1)),
+            FakeQm::start(server(2)),
+        ];
+        let rules = env.dir.path().join(match format {
+            Format::Json => "splitter.json",
+            Format::Perl => "wqloader_cluster.pl",
+        });
+        let p: Vec<u16> = servers.iter().map(|s| s.port()).collect();
+        let text = match format {
+            Format::Json => format!(
+                r#"[
+  {{"clientname": "acme", "uri": "http://127.0.0.1:{}/qm0", "login": "user0", "pass": "pa\"ss 0",
+    "token": "A1", "matcher": ["acme-"], "match": "prefix", "removematch": true, "timezoneOffset": 3600}},
+  {{"clientname": "beta", "uri": "http://127.0.0.1:{}/qm1/", "login": "user1", "pass": "pa\"ss 1",
+    "token": "", "matcher": ["-beta"], "match": "suffix", "removematch": false}},
+  {{"clientname": "gamma", "uri": "http://127.0.0.1:{}/qm2", "login": "user2", "pass": "pa\"ss 2",
+    "token": "G3", "matcher": ["gamma"], "match": "any", "noactions": true, "timezoneOffset": -1800}},
+  {{"clientname": "retired", "uri": "http://127.0.0.1:9/qm", "matcher": ["old-"], "disabled": true}}
+]
+"#,
+                p[0], p[1], p[2]
+            ),
+            Format::Perl => format!(
+                r#"# wqloader_cluster.pl, as it was on the old box
+my @RULES = (
+    {{ ruleName => 'acme',                      # client one
+       queueStarts => 1, queueToken => 'acme-',
+       agentStarts => 1, agentToken => "acme-",
+       targetHost => '127.0.0.1', targetPort => {}, targetCtx => 'qm0',
+       targetUser => 'user0', targetPass => 'pa"ss 0', targetToken => 'A1',
+       timezoneOffset => 3600, }},
+    {{ ruleName => 'beta', queueEnds => 1, queueToken => '-beta',
+       targetHost => '127.0.0.1', targetPort => {}, targetCtx => '/qm1/',
+       targetUser => 'user1', targetPass => "pa\"ss 1", targetToken => '', }},
+    {{ ruleName => 'gamma', queueEnds => '1', queueToken => '-gamma',
+       targetHost => "127.0.0.1", targetPort => '{}', targetCtx => 'qm2',
+       targetUser => 'user2', targetPass => 'pa"ss 2', targetToken => G3,
+       timezoneOffset => -1800 }},
+);
+1;
+"#,
+                p[0], p[1], p[2]
+            ),
+        };
+        std::fs::write(&rules, text).unwrap();
+        Split {
+            env,
+            servers,
+            rules,
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec!["--rules".into(), self.rules.to_str().unwrap().into()]
+    }
+
+    fn spawn(&self, extra: &[&str]) -> support::Daemon {
+        let mut a = self.args();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        self.env
+            .spawn(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn rows(&self, n: usize) -> Vec<StoredRow> {
+        self.servers[n].rows(TOKENS[n])
+    }
+
+    /// Waits until server `n` holds at least `count` rows; returns how long it took.
+    fn wait(&self, n: usize, count: usize, limit: Duration) -> Duration {
+        let start = Instant::now();
+        while self.rows(n).len() < count {
+            assert!(
+                start.elapsed() < limit,
+                "server {n} holds {} of {count} rows after {limit:?}; logs:\n{}",
+                self.rows(n).len(),
+                self.env.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        start.elapsed()
+    }
+
+    fn assert_exact(&self, expected: &[Vec<StoredRow>; 3]) {
+        for (n, want) in expected.iter().enumerate() {
+            support::assert_exact(&self.rows(n), want, &self.env.logs());
+            assert_eq!(
+                self.servers[n].violations(),
+                Vec::<String>::new(),
+                "server {n}"
+            );
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Format {
+    Json,
+    Perl,
+}
+
+/// A multi-tenant queue_log: row `i` belongs to a tenant (by queue, or by agent for
+/// agent-only rows), to everyone (queue and agent NONE), or to nobody.
+fn mt_rows(range: std::ops::Range<u64>, format: Format) -> (String, [Vec<StoredRow>; 3]) {
+    let mut text = String::new();
+    let mut expected: [Vec<StoredRow>; 3] = Default::default();
+    let strip = format == Format::Json;
+    for i in range {
+        let t = T0 + i / 5;
+        let call = format!("{}.{i}", T0 + i / 20);
+        let (queue, agent, verb, params, to): (&str, &str, &str, Vec<String>, Vec<usize>) =
+            match i % 10 {
+                0 => ("NONE", "NONE", "QUEUESTART", vec![], vec![0, 1, 2]),
+                1 => (
+                    "acme-sales",
+                    "NONE",
+                    "ENTERQUEUE",
+                    vec!["".into(), format!("555{i}"), "1".into()],
+                    vec![0],
+                ),
+                2 => (
+                    "acme-sales",
+                    "Agent/101",
+                    "CONNECT",
+                    vec!["4".into(), format!("{call}x"), "3".into()],
+                    vec![0],
+                ),
+                3 => (
+                    "acme-sales",
+                    "Agent/101",
+                    "COMPLETEAGENT",
+                    vec!["4".into(), "61".into(), "1".into()],
+                    vec![0],
+                ),
+                4 => (
+                    "NONE",
+                    "acme-Agent/102",
+                    "PAUSE",
+                    vec!["lunch".into()],
+                    vec![0],
+                ),
+                5 => (
+                    "support-beta",
+                    "NONE",
+                    "ENTERQUEUE",
+                    vec!["".into(), format!("666{i}"), "1".into()],
+                    vec![1],
+                ),
+                6 => (
+                    "support-beta",
+                    "Agent/7",
+                    "RINGNOANSWER",
+                    vec!["15000".into()],
+                    vec![1],
+                ),
+                7 => (
+                    "q-gamma",
+                    "NONE",
+                    "ABANDON",
+                    vec!["1".into(), "1".into(), "9".into()],
+                    vec![2],
+                ),
+                8 => (
+                    "q-gamma",
+                    "SIP/300",
+                    "CONNECT",
+                    vec!["2".into(), format!("{call}y"), "1".into()],
+                    vec![2],
+                ),
+                // Matches no rule; `old-` belongs to a disabled client in the JSON file.
+                _ if i % 20 == 9 => ("zzz-other", "NONE", "ENTERQUEUE", vec!["".into()], vec![]),
+                _ => ("old-client", "NONE", "ENTERQUEUE", vec!["".into()], vec![]),
+            };
+        let call = if queue == "NONE" {
+            "NONE".to_string()
+        } else {
+            call
+        };
+        text.push_str(&format!(
+            "{t}|{call}|{queue}|{agent}|{verb}|{}\n",
+            params.join("|")
+        ));
+        let mut p = params;
+        p.resize(5, String::new());
+        for n in to {
+            let (q, a) = match (strip, n, queue, agent) {
+                (true, 0, "NONE", "NONE") => (queue, agent),
+                (true, 0, "NONE", a) => (queue, a.strip_prefix("acme-").unwrap()),
+                (true, 0, q, a) => (q.strip_prefix("acme-").unwrap(), a),
+                _ => (queue, agent),
+            };
+            expected[n].push(StoredRow {
+                time_id: (t as i64 + TZ[n]).to_string(),
+                call_id: call.clone(),
+                queue: q.into(),
+                agent: a.into(),
+                verb: verb.into(),
+                params: p.clone(),
+            });
+        }
+    }
+    (text, expected)
+}
+
+fn extend(all: &mut [Vec<StoredRow>; 3], more: [Vec<StoredRow>; 3]) {
+    for (a, m) in all.iter_mut().zip(more) {
+        a.extend(m);
+    }
+}
+
+#[test]
+fn a_server_down_for_most_of_the_run_ends_exact_while_the_others_run_in_real_time() {
+    let s = Split::new(Format::Json);
+    let (text, mut expected) = mt_rows(0..2000, Format::Json);
+    s.env.append(&text);
+    let daemon = s.spawn(&[]);
+    let counts = |e: &[Vec<StoredRow>; 3]| [e[0].len(), e[1].len(), e[2].len()];
+    let c = counts(&expected);
+    for n in 0..3 {
+        s.wait(n, c[n], Duration::from_secs(30));
+    }
+    // beta's server goes away; the others must keep up with live traffic.
+    s.servers[1].stop();
+    let mut worst = Duration::ZERO;
+    for burst in 0..16u64 {
+        // 1000 rows a burst: beta's backlog soon exceeds the reader's read-ahead, which
+        // must not hold the others back.
+        let from = 2000 + burst * 1000;
+        let (text, more) = mt_rows(from..from + 1000, Format::Json);
+        extend(&mut expected, more);
+        s.env.append(&text);
+        let c = counts(&expected);
+        worst = worst
+            .max(s.wait(0, c[0], Duration::from_secs(10)))
+            .max(s.wait(2, c[2], Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        worst < Duration::from_secs(3),
+        "acme and gamma lagged {worst:?} behind the file while beta was down"
+    );
+    assert!(s.rows(1).len() < expected[1].len(), "beta was really down");
+    s.servers[1].resume();
+    s.wait(1, expected[1].len(), Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    stop_within(daemon, Duration::from_secs(10));
+    s.assert_exact(&expected);
+    let logs = s.env.logs();
+    assert!(
+        logs.contains("target \"beta\""),
+        "failures name the target:\n{logs}"
+    );
+    assert!(!logs.contains("pa\"ss"), "no password in the log:\n{logs}");
+}
+
+#[test]
+fn a_server_answering_ko_does_not_stall_the_other_tenants() {
+    let s = Split::new(Format::Json);
+    s.servers[0].fail("*", Fault::KoWith("licence expired"), 1_000_000);
+    let (text, expected) = mt_rows(0..3000, Format::Json);
+    s.env.append(&text);
+    let daemon = s.spawn(&[]);
+    s.wait(1, expected[1].len(), Duration::from_secs(30));
+    s.wait(2, expected[2].len(), Duration::from_secs(30));
+    assert!(s.rows(0).is_empty(), "acme's server refuses everything");
+    s.servers[0].clear_faults();
+    s.wait(0, expected[0].len(), Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    stop_within(daemon, Duration::from_secs(10));
+    s.assert_exact(&expected);
+    assert!(s.env.logs().contains("KO: licence expired"));
+}
+
+#[test]
+fn kill9_during_the_run_still_ends_exact_on_all_three() {
+    let s = Split::new(Format::Perl);
+    let mut expected: [Vec<StoredRow>; 3] = Default::default();
+    let mut next = 0;
+    let mut rng = 0x5eed_u64;
+    for round in 0..6 {
+        let (text, more) = mt_rows(next..next + 1500, Format::Perl);
+        next += 1500;
+        extend(&mut expected, more);
+        s.env.append(&text);
+        // beta's server also drops some answers after storing: resync must decide.
+        if round % 2 == 1 {
+            s.servers[1].fail("insertAll", Fault::DropAfterStore, 1);
+        }
+        let daemon = s.spawn(&[]);
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(100 + rng % 600));
+        kill9(daemon);
+    }
+    let a = s.args();
+    let status = s
+        .env
+        .drain(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(status.success(), "{}", s.env.logs());
+    s.assert_exact(&expected);
+}
+
+#[test]
+fn heartbeats_reach_each_server_at_the_expected_rate_while_another_is_down() {
+    let s = Split::new(Format::Json);
+    s.servers[1].stop();
+    let (text, _) = mt_rows(0..50, Format::Json);
+    s.env.append(&text);
+    let daemon = s.spawn(&["--heartbeat", "1"]);
+    std::thread::sleep(Duration::from_millis(5500));
+    let beats: Vec<usize> = s.servers.iter().map(|q| q.heartbeats()).collect();
+    for n in [0, 2] {
+        assert!(
+            (4..=6).contains(&beats[n]),
+            "server {n}: {} heartbeats in 5.5 s at 1/s; logs:\n{}",
+            beats[n],
+            s.env.logs()
+        );
+    }
+    assert_eq!(beats[1], 0);
+    s.servers[1].resume();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        s.servers[1].heartbeats() >= 1,
+        "beta gets heartbeats once back"
+    );
+    stop_within(daemon, Duration::from_secs(10));
+    for n in 0..3 {
+        assert_eq!(
+            s.servers[n].violations(),
+            Vec::<String>::new(),
+            "server {n}"
+        );
+    }
+}
+
+#[test]
+fn check_rules_shows_targets_masked_and_what_each_would_receive() {
+    let s = Split::new(Format::Json);
+    let (text, expected) = mt_rows(0..1000, Format::Json);
+    s.env.append(&text);
+    let (code, out) = support::run_qlship(&[
+        "check-rules".into(),
+        s.rules.to_str().unwrap().into(),
+        s.env.ql.to_str().unwrap().into(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("pa\"ss"), "passwords are masked:\n{out}");
+    for (n, name) in ["acme", "beta", "gamma"].iter().enumerate() {
+        let line = format!(
+            "target {} {name:?} would receive {} rows",
+            n + 1,
+            expected[n].len()
+        );
+        assert!(out.contains(&line), "missing {line:?} in:\n{out}");
+    }
+    assert!(
+        out.contains("target 4 \"retired\" would receive 0 rows (disabled)"),
+        "{out}"
+    );
+    assert!(out.contains("100 rows with queue and agent NONE go to every enabled target; 50 rows match a disabled target; 50 rows match no rule"), "{out}");
+
+    std::fs::write(&s.rules, "[\n {\"clientname\": \"x\",\n  \"uri\": \"http://h/q\", \"matcher\": [\"a\"], \"colour\": 1}\n]").unwrap();
+    let (code, out) =
+        support::run_qlship(&["check-rules".into(), s.rules.to_str().unwrap().into()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("splitter.json:3: colour: unknown key"),
+        "{out}"
+    );
+    // The daemon refuses it the same way, before starting anything.
+    let mut a = s.env.args(&["--rules", s.rules.to_str().unwrap()]);
+    a.insert(0, "check".into());
+    let (code, out) = support::run_qlship(&a);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--rules: ") && out.contains("colour"), "{out}");
+}
