@@ -248,9 +248,8 @@ fn a_server_down_for_most_of_the_run_ends_exact_while_the_others_run_in_real_tim
     s.env.append(&text);
     let daemon = s.spawn(&[]);
     let counts = |e: &[Vec<StoredRow>; 3]| [e[0].len(), e[1].len(), e[2].len()];
-    let c = counts(&expected);
-    for n in 0..3 {
-        s.wait(n, c[n], Duration::from_secs(30));
+    for (n, count) in counts(&expected).into_iter().enumerate() {
+        s.wait(n, count, Duration::from_secs(30));
     }
     // beta's server goes away; the others must keep up with live traffic.
     s.servers[1].stop();
