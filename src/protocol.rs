@@ -98,10 +98,11 @@ pub fn check_row(row: &Row, p: &Partition) -> String {
     out
 }
 
+/// The heartbeat's time is on the target's clock, like its rows' times.
 pub fn check_hb(p: &Partition, now: i64) -> String {
     let mut out = String::new();
     head("checkHb", p, &mut out);
-    let _ = write!(out, ",\"timeId\":\"{now}\"}}");
+    let _ = write!(out, ",\"timeId\":\"{}\"}}", now.saturating_add(p.tz_offset));
     out
 }
 
@@ -297,6 +298,10 @@ mod tests {
         assert_eq!(
             check_hb(&part(0), 5),
             r#"{"commandId":"checkHb","version":"1.0","token":"P001","timeId":"5"}"#
+        );
+        assert_eq!(
+            check_hb(&part(-3600), 5000),
+            r#"{"commandId":"checkHb","version":"1.0","token":"P001","timeId":"1400"}"#
         );
     }
 

@@ -351,6 +351,21 @@ fn heartbeats_reach_each_server_at_the_expected_rate_while_another_is_down() {
         );
     }
     assert_eq!(beats[1], 0);
+    // On each target's clock, like its rows.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for n in [0, 2] {
+        for (token, time) in s.servers[n].heartbeat_log() {
+            assert_eq!(token, TOKENS[n]);
+            let shift = time.parse::<i64>().unwrap() - now;
+            assert!(
+                (shift - TZ[n]).abs() <= 7,
+                "server {n}: heartbeat at {time}, now {now}"
+            );
+        }
+    }
     s.servers[1].resume();
     std::thread::sleep(Duration::from_millis(2500));
     assert!(

@@ -286,6 +286,11 @@ impl FakeQm {
     pub fn heartbeats(&self) -> usize {
         self.inner.state.lock().unwrap().heartbeats.len()
     }
+
+    /// Every heartbeat: (token, timeId).
+    pub fn heartbeat_log(&self) -> Vec<(String, String)> {
+        self.inner.state.lock().unwrap().heartbeats.clone()
+    }
 }
 
 struct Request {
