@@ -423,3 +423,36 @@ fn check_rules_shows_targets_masked_and_what_each_would_receive() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("--rules: ") && out.contains("colour"), "{out}");
 }
+
+#[test]
+fn each_target_takes_its_partition_over_at_its_own_watermark_even_if_down_at_first_start() {
+    // The box ran wqloaderd, which had uploaded part of the file to acme and beta
+    // (gamma's partition is new). qlship starts with a new journal while beta's server
+    // is down: acme and gamma must not wait, and beta must end exact once it is back.
+    let s = Split::new(Format::Json);
+    let (text, mut expected) = mt_rows(0..3000, Format::Json);
+    s.env.append(&text);
+    for (n, k) in [(0, 700), (1, 300)] {
+        s.servers[n].preload(TOKENS[n], expected[n][..k].to_vec());
+    }
+    s.servers[1].stop();
+    let daemon = s.spawn(&[]);
+    s.wait(0, expected[0].len(), Duration::from_secs(30));
+    s.wait(2, expected[2].len(), Duration::from_secs(30));
+    // Rows written after the start are new for everyone, beta included.
+    let (more_text, more) = mt_rows(3000..3500, Format::Json);
+    extend(&mut expected, more);
+    s.env.append(&more_text);
+    s.wait(0, expected[0].len(), Duration::from_secs(30));
+    assert!(s.rows(1).len() == 300, "beta's server is still down");
+    s.servers[1].resume();
+    s.wait(1, expected[1].len(), Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    stop_within(daemon, Duration::from_secs(10));
+    s.assert_exact(&expected);
+    let logs = s.env.logs();
+    assert!(
+        logs.contains("target \"acme\": new journal: taking over partition \"A1\""),
+        "{logs}"
+    );
+}
