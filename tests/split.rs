@@ -114,6 +114,17 @@ my @RULES = (
         start.elapsed()
     }
 
+    /// Waits until every server holds its rows, gives a duplicate time to show, stops
+    /// qlship and checks every server holds exactly its rows.
+    fn end_exact(&self, daemon: support::Daemon, expected: &[Vec<StoredRow>; 3]) {
+        for (n, rows) in expected.iter().enumerate() {
+            self.wait(n, rows.len(), Duration::from_secs(30));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        stop_within(daemon, Duration::from_secs(10));
+        self.assert_exact(expected);
+    }
+
     fn assert_exact(&self, expected: &[Vec<StoredRow>; 3]) {
         for (n, want) in expected.iter().enumerate() {
             support::assert_exact(&self.rows(n), want, &self.env.logs());
@@ -273,10 +284,7 @@ fn a_server_down_for_most_of_the_run_ends_exact_while_the_others_run_in_real_tim
     );
     assert!(s.rows(1).len() < expected[1].len(), "beta was really down");
     s.servers[1].resume();
-    s.wait(1, expected[1].len(), Duration::from_secs(30));
-    std::thread::sleep(Duration::from_millis(500));
-    stop_within(daemon, Duration::from_secs(10));
-    s.assert_exact(&expected);
+    s.end_exact(daemon, &expected);
     let logs = s.env.logs();
     assert!(
         logs.contains("target \"beta\""),
@@ -296,10 +304,7 @@ fn a_server_answering_ko_does_not_stall_the_other_tenants() {
     s.wait(2, expected[2].len(), Duration::from_secs(30));
     assert!(s.rows(0).is_empty(), "acme's server refuses everything");
     s.servers[0].clear_faults();
-    s.wait(0, expected[0].len(), Duration::from_secs(30));
-    std::thread::sleep(Duration::from_millis(500));
-    stop_within(daemon, Duration::from_secs(10));
-    s.assert_exact(&expected);
+    s.end_exact(daemon, &expected);
     assert!(s.env.logs().contains("KO: licence expired"));
 }
 
@@ -446,10 +451,7 @@ fn each_target_takes_its_partition_over_at_its_own_watermark_even_if_down_at_fir
     s.wait(0, expected[0].len(), Duration::from_secs(30));
     assert!(s.rows(1).len() == 300, "beta's server is still down");
     s.servers[1].resume();
-    s.wait(1, expected[1].len(), Duration::from_secs(30));
-    std::thread::sleep(Duration::from_millis(500));
-    stop_within(daemon, Duration::from_secs(10));
-    s.assert_exact(&expected);
+    s.end_exact(daemon, &expected);
     let logs = s.env.logs();
     assert!(
         logs.contains("target \"acme\": new journal: taking over partition \"A1\""),

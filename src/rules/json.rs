@@ -444,15 +444,7 @@ fn client_rule(
 mod tests {
     use super::*;
 
-    fn defaults() -> Target {
-        Target {
-            port: 8080,
-            context: "queuemetrics".into(),
-            user: "webqloader".into(),
-            password: "qloader".into(),
-            ..Target::default()
-        }
-    }
+    use super::super::tests::defaults;
 
     const REALISTIC: &str = r#"[
   {

@@ -445,6 +445,17 @@ impl Tally {
 mod tests {
     use super::*;
 
+    /// What the single-target flags default to: what a Perl rule leaves out.
+    pub(super) fn defaults() -> Target {
+        Target {
+            port: 8080,
+            context: "queuemetrics".into(),
+            user: "webqloader".into(),
+            password: "qloader".into(),
+            ..Target::default()
+        }
+    }
+
     fn row(queue: &str, agent: &str) -> Row {
         Row {
             time: 1,

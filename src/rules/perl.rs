@@ -442,15 +442,7 @@ fn rule(split: &mut Split, h: &Hash, line: usize, defaults: &Target) -> Result<(
 mod tests {
     use super::*;
 
-    fn defaults() -> Target {
-        Target {
-            port: 8080,
-            context: "queuemetrics".into(),
-            user: "webqloader".into(),
-            password: "qloader".into(),
-            ..Target::default()
-        }
-    }
+    use super::super::tests::defaults;
 
     const REALISTIC: &str = r#"#!/usr/bin/perl
 # wqloader_cluster.pl - one Asterisk, three customers
