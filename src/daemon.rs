@@ -28,8 +28,9 @@ pub const MAX_BATCH_ROWS: usize = 500;
 /// Bodies stay well under Tomcat's 1 MB default.
 pub const MAX_BATCH_BYTES: usize = 900 * 1024;
 /// A partial batch waits this long after the previous send, so a trickle of rows costs
-/// at most one fsync per second.
-const LINGER: Duration = Duration::from_secs(1);
+/// fewer than one fsync (the in-flight mark) per second: exactly one second let the
+/// batches' own processing time and the last batch push the rate just over one.
+const LINGER: Duration = Duration::from_millis(1100);
 /// How often an idle reader looks at the file.
 const POLL: Duration = Duration::from_secs(1);
 /// The idle poll while inotify watches the queue_log's directory: a safety net only
