@@ -193,9 +193,8 @@ impl Shared {
         }
     }
 
-    /// The reader's view of each target, from the journal's current meta.
-    fn lanes(&self) -> Vec<Lane> {
-        let meta = self.journal.meta();
+    /// The reader's view of each target, from the journal's meta.
+    fn lanes(&self, meta: &crate::journal::Meta) -> Vec<Lane> {
         self.leads
             .iter()
             .map(|l| Lane {
@@ -475,7 +474,7 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
             continue;
         }
         let journal = sh.journal.clone();
-        let lanes = sh.lanes();
+        let lanes = sh.lanes(&meta);
         let shared = sh.clone();
         let (t, result) = blocking(move || {
             let split = shared.split.as_ref();

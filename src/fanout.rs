@@ -31,15 +31,20 @@ pub fn plan(split: Option<&Split>, lanes: &[Lane], rows: Vec<(Row, bool)>) -> Pl
     let mut out = Plan::default();
     out.rows.reserve(rows.len());
     for (row, in_region) in rows {
-        let (row, targets): (Row, Vec<&Lane>) = match split.map(|s| s.route(&row)) {
-            None | Some(Route::Everyone) => (row, lanes.iter().collect()),
-            Some(Route::To(i, stripped)) => (
-                stripped.map_or(row, |r| *r),
-                lanes.iter().filter(|l| l.index == i).collect(),
-            ),
-            Some(Route::Disabled(_) | Route::Nowhere) => (row, Vec::new()),
+        // Which lanes want it, by rule index (None: every lane).
+        let (row, only): (Row, Option<usize>) = match split.map(|s| s.route(&row)) {
+            None | Some(Route::Everyone) => (row, None),
+            Some(Route::To(i, stripped)) => (stripped.map_or(row, |r| *r), Some(i)),
+            Some(Route::Disabled(_) | Route::Nowhere) => {
+                out.unrouted += 1;
+                continue;
+            }
         };
-        if targets.is_empty() {
+        let mut targets = lanes
+            .iter()
+            .filter(|l| only.is_none_or(|i| l.index == i))
+            .peekable();
+        if targets.peek().is_none() {
             out.unrouted += 1;
             continue;
         }

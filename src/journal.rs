@@ -485,6 +485,36 @@ fn decode_chunk(chunk: u64, value: &[u8]) -> Result<Vec<Entry>, JournalError> {
     Ok(out)
 }
 
+/// Rewrites spool chunk `chunk` (its old value `old_len` bytes, decoded into `rows`)
+/// with each row's masks replaced by `masks(row)`, dropping rows no target wants any
+/// more (the whole chunk when none is left), and keeps the spool counters in step.
+fn rewrite_chunk(
+    m: &mut Meta,
+    ops: &mut sled::Batch,
+    chunk: u64,
+    old_len: usize,
+    rows: &[Entry],
+    masks: impl Fn(&Entry) -> [u64; 3],
+) {
+    let kept: Vec<(u64, [u64; 3], &Row)> = rows
+        .iter()
+        .map(|e| (e.seq, masks(e), &e.row))
+        .filter(|(_, masks, _)| masks[0] != 0)
+        .collect();
+    let key = spool_key(chunk);
+    m.spool_rows = m
+        .spool_rows
+        .saturating_sub((rows.len() - kept.len()) as u64);
+    m.spool_bytes = m.spool_bytes.saturating_sub((old_len + 9) as u64);
+    if kept.is_empty() {
+        ops.remove(&key[..]);
+    } else {
+        let value = encode_chunk(kept.into_iter());
+        m.spool_bytes += (value.len() + 9) as u64;
+        ops.insert(&key[..], value);
+    }
+}
+
 fn chunk_key_of(key: &[u8]) -> Result<u64, JournalError> {
     key.get(1..9)
         .and_then(|k| k.try_into().ok())
@@ -853,27 +883,10 @@ impl Journal {
                     if rows.iter().all(|e| e.want & gone_mask == 0) {
                         continue;
                     }
-                    let kept: Vec<(u64, [u64; 3], &Row)> = rows
-                        .iter()
-                        .map(|e| {
-                            let keep = !gone_mask;
-                            (
-                                e.seq,
-                                [e.want & keep, e.doubt & keep, e.takeover & keep],
-                                &e.row,
-                            )
-                        })
-                        .filter(|(_, masks, _)| masks[0] != 0)
-                        .collect();
-                    m.spool_rows -= (rows.len() - kept.len()) as u64;
-                    m.spool_bytes = m.spool_bytes.saturating_sub((v.len() + 9) as u64);
-                    if kept.is_empty() {
-                        ops.remove(&k);
-                    } else {
-                        let value = encode_chunk(kept.into_iter());
-                        m.spool_bytes += (value.len() + 9) as u64;
-                        ops.insert(&k, value);
-                    }
+                    let keep = !gone_mask;
+                    rewrite_chunk(m, ops, chunk, v.len(), &rows, |e| {
+                        [e.want & keep, e.doubt & keep, e.takeover & keep]
+                    });
                 }
                 for &i in &gone {
                     let t = &mut m.targets[i];
@@ -1077,40 +1090,21 @@ impl Journal {
         let b = bit(slot);
         self.commit(|m, ops| {
             for chunk in chunks {
-                let key = spool_key(chunk);
-                let Some(old) = self.db.get(key)? else {
+                let Some(old) = self.db.get(spool_key(chunk))? else {
                     continue;
                 };
                 let rows = decode_chunk(chunk, &old)?;
-                let before = rows.len();
-                let kept: Vec<(u64, [u64; 3], &Row)> = rows
-                    .iter()
-                    .map(|e| {
-                        let keep = if done.contains(&e.seq) { !b } else { u64::MAX };
-                        let settled = if done.contains(&e.seq) || clear.contains(&e.seq) {
-                            !b
-                        } else {
-                            u64::MAX
-                        };
-                        (
-                            e.seq,
-                            [e.want & keep, e.doubt & settled, e.takeover & settled],
-                            &e.row,
-                        )
-                    })
-                    .filter(|(_, masks, _)| masks[0] != 0)
-                    .collect();
-                m.spool_rows = m.spool_rows.saturating_sub((before - kept.len()) as u64);
-                m.spool_bytes = m.spool_bytes.saturating_sub((old.len() + 9) as u64);
-                if kept.is_empty() {
-                    ops.remove(&key[..]);
-                } else {
-                    let value = encode_chunk(kept.into_iter());
-                    m.spool_bytes += (value.len() + 9) as u64;
-                    ops.insert(&key[..], value);
-                }
+                rewrite_chunk(m, ops, chunk, old.len(), &rows, |e| {
+                    let acked = done.contains(&e.seq);
+                    let keep = if acked { !b } else { u64::MAX };
+                    let settled = if acked || clear.contains(&e.seq) {
+                        !b
+                    } else {
+                        u64::MAX
+                    };
+                    [e.want & keep, e.doubt & settled, e.takeover & settled]
+                });
             }
-
             let t = &mut m.targets[slot];
             t.pending_rows = t.pending_rows.saturating_sub(stored.len() as u64);
             t.acked_total += stored.len() as u64;
