@@ -139,16 +139,32 @@ fn check_rules(file: &std::path::Path, queue_log: Option<&std::path::Path>) -> i
     let Some(ql) = queue_log else {
         return EXIT_OK;
     };
-    let bytes = match std::fs::read(ql) {
-        Ok(b) => b,
+    // Streamed: a queue_log can be larger than a small box's RAM.
+    use std::io::BufRead;
+    let mut input = match std::fs::File::open(ql) {
+        Ok(f) => std::io::BufReader::new(f),
         Err(e) => {
             eprintln!("qlship: {}: {e}", ql.display());
             return EXIT_USAGE;
         }
     };
     let mut tally = crate::rules::Tally::new(&split);
-    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        match crate::parse::parse_line(line) {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match input.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("qlship: {}: {e}", ql.display());
+                return EXIT_FAILURE;
+            }
+        }
+        let row = line.strip_suffix(b"\n").unwrap_or(&line);
+        if row.is_empty() {
+            continue;
+        }
+        match crate::parse::parse_line(row) {
             Ok(row) => tally.add(&split, &row),
             Err(_) => tally.bad_lines += 1,
         }
