@@ -435,19 +435,57 @@ fn encode_chunk<'a>(rows: impl Iterator<Item = (u64, [u64; 3], &'a Row)>) -> Vec
     let mut v = vec![CHUNK_VERSION];
     let mut row_bytes = Vec::with_capacity(160);
     for (seq, masks, row) in rows {
-        put_varint(&mut v, seq);
-        for m in masks {
-            put_varint(&mut v, m);
-        }
         row_bytes.clear();
         row.encode_into(&mut row_bytes);
-        put_varint(&mut v, row_bytes.len() as u64);
-        v.extend_from_slice(&row_bytes);
+        put_chunk_row(&mut v, seq, masks, &row_bytes);
     }
     v
 }
 
+fn put_chunk_row(v: &mut Vec<u8>, seq: u64, masks: [u64; 3], row_bytes: &[u8]) {
+    put_varint(v, seq);
+    for m in masks {
+        put_varint(v, m);
+    }
+    put_varint(v, row_bytes.len() as u64);
+    v.extend_from_slice(row_bytes);
+}
+
+/// A spooled row's sequence number and masks, its row still encoded in the chunk:
+/// scans skip the rows they do not return, and rewrites copy them, without decoding
+/// (decoding a row is ten allocations; this was most of the catch-up's malloc time).
+struct RawEntry {
+    seq: u64,
+    want: u64,
+    doubt: u64,
+    takeover: u64,
+    row: std::ops::Range<usize>,
+}
+
+impl RawEntry {
+    fn decode(&self, chunk: u64, value: &[u8]) -> Result<Entry, JournalError> {
+        let row = Row::decode(&value[self.row.clone()])
+            .map_err(|e| JournalError::Corrupt(format!("spool chunk {chunk}: {e}")))?;
+        Ok(Entry {
+            seq: self.seq,
+            want: self.want,
+            doubt: self.doubt,
+            takeover: self.takeover,
+            row,
+            chunk,
+        })
+    }
+}
+
+#[cfg(test)]
 fn decode_chunk(chunk: u64, value: &[u8]) -> Result<Vec<Entry>, JournalError> {
+    scan_chunk(chunk, value)?
+        .iter()
+        .map(|e| e.decode(chunk, value))
+        .collect()
+}
+
+fn scan_chunk(chunk: u64, value: &[u8]) -> Result<Vec<RawEntry>, JournalError> {
     let bad = |e: DecodeError| JournalError::Corrupt(format!("spool chunk {chunk}: {e}"));
     let mut c = Cursor {
         bytes: value,
@@ -471,45 +509,47 @@ fn decode_chunk(chunk: u64, value: &[u8]) -> Result<Vec<Entry>, JournalError> {
                 c.varint().map_err(bad)?,
             )
         };
-        let len = c.varint().map_err(bad)? as usize;
-        let row = Row::decode(c.take(len).map_err(bad)?).map_err(bad)?;
-        out.push(Entry {
+        let len =
+            usize::try_from(c.varint().map_err(bad)?).map_err(|_| bad(DecodeError::Truncated))?;
+        let start = c.at;
+        c.take(len).map_err(bad)?;
+        out.push(RawEntry {
             seq,
             want,
             doubt,
             takeover,
-            row,
-            chunk,
+            row: start..c.at,
         });
     }
     Ok(out)
 }
 
-/// Rewrites spool chunk `chunk` (its old value `old_len` bytes, decoded into `rows`)
-/// with each row's masks replaced by `masks(row)`, dropping rows no target wants any
-/// more (the whole chunk when none is left), and keeps the spool counters in step.
+/// Rewrites spool chunk `chunk` (its old value `old`, scanned into `rows`) with each
+/// row's masks replaced by `masks(row)`, dropping rows no target wants any more (the
+/// whole chunk when none is left), and keeps the spool counters in step.
 fn rewrite_chunk(
     m: &mut Meta,
     ops: &mut sled::Batch,
     chunk: u64,
-    old_len: usize,
-    rows: &[Entry],
-    masks: impl Fn(&Entry) -> [u64; 3],
+    old: &[u8],
+    rows: &[RawEntry],
+    masks: impl Fn(&RawEntry) -> [u64; 3],
 ) {
-    let kept: Vec<(u64, [u64; 3], &Row)> = rows
-        .iter()
-        .map(|e| (e.seq, masks(e), &e.row))
-        .filter(|(_, masks, _)| masks[0] != 0)
-        .collect();
+    let mut value = vec![CHUNK_VERSION];
+    let mut kept = 0;
+    for e in rows {
+        let new = masks(e);
+        if new[0] != 0 {
+            put_chunk_row(&mut value, e.seq, new, &old[e.row.clone()]);
+            kept += 1;
+        }
+    }
     let key = spool_key(chunk);
-    m.spool_rows = m
-        .spool_rows
-        .saturating_sub((rows.len() - kept.len()) as u64);
-    m.spool_bytes = m.spool_bytes.saturating_sub((old_len + 9) as u64);
-    if kept.is_empty() {
+    m.spool_rows = m.spool_rows.saturating_sub((rows.len() - kept) as u64);
+    m.spool_bytes = m.spool_bytes.saturating_sub((old.len() + 9) as u64);
+    if kept == 0 {
         ops.remove(&key[..]);
     } else {
-        let value = encode_chunk(kept.into_iter());
         m.spool_bytes += (value.len() + 9) as u64;
         ops.insert(&key[..], value);
     }
@@ -879,12 +919,12 @@ impl Journal {
                 for kv in self.db.scan_prefix(b"s") {
                     let (k, v) = kv?;
                     let chunk = chunk_key_of(&k)?;
-                    let rows = decode_chunk(chunk, &v)?;
+                    let rows = scan_chunk(chunk, &v)?;
                     if rows.iter().all(|e| e.want & gone_mask == 0) {
                         continue;
                     }
                     let keep = !gone_mask;
-                    rewrite_chunk(m, ops, chunk, v.len(), &rows, |e| {
+                    rewrite_chunk(m, ops, chunk, &v, &rows, |e| {
                         [e.want & keep, e.doubt & keep, e.takeover & keep]
                     });
                 }
@@ -1040,13 +1080,14 @@ impl Journal {
         };
         for kv in self.db.range(spool_key(start)..=spool_key(to)) {
             let (k, v) = kv?;
-            let rows = decode_chunk(chunk_key_of(&k)?, &v)?;
-            out.extend(
-                rows.into_iter()
-                    .filter(|e| e.seq >= from && e.seq <= to && e.want & bit(slot) != 0),
-            );
-            if out.len() >= max {
-                break;
+            let chunk = chunk_key_of(&k)?;
+            for e in scan_chunk(chunk, &v)? {
+                if out.len() >= max {
+                    return Ok(out);
+                }
+                if e.seq >= from && e.seq <= to && e.want & bit(slot) != 0 {
+                    out.push(e.decode(chunk, &v)?);
+                }
             }
         }
         Ok(out)
@@ -1093,8 +1134,8 @@ impl Journal {
                 let Some(old) = self.db.get(spool_key(chunk))? else {
                     continue;
                 };
-                let rows = decode_chunk(chunk, &old)?;
-                rewrite_chunk(m, ops, chunk, old.len(), &rows, |e| {
+                let rows = scan_chunk(chunk, &old)?;
+                rewrite_chunk(m, ops, chunk, &old, &rows, |e| {
                     let acked = done.contains(&e.seq);
                     let keep = if acked { !b } else { u64::MAX };
                     let settled = if acked || clear.contains(&e.seq) {

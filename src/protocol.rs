@@ -18,25 +18,66 @@ pub struct Partition {
     pub tz_offset: i64,
 }
 
+// The encoders below copy runs of bytes that need no escaping in one go: per-character
+// pushes and `write!` were a quarter of the catch-up's CPU time.
+
+/// Bytes a JSON string carries as they are (printable ASCII but `"` and `\`).
+fn json_plain(b: u8) -> bool {
+    matches!(b, b' '..=b'~') && b != b'"' && b != b'\\'
+}
+
 pub fn json_string(s: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let run = bytes[i..].iter().take_while(|&&b| json_plain(b)).count();
+        // A run ends before an ASCII byte or the first byte of a character: a boundary.
+        out.push_str(&s[i..i + run]);
+        i += run;
+        let Some(c) = s[i..].chars().next() else {
+            break;
+        };
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            ' '..='~' => out.push(c),
             _ => {
                 let mut units = [0u16; 2];
-                for u in c.encode_utf16(&mut units) {
-                    let _ = write!(out, "\\u{u:04x}");
+                for &u in c.encode_utf16(&mut units).iter() {
+                    out.push_str("\\u");
+                    for shift in [12, 8, 4, 0] {
+                        out.push(char::from(HEX_LOWER[usize::from((u >> shift) & 0xf)]));
+                    }
                 }
             }
         }
+        i += c.len_utf8();
     }
     out.push('"');
+}
+
+const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends `n` in decimal.
+fn push_int(n: i64, out: &mut String) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push('-');
+    }
+    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
 }
 
 fn head(command: &str, p: &Partition, out: &mut String) {
@@ -50,18 +91,16 @@ fn head(command: &str, p: &Partition, out: &mut String) {
 
 /// The row fields, without braces: `"timeId":"…",…,"parameters":[…]`.
 fn row_fields(row: &Row, p: &Partition, out: &mut String) {
-    let _ = write!(
-        out,
-        "\"timeId\":\"{}\"",
-        row.time.saturating_add(p.tz_offset)
-    );
+    out.push_str("\"timeId\":\"");
+    push_int(row.time.saturating_add(p.tz_offset), out);
+    out.push('"');
     for (name, value) in [
-        ("callId", &row.call_id),
-        ("queue", &row.queue),
-        ("agent", &row.agent),
-        ("verb", &row.verb),
+        (",\"callId\":", &row.call_id),
+        (",\"queue\":", &row.queue),
+        (",\"agent\":", &row.agent),
+        (",\"verb\":", &row.verb),
     ] {
-        let _ = write!(out, ",\"{name}\":");
+        out.push_str(name);
         json_string(value, out);
     }
     out.push_str(",\"parameters\":[");
@@ -115,14 +154,26 @@ pub fn form_body(json: &str) -> String {
 }
 
 pub fn url_encode_into(s: &str, out: &mut String) {
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
+    let unreserved = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~');
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let run = bytes[i..].iter().take_while(|b| unreserved(b)).count();
+        if run > 0 {
+            // Starts and ends next to ASCII bytes: both ends are character boundaries.
+            out.push_str(&s[i..i + run]);
+            i += run;
+        }
+        if let Some(&b) = bytes.get(i) {
+            out.push('%');
+            out.push(char::from(HEX_UPPER[usize::from(b >> 4)]));
+            out.push(char::from(HEX_UPPER[usize::from(b & 0xf)]));
+            i += 1;
         }
     }
 }
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
 /// An insertAll request body built row by row, so that its exact size is known before
 /// a row is added: a batch never exceeds its byte budget (except a lone oversized row,
@@ -130,6 +181,9 @@ pub fn url_encode_into(s: &str, out: &mut String) {
 pub struct InsertAllBody {
     body: String,
     rows: usize,
+    /// Reused for every row: one row's JSON, then its URL encoding.
+    json: String,
+    encoded: String,
 }
 
 /// URL-encoded `]}` that closes every insertAll body.
@@ -143,20 +197,26 @@ impl InsertAllBody {
         Self {
             body: form_body(&json),
             rows: 0,
+            json: String::with_capacity(256),
+            encoded: String::with_capacity(512),
         }
     }
 
     /// Adds the row if the body stays within `max_bytes` (or if it is the first row).
     pub fn try_push(&mut self, row: &Row, p: &Partition, max_bytes: usize) -> bool {
-        let mut encoded = String::with_capacity(256);
+        self.json.clear();
+        self.json.push('{');
+        row_fields(row, p, &mut self.json);
+        self.json.push('}');
+        self.encoded.clear();
         if self.rows > 0 {
-            encoded.push_str("%2C");
+            self.encoded.push_str("%2C");
         }
-        url_encode_into(&row_object(row, p), &mut encoded);
-        if self.rows > 0 && self.body.len() + encoded.len() + CLOSING.len() > max_bytes {
+        url_encode_into(&self.json, &mut self.encoded);
+        if self.rows > 0 && self.body.len() + self.encoded.len() + CLOSING.len() > max_bytes {
             return false;
         }
-        self.body.push_str(&encoded);
+        self.body.push_str(&self.encoded);
         self.rows += 1;
         true
     }

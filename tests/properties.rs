@@ -67,6 +67,31 @@ proptest! {
     }
 
     #[test]
+    fn json_strings_are_escaped_character_by_character(s in any::<String>()) {
+        // The encoder copies runs of plain bytes; this is the obvious per-character one.
+        let mut expected = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => expected.push_str("\\\""),
+                '\\' => expected.push_str("\\\\"),
+                '\n' => expected.push_str("\\n"),
+                '\r' => expected.push_str("\\r"),
+                '\t' => expected.push_str("\\t"),
+                ' '..='~' => expected.push(c),
+                _ => {
+                    for u in c.encode_utf16(&mut [0u16; 2]) {
+                        expected.push_str(&format!("\\u{u:04x}"));
+                    }
+                }
+            }
+        }
+        expected.push('"');
+        let mut got = String::new();
+        protocol::json_string(&s, &mut got);
+        prop_assert_eq!(got, expected);
+    }
+
+    #[test]
     fn form_body_decodes_to_the_json(s in "\\PC{0,60}") {
         // Decoded by the strict stand-in's form parser, as the server would.
         let body = protocol::form_body(&s);
