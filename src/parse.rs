@@ -35,30 +35,26 @@ pub fn parse_line(raw: &[u8]) -> Result<Row, LineError> {
     if let Some(rest) = raw.strip_prefix(b"\xEF\xBB\xBF") {
         raw = rest;
     }
-    let text = decode(raw);
+    // Borrowed when the line is UTF-8 (nearly always): only the fields are allocated.
+    let text: std::borrow::Cow<str> = match std::str::from_utf8(raw) {
+        Ok(s) => s.into(),
+        Err(_) => decode(raw).into(),
+    };
     let mut fields = text.splitn(10, '|');
-    let mut next = || fields.next().map(str::to_owned);
-    let head: Vec<String> = (0..5).map_while(|_| next()).collect();
-    if head.len() < 5 {
-        return Err(LineError::TooFewFields(head.len()));
+    let mut head: [&str; 5] = [""; 5];
+    for (i, slot) in head.iter_mut().enumerate() {
+        *slot = fields.next().ok_or(LineError::TooFewFields(i))?;
     }
-    let params = [
-        next().unwrap_or_default(),
-        next().unwrap_or_default(),
-        next().unwrap_or_default(),
-        next().unwrap_or_default(),
-        // splitn(10) leaves every further pipe inside the fifth parameter.
-        next().unwrap_or_default(),
-    ];
-    let time_text = head[0].as_str();
-    let time = parse_time(time_text).ok_or_else(|| LineError::BadTime(clip(time_text)))?;
-    let [_, call_id, queue, agent, verb]: [String; 5] = head.try_into().expect("five fields");
+    let time = parse_time(head[0]).ok_or_else(|| LineError::BadTime(clip(head[0])))?;
+    let mut next = || fields.next().map(str::to_owned).unwrap_or_default();
+    // splitn(10) leaves every further pipe inside the fifth parameter.
+    let params = [next(), next(), next(), next(), next()];
     Ok(Row {
         time,
-        call_id,
-        queue,
-        agent,
-        verb,
+        call_id: head[1].to_owned(),
+        queue: head[2].to_owned(),
+        agent: head[3].to_owned(),
+        verb: head[4].to_owned(),
         params,
     })
 }

@@ -154,6 +154,7 @@ pub fn form_body(json: &str) -> String {
 }
 
 pub fn url_encode_into(s: &str, out: &mut String) {
+    out.reserve(s.len() * 3);
     let unreserved = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~');
     let bytes = s.as_bytes();
     let mut i = 0;
@@ -165,15 +166,32 @@ pub fn url_encode_into(s: &str, out: &mut String) {
             i += run;
         }
         if let Some(&b) = bytes.get(i) {
-            out.push('%');
-            out.push(char::from(HEX_UPPER[usize::from(b >> 4)]));
-            out.push(char::from(HEX_UPPER[usize::from(b & 0xf)]));
+            let at = 3 * usize::from(b);
+            out.push_str(&PERCENT[at..at + 3]);
             i += 1;
         }
     }
 }
 
-const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+/// `%00%01…%FF`: every byte's escape, three characters each.
+const PERCENT: &str = {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    const TABLE: [u8; 768] = {
+        let mut t = [0u8; 768];
+        let mut b = 0;
+        while b < 256 {
+            t[3 * b] = b'%';
+            t[3 * b + 1] = HEX[b >> 4];
+            t[3 * b + 2] = HEX[b & 0xf];
+            b += 1;
+        }
+        t
+    };
+    match std::str::from_utf8(&TABLE) {
+        Ok(s) => s,
+        Err(_) => panic!("ASCII"),
+    }
+};
 
 /// An insertAll request body built row by row, so that its exact size is known before
 /// a row is added: a batch never exceeds its byte budget (except a lone oversized row,
