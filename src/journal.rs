@@ -464,8 +464,7 @@ struct RawEntry {
 
 impl RawEntry {
     fn decode(&self, chunk: u64, value: &[u8]) -> Result<Entry, JournalError> {
-        let row = Row::decode(&value[self.row.clone()])
-            .map_err(|e| JournalError::Corrupt(format!("spool chunk {chunk}: {e}")))?;
+        let row = Row::decode(&value[self.row.clone()]).map_err(|e| bad_chunk(chunk, e))?;
         Ok(Entry {
             seq: self.seq,
             want: self.want,
@@ -485,8 +484,12 @@ fn decode_chunk(chunk: u64, value: &[u8]) -> Result<Vec<Entry>, JournalError> {
         .collect()
 }
 
+fn bad_chunk(chunk: u64, e: DecodeError) -> JournalError {
+    JournalError::Corrupt(format!("spool chunk {chunk}: {e}"))
+}
+
 fn scan_chunk(chunk: u64, value: &[u8]) -> Result<Vec<RawEntry>, JournalError> {
-    let bad = |e: DecodeError| JournalError::Corrupt(format!("spool chunk {chunk}: {e}"));
+    let bad = |e| bad_chunk(chunk, e);
     let mut c = Cursor {
         bytes: value,
         at: 0,

@@ -5,6 +5,7 @@
 //! row: a line that is not UTF-8 is decoded as Latin-1, which maps every byte.
 
 use crate::row::Row;
+use std::borrow::Cow;
 use std::fmt;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -35,11 +36,7 @@ pub fn parse_line(raw: &[u8]) -> Result<Row, LineError> {
     if let Some(rest) = raw.strip_prefix(b"\xEF\xBB\xBF") {
         raw = rest;
     }
-    // Borrowed when the line is UTF-8 (nearly always): only the fields are allocated.
-    let text: std::borrow::Cow<str> = match std::str::from_utf8(raw) {
-        Ok(s) => s.into(),
-        Err(_) => decode(raw).into(),
-    };
+    let text = decode(raw);
     let mut fields = text.splitn(10, '|');
     let mut head: [&str; 5] = [""; 5];
     for (i, slot) in head.iter_mut().enumerate() {
@@ -71,10 +68,11 @@ fn clip(s: &str) -> String {
 }
 
 /// UTF-8 when valid, else Latin-1 (each byte is the code point of the same value).
-pub fn decode(raw: &[u8]) -> String {
+/// Borrowed in the usual UTF-8 case: a parsed row allocates only its fields.
+pub fn decode(raw: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(raw) {
-        Ok(s) => s.to_owned(),
-        Err(_) => raw.iter().map(|&b| char::from(b)).collect(),
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(raw.iter().map(|&b| char::from(b)).collect()),
     }
 }
 

@@ -46,11 +46,9 @@ pub fn json_string(s: &str, out: &mut String) {
             '\t' => out.push_str("\\t"),
             _ => {
                 let mut units = [0u16; 2];
-                for &u in c.encode_utf16(&mut units).iter() {
-                    out.push_str("\\u");
-                    for shift in [12, 8, 4, 0] {
-                        out.push(char::from(HEX_LOWER[usize::from((u >> shift) & 0xf)]));
-                    }
+                // Rare (non-ASCII, control characters): not worth a faster path.
+                for u in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{u:04x}");
                 }
             }
         }
@@ -58,8 +56,6 @@ pub fn json_string(s: &str, out: &mut String) {
     }
     out.push('"');
 }
-
-const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
 
 /// Appends `n` in decimal.
 fn push_int(n: i64, out: &mut String) {
