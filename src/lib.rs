@@ -4,6 +4,7 @@
 //! [`backoff`], [`config`]. Thin shells: [`tail`] (files), [`journal`] (sled),
 //! [`http`] (minreq), [`daemon`] (smol tasks), [`app`] (process).
 
+pub mod allocator;
 pub mod ami;
 pub mod app;
 pub mod backoff;
