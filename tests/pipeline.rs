@@ -265,6 +265,58 @@ fn crlf_latin1_nul_bom_and_overlong_lines() {
     assert!(logs.contains("line longer than 65536 bytes"), "{logs}");
 }
 
+/// Issue 6: at the smallest RAM budget (128K: 32 KiB insertAll bodies) a batch stays
+/// within its byte budget, and a row whose body alone is over it (60 KB of data, more
+/// once escaped) still goes, alone, with the rows around it.
+#[test]
+fn a_row_larger_than_the_batch_budget_goes_alone_at_the_smallest_ram_budget() {
+    const BUDGET: usize = 32 * 1024; // --ram-budget 128K / 4
+    let env = Env::new();
+    let (before, mut expected) = rows(0..400);
+    env.append(&before);
+    let data: String = (0..60_000)
+        .map(|i| match i % 10 {
+            0 => ' ',
+            3 => '&',
+            6 => '"',
+            _ => (b'a' + (i % 26) as u8) as char,
+        })
+        .collect();
+    env.append(&format!(
+        "1700000500|big.1|q-sales|Agent/101|INFO|{data}|x\n"
+    ));
+    expected.push(StoredRow {
+        time_id: "1700000500".into(),
+        call_id: "big.1".into(),
+        queue: "q-sales".into(),
+        agent: "Agent/101".into(),
+        verb: "INFO".into(),
+        params: [data.as_str(), "x", "", "", ""].map(String::from).to_vec(),
+    });
+    let (after, more) = rows(400..800);
+    env.append(&after);
+    expected.extend(more);
+    assert!(
+        env.drain(&["--ram-budget", "128K"]).success(),
+        "{}",
+        env.logs()
+    );
+    env.assert_exact(&expected);
+    let sent = env.qm.insert_alls();
+    let over: Vec<_> = sent.iter().filter(|(_, bytes)| *bytes > BUDGET).collect();
+    assert_eq!(
+        over.len(),
+        1,
+        "one body over the budget, the big row's: {over:?}"
+    );
+    assert_eq!(over[0].0, 1, "the oversized row went alone: {over:?}");
+    assert!(over[0].1 > 60_000, "{over:?}");
+    assert!(
+        sent.iter().any(|(rows, _)| *rows > 50),
+        "ordinary rows still travel in batches: {sent:?}"
+    );
+}
+
 #[test]
 fn server_down_then_back() {
     let env = Env::new();

@@ -92,6 +92,8 @@ struct State {
     counts: HashMap<String, (u64, i64)>,
     faults: Vec<FaultRule>,
     commands: Vec<String>,
+    /// Every insertAll received: (rows in it, bytes of the form-encoded body).
+    insert_alls: Vec<(usize, usize)>,
     violations: Vec<String>,
     heartbeats: Vec<(String, String)>,
     /// Feedback containers waiting for a result, per token: (id, JSON object text).
@@ -236,6 +238,11 @@ impl FakeQm {
             .iter()
             .filter(|c| *c == command)
             .count()
+    }
+
+    /// Every insertAll received, in order: (rows in it, bytes of its form-encoded body).
+    pub fn insert_alls(&self) -> Vec<(usize, usize)> {
+        self.inner.state.lock().unwrap().insert_alls.clone()
     }
 
     /// Queues a feedback action container for `token`: `{id, host, port, actions}`.
@@ -511,6 +518,9 @@ fn handle(inner: &Inner, req: Request) -> Reply {
     let fault = {
         let mut st = inner.state.lock().unwrap();
         st.commands.push(command_id.clone());
+        if let Some(Value::Array(rows)) = obj.get("rows") {
+            st.insert_alls.push((rows.len(), req.body.len()));
+        }
         let rule = st
             .faults
             .iter_mut()
