@@ -365,11 +365,20 @@ fn ten_power_cuts_during_rotations_end_exact() {
     for n in 0..10 {
         let vm = run.boot("rotate", n);
         vm.wait_started(n);
-        // Cut amid the rotation: once this boot's step began, within the next 0.6 s
-        // (the step renames, copies, syncs and renames again; it may or may not finish).
+        // Cut amid the rotation. Odd boots: within 0.6 s of the step's start, before or
+        // after the rename. Even boots: within 0.3 s of the rename and its sync, while the
+        // next file is placed. Under software emulation (CI) the sync alone can take
+        // most of 0.6 s, so cuts timed from the start only rarely came after a rename
+        // (3 of 10 for QLSHIP_SEED=1795463493793864030).
         vm.wait_for("STEP ", Duration::from_secs(30))
             .unwrap_or_else(|| panic!("boot {n}: no rotation step; console:\n{}", vm.text()));
-        std::thread::sleep(rng.millis(600));
+        if n % 2 == 0 {
+            // Boot 0 places the first file and renames nothing: it is cut at once.
+            vm.wait_for("ROTATED ", Duration::from_secs(10));
+            std::thread::sleep(rng.millis(300));
+        } else {
+            std::thread::sleep(rng.millis(600));
+        }
         let console = vm.cut();
         assert_journal_opened(&console, n);
         rotations += console.matches("ROTATED ").count();
@@ -384,10 +393,10 @@ fn ten_power_cuts_during_rotations_end_exact() {
     std::thread::sleep(Duration::from_secs(2));
     let console = vm.cut();
     assert_journal_opened(&console, 10);
-    // Each cut came within 0.6 s of a step's start; most steps got as far as the rename.
+    // Boots 2, 4, 6 and 8 waited for their rename; the odd ones may have got there.
     eprintln!("{rotations} renames during the 10 cut boots");
     assert!(
-        rotations >= 5,
+        rotations >= 4,
         "only {rotations} renames happened around the cuts"
     );
     assert_exact(&run.qm.rows("P001"), &expected, &console);
