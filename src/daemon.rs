@@ -4,20 +4,19 @@
 //! and wait. Targets never wait for each other: each has its own cursor in the journal,
 //! its own backoff and its own tasks.
 
+mod upload;
+
 use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::fanout::{self, Lane};
-use crate::http::{Client, HttpError};
-use crate::journal::{Entry, FilePos, Journal, JournalError, Region, Takeover};
-use crate::protocol::InsertAllBody;
-use crate::resync::{self, Doubt, Judgement};
+use crate::http::Client;
+use crate::journal::{FilePos, Journal, JournalError, Region};
 use crate::rules::{Split, Target};
 use crate::status::{self, Snapshot, TargetStatus};
 use crate::tail::{fnv, id_of, mtime_ns, Step, Tail};
 use log::{debug, error, info, warn};
 use smol::channel::{Receiver, Sender};
 use smol::Timer;
-use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -359,7 +358,7 @@ pub fn run(
         };
     spawn_worker(Box::pin(reader(shared.clone())));
     for l in &shared.leads {
-        spawn_worker(Box::pin(uploader(shared.clone(), l.clone())));
+        spawn_worker(Box::pin(upload::uploader(shared.clone(), l.clone())));
     }
     for l in &shared.leads {
         ex.spawn(heartbeat(shared.clone(), l.clone())).detach();
@@ -634,277 +633,6 @@ fn name_of(file: &Path, id: u32) -> Option<String> {
         let id_field = f.nth(1)?;
         (id_field.parse::<u32>().ok()? == id).then(|| name.to_owned())
     })
-}
-
-// ---------------------------------------------------------------- uploader
-
-async fn uploader(sh: Arc<Shared>, lead: Arc<Lead>) -> Result<(), Fatal> {
-    let s = &sh.settings;
-    let slot = lead.slot;
-    let mut retry = backoff(s);
-    take_over_or_report_watermark(&sh, &lead, &mut retry).await?;
-    let batch_bytes = (s.ram_budget / 4).clamp(16 * 1024, MAX_BATCH_BYTES);
-    let mut last_send: Option<Instant> = None;
-    // A request that got no answer may still be stored by a slow server after we gave
-    // up: its resync waits this long after it was sent, or checkRow could look too early
-    // and the rows would be sent twice.
-    let settle = s.resync_settle;
-    let tm = sh.journal.meta().targets[slot].clone();
-    let mut settle_until: Option<Instant> = tm.inflight.map(|_| {
-        let since = crate::journal::unix_now_ms().saturating_sub(tm.inflight_sent_ms);
-        Instant::now() + settle.saturating_sub(Duration::from_millis(since))
-    });
-    loop {
-        let tm = sh.journal.meta().targets[slot].clone();
-        if let Some((from, to)) = tm.inflight {
-            if let Some(until) = settle_until.take() {
-                let now = Instant::now();
-                if until > now {
-                    info!(
-                        "{}: the last batch's fate is unknown; waiting {:?} for the server to settle before resync",
-                        lead.who(),
-                        until - now
-                    );
-                    Timer::after(until - now).await;
-                }
-            }
-            let j = sh.journal.clone();
-            let entries = blocking(move || j.range(slot, from, to)).await?;
-            resolve_or_back_off(&sh, &lead, entries, &mut retry).await?;
-            continue;
-        }
-        let j = sh.journal.clone();
-        let mut entries = blocking(move || j.peek(slot, MAX_BATCH_ROWS)).await?;
-        if entries.is_empty() {
-            if s.drain && sh.reader_done.load(Ordering::SeqCst) {
-                info!(
-                    "{}: drain complete: everything read is acknowledged",
-                    lead.who()
-                );
-                return Ok(());
-            }
-            lead.wake.wait(IDLE).await;
-            continue;
-        }
-        let doubts: Vec<Entry> = entries
-            .iter()
-            .filter(|e| e.in_doubt(slot) || e.before_takeover(slot))
-            .cloned()
-            .collect();
-        if !doubts.is_empty() {
-            resolve_or_back_off(&sh, &lead, doubts, &mut retry).await?;
-            continue;
-        }
-        let mut body = InsertAllBody::new(&lead.client.partition);
-        for e in &entries {
-            if !body.try_push(&e.row, &lead.client.partition, batch_bytes) {
-                break;
-            }
-        }
-        let n = body.rows();
-        let reader_done = sh.reader_done.load(Ordering::SeqCst);
-        if n < MAX_BATCH_ROWS && n == entries.len() && !reader_done {
-            if let Some(at) = last_send {
-                let since = at.elapsed();
-                if since < LINGER {
-                    lead.wake.wait(LINGER - since).await;
-                    if at.elapsed() < LINGER {
-                        continue;
-                    }
-                }
-            }
-        }
-        entries.truncate(n);
-        let (from, to) = (entries[0].seq, entries[n - 1].seq);
-        let j = sh.journal.clone();
-        blocking(move || j.mark_inflight(slot, from, to)).await?;
-        let sent_at = Instant::now();
-        last_send = Some(sent_at);
-        let client = lead.client.clone();
-        let body = body.finish();
-        match blocking(move || client.insert_all(body, n)).await {
-            Ok(()) => {
-                let j = sh.journal.clone();
-                blocking(move || j.settle(slot, &entries.iter().collect::<Vec<_>>(), &[])).await?;
-                retry.reset();
-                if lead.ok(n as u64) {
-                    info!("{} is accepting rows again", lead.who());
-                }
-                debug!("{}: sent {n} rows", lead.who());
-                sh.wake_reader.notify();
-            }
-            Err(e) => {
-                if e.never_sent() {
-                    let j = sh.journal.clone();
-                    blocking(move || j.clear_inflight(slot)).await?;
-                } else if e.unanswered() {
-                    settle_until = Some(sent_at + settle);
-                }
-                lead.failed(&e);
-                let d = retry.next_delay();
-                warn!(
-                    "{}: upload of {n} rows failed: {e}; resync and retry in {d:?}",
-                    lead.who()
-                );
-                Timer::after(d).await;
-            }
-        }
-    }
-}
-
-/// A target this journal has not reached before asks the server where its partition
-/// stands before sending anything (only this target waits); a known one only reports
-/// it.
-async fn take_over_or_report_watermark(
-    sh: &Arc<Shared>,
-    lead: &Arc<Lead>,
-    retry: &mut Backoff,
-) -> Result<(), Fatal> {
-    let slot = lead.slot;
-    let fresh = sh.journal.meta().targets[slot].takeover == Takeover::Pending;
-    let token = &lead.target.token;
-    loop {
-        let client = lead.client.clone();
-        match blocking(move || client.check_hwm()).await {
-            Ok(watermark) => {
-                lead.status().watermark = watermark;
-                lead.ok(0);
-                if fresh {
-                    if let Some(w) = watermark {
-                        info!(
-                            "{}: new journal: taking over partition {token:?} at watermark {w}; older rows are already stored",
-                            lead.who()
-                        );
-                    }
-                    let j = sh.journal.clone();
-                    blocking(move || {
-                        j.set_takeover(slot, Takeover::Done(watermark))?;
-                        j.sync()
-                    })
-                    .await?;
-                }
-                match watermark {
-                    Some(w) => info!(
-                        "{} reachable; partition {token:?} watermark {w}",
-                        lead.who()
-                    ),
-                    None => info!("{} reachable; partition {token:?} is empty", lead.who()),
-                }
-                retry.reset();
-                return Ok(());
-            }
-            Err(e) if !fresh => {
-                lead.failed(&e);
-                warn!(
-                    "{}: checkHWM failed: {e}; will retry with the uploads",
-                    lead.who()
-                );
-                return Ok(());
-            }
-            Err(e) => {
-                lead.failed(&e);
-                let d = retry.next_delay();
-                warn!(
-                    "{}: checkHWM failed: {e}; a partition not taken over yet needs it before any upload; retry in {d:?}",
-                    lead.who()
-                );
-                Timer::after(d).await;
-            }
-        }
-    }
-}
-
-/// Resolves in-doubt rows; a server error is logged and backed off from (the rows stay
-/// in doubt and are resolved on the next turn), a journal error is fatal.
-async fn resolve_or_back_off(
-    sh: &Arc<Shared>,
-    lead: &Arc<Lead>,
-    entries: Vec<Entry>,
-    retry: &mut Backoff,
-) -> Result<(), Fatal> {
-    match resolve(sh, lead, entries).await {
-        Ok(()) => Ok(()),
-        Err(ResyncError::Journal(e)) => Err(Fatal::Journal(e)),
-        Err(ResyncError::Server(e)) => {
-            lead.failed(&e);
-            let d = retry.next_delay();
-            warn!("{}: resync failed: {e}; retry in {d:?}", lead.who());
-            Timer::after(d).await;
-            Ok(())
-        }
-    }
-}
-
-enum ResyncError {
-    Server(HttpError),
-    Journal(JournalError),
-}
-
-/// Decides every in-doubt row (asking checkRow about each distinct one that may be
-/// stored) and settles the spool accordingly.
-async fn resolve(
-    sh: &Arc<Shared>,
-    lead: &Arc<Lead>,
-    entries: Vec<Entry>,
-) -> Result<(), ResyncError> {
-    let slot = lead.slot;
-    let j = sh.journal.clone();
-    if entries.is_empty() {
-        return blocking(move || j.clear_inflight(slot))
-            .await
-            .map_err(ResyncError::Journal);
-    }
-    let takeover = match sh.journal.meta().targets[slot].takeover {
-        Takeover::Done(w) => w,
-        // The uploader takes over before anything else; never reached.
-        Takeover::Pending => return Ok(()),
-    };
-    let client = lead.client.clone();
-    let live = blocking(move || client.check_hwm())
-        .await
-        .map_err(ResyncError::Server)?;
-    let mut stored_outright = HashSet::new();
-    let mut asked = Vec::new();
-    let mut counts = HashMap::new();
-    for entry in &entries {
-        let doubt = Doubt {
-            seq: entry.seq,
-            identity: entry.row.identity(),
-        };
-        match resync::judge(entry.row.time, entry.before_takeover(slot), takeover, live) {
-            Judgement::Stored => {
-                stored_outright.insert(entry.seq);
-                continue;
-            }
-            // Left out of `asked`: everything not found present is sent.
-            Judgement::Send => continue,
-            Judgement::Ask if counts.contains_key(&doubt.identity) => {}
-            Judgement::Ask => {
-                let (client, row) = (lead.client.clone(), entry.row.clone());
-                let stored = blocking(move || client.check_row(&row))
-                    .await
-                    .map_err(ResyncError::Server)?;
-                counts.insert(doubt.identity, stored);
-            }
-        }
-        asked.push(doubt);
-    }
-    let (present, _) = resync::decide(&asked, &counts, &sh.journal.ring(slot));
-    let present: HashSet<u64> = present.into_iter().chain(stored_outright).collect();
-    info!(
-        "{}: resync: {} of {} rows in doubt are already stored, {} will be sent",
-        lead.who(),
-        present.len(),
-        entries.len(),
-        entries.len() - present.len()
-    );
-    blocking(move || {
-        let (stored, to_send): (Vec<&Entry>, Vec<&Entry>) =
-            entries.iter().partition(|e| present.contains(&e.seq));
-        j.settle(slot, &stored, &to_send)
-    })
-    .await
-    .map_err(ResyncError::Journal)
 }
 
 // ---------------------------------------------------------------- heartbeat

@@ -1,6 +1,7 @@
 //! The HTTP shell: one blocking POST per command (called on a `workers` thread).
 
 use crate::config::Settings;
+use crate::machine::upload::{Failure, Fate};
 use crate::protocol::{self, Answer, AnswerError, Partition};
 use crate::row::Row;
 use crate::rules::Target;
@@ -27,14 +28,27 @@ pub enum HttpError {
 }
 
 impl HttpError {
-    /// True when the server certainly did not act on the request.
-    pub fn never_sent(&self) -> bool {
-        matches!(self, HttpError::Connect(_) | HttpError::Tls(_))
+    /// What became of the request, decided by the error's kind (never its text).
+    /// A gateway's 502/503/504, and minreq's stand-in for a missing status line (a
+    /// 503), say only that no answer came from QueueMetrics: the application server
+    /// behind a proxy may store the request seconds later.
+    pub fn fate(&self) -> Fate {
+        match self {
+            HttpError::Connect(_) | HttpError::Tls(_) => Fate::NotSent,
+            HttpError::Transport(_) | HttpError::Status(502..=504, _) => Fate::Unknown,
+            HttpError::Status(..)
+            | HttpError::BadAnswer(_)
+            | HttpError::Ko(_)
+            | HttpError::Unexpected(_) => Fate::Refused,
+        }
     }
 
-    /// True when the server may still be working on the request (no answer came back).
-    pub fn unanswered(&self) -> bool {
-        matches!(self, HttpError::Transport(_))
+    /// The same, for the uploader's state machine.
+    pub fn failure(&self) -> Failure {
+        Failure {
+            fate: self.fate(),
+            text: self.to_string(),
+        }
     }
 }
 
@@ -63,6 +77,9 @@ impl fmt::Display for HttpError {
 #[derive(Clone)]
 pub struct Client {
     url: String,
+    /// For telling a name-lookup failure from other connection errors.
+    host: String,
+    port: u16,
     auth: String,
     timeout_secs: u64,
     pub partition: Partition,
@@ -72,6 +89,8 @@ impl Client {
     pub fn new(t: &Target, s: &Settings) -> Client {
         Client {
             url: t.url(),
+            host: t.host.clone(),
+            port: t.port,
             auth: protocol::basic_auth(&t.user, &t.password),
             timeout_secs: s.http_timeout.as_secs_f64().ceil().max(1.0) as u64,
             partition: Partition {
@@ -98,7 +117,7 @@ impl Client {
             .with_timeout(self.timeout_secs)
             .with_max_redirects(0)
             .send_lazy()
-            .map_err(classify)?;
+            .map_err(|e| self.classify(e))?;
         let status = response.status_code;
         let reason = response.reason_phrase.clone();
         let mut bytes = Vec::with_capacity(512);
@@ -173,19 +192,67 @@ impl Client {
     }
 }
 
-fn classify(e: minreq::Error) -> HttpError {
-    let text = e.to_string();
-    let lower = text.to_ascii_lowercase();
-    if lower.contains("certificate") || lower.contains("handshake") || lower.contains("tls") {
-        return HttpError::Tls(text);
+impl Client {
+    /// Sorts minreq's error by kind: whether the request can have reached the server.
+    fn classify(&self, e: minreq::Error) -> HttpError {
+        match e {
+            minreq::Error::AddressNotFound => HttpError::Connect(self.lookup_failed()),
+            #[cfg(feature = "https")]
+            minreq::Error::RustlsCreateConnection(e) => HttpError::Tls(e.to_string()),
+            minreq::Error::IoError(io) => {
+                if let Some(tls) = handshake_failure(&io) {
+                    return HttpError::Tls(tls);
+                }
+                if is_connect_failure(&io) {
+                    return HttpError::Connect(io.to_string());
+                }
+                // Errors of the OS carry its error number; a failed name lookup is
+                // std's own error without one. Looking the name up again tells.
+                if io.raw_os_error().is_none() && self.name_does_not_resolve() {
+                    return HttpError::Connect(self.lookup_failed());
+                }
+                HttpError::Transport(io.to_string())
+            }
+            other => HttpError::Transport(other.to_string()),
+        }
     }
-    match e {
-        minreq::Error::IoError(io) if is_connect_failure(&io) => HttpError::Connect(io.to_string()),
-        minreq::Error::AddressNotFound => HttpError::Connect("host name not found".into()),
-        other => HttpError::Transport(other.to_string()),
+
+    fn name_does_not_resolve(&self) -> bool {
+        use std::net::ToSocketAddrs;
+        (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_or(true, |mut a| a.next().is_none())
+    }
+
+    fn lookup_failed(&self) -> String {
+        format!(
+            "cannot resolve host name {:?}: check -h/QMHOST and the box's DNS (/etc/resolv.conf)",
+            self.host
+        )
     }
 }
 
+/// A TLS error that can only happen during the handshake, before any byte of the
+/// request was written: the server cannot have acted on it.
+#[cfg(feature = "https")]
+fn handshake_failure(e: &io::Error) -> Option<String> {
+    let tls = e.get_ref()?.downcast_ref::<rustls::Error>()?;
+    let handshake = matches!(
+        tls,
+        rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::PeerIncompatible(_)
+            | rustls::Error::HandshakeNotComplete
+            | rustls::Error::InappropriateHandshakeMessage { .. }
+            | rustls::Error::UnsupportedNameType
+    );
+    handshake.then(|| tls.to_string())
+}
+
+#[cfg(not(feature = "https"))]
+fn handshake_failure(_: &io::Error) -> Option<String> {
+    None
+}
 fn is_connect_failure(e: &io::Error) -> bool {
     matches!(
         e.kind(),

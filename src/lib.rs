@@ -1,7 +1,7 @@
 //! qlship: ships Asterisk's queue_log to QueueMetrics, exactly once.
 //!
-//! Pure core (no I/O): [`lines`], [`parse`], [`row`], [`protocol`], [`resync`],
-//! [`backoff`], [`config`]. Thin shells: [`tail`] (files), [`journal`] (sled),
+//! Pure core (no I/O): [`machine`] (the uploader's state machine), [`lines`], [`parse`],
+//! [`row`], [`protocol`], [`resync`], [`backoff`], [`config`]. Thin shells: [`tail`] (files), [`journal`] (sled),
 //! [`http`] (minreq), [`daemon`] (smol tasks), [`app`] (process).
 
 pub mod allocator;
@@ -15,6 +15,7 @@ pub mod feedback;
 pub mod http;
 pub mod journal;
 pub mod lines;
+pub mod machine;
 pub mod parse;
 pub mod protocol;
 pub mod resync;

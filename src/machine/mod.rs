@@ -1,0 +1,7 @@
+//! The pure state machines that decide what qlship does: no clock reads, no files, no
+//! sockets, no threads. Each takes events and `now` and returns actions; the daemon
+//! drives them with real files and sockets, and `tests/sim/` drives them in a simulated
+//! world (virtual clock, journal, server) through crashes and faults by the hundred
+//! thousand.
+
+pub mod upload;

@@ -1,0 +1,555 @@
+//! One target's uploader as a pure state machine: batching, the in-flight mark, the
+//! settle window, resync and backoff.
+//!
+//! The driver (`daemon::upload`, or the simulator in `tests/sim/`) asks [`Uploader::poll`]
+//! what to do, does it (a journal operation, an HTTP request, a sleep), and hands the
+//! result back with [`Uploader::handle`]. Nothing in here reads a clock, touches a file
+//! or a socket: time comes in as `now`, milliseconds on the driver's monotonic clock, so
+//! a wall clock that steps a year back at boot changes no decision made here.
+//!
+//! The rules that keep a row exactly once:
+//! - A batch is durably marked in flight before its first byte leaves
+//!   ([`Action::MarkInflight`]); after a crash the mark says which rows may be stored.
+//! - A request whose fate is unknown ([`Fate::Unknown`]: no answer, a gateway's
+//!   502/503/504) may still be stored by a slow server: it is not looked at before the
+//!   settle window has passed since it was sent, counted again in full after a restart
+//!   (the wall clock of the previous run proves nothing).
+//! - Rows of unknown fate are resolved with checkHWM and checkRow, never sent blindly.
+//!   A resync keeps every answer it got: a failed request is retried alone, so a lossy
+//!   server slows a resync down but cannot stop it.
+//! - Backoff counts consecutive failures and resets when the server makes progress (a
+//!   batch stored, a checkRow answered).
+
+use crate::backoff::Backoff;
+use crate::protocol::{InsertAllBody, Partition};
+use crate::resync::{self, AckedRing, Doubt, Judgement};
+use crate::row::Row;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Milliseconds on the driver's monotonic clock.
+pub type Millis = u64;
+
+/// A spooled row as one target sees it.
+pub trait Spooled {
+    fn seq(&self) -> u64;
+    fn row(&self) -> &Row;
+    /// Must be resolved with checkRow before it is sent (its fate is unknown).
+    fn in_doubt(&self) -> bool;
+    /// Read from the takeover region before this target's watermark was known.
+    fn before_takeover(&self) -> bool;
+}
+
+/// What became of a request that did not succeed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// It certainly never reached the server (refused connection, unknown host, failed
+    /// TLS handshake).
+    NotSent,
+    /// The server answered with an error: it is done with the request (KO, 4xx, 500,
+    /// a short count). Stored rows are still possible in principle, so a batch is
+    /// resolved before rows go again, but at once.
+    Refused,
+    /// No answer: the connection broke after the request may have been sent, the
+    /// request timed out, or a gateway answered 502/503/504 for a server that may still
+    /// store it seconds later.
+    Unknown,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub fate: Fate,
+    /// For the log and the status: the server's own words where it had any.
+    pub text: String,
+}
+
+/// Fixed parameters of one target's uploader.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub batch_rows: usize,
+    pub batch_bytes: usize,
+    /// A partial batch waits this long after the previous send.
+    pub linger: Millis,
+    /// How long an unanswered request may still be stored by the server.
+    pub settle: Millis,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub seed: u64,
+}
+
+/// What the driver does next.
+#[derive(Debug)]
+pub enum Action<E> {
+    /// checkHWM; answer with [`Input::Watermark`].
+    CheckHwm,
+    /// The first `max` rows this target still wants; answer with [`Input::Spool`].
+    Peek { max: usize },
+    /// The rows this target still wants in `from..=to`; [`Input::Spool`].
+    Range { from: u64, to: u64 },
+    /// Durably record the takeover watermark; [`Input::Done`].
+    RecordTakeover(Option<i64>),
+    /// Durably (fsynced) mark `from..=to` in flight; [`Input::Done`].
+    MarkInflight { from: u64, to: u64 },
+    /// insertAll; [`Input::Sent`].
+    Send { body: String, rows: usize },
+    /// checkRow; [`Input::Count`].
+    CheckRow(Row),
+    /// This target's ring of recently acknowledged rows; [`Input::Ring`].
+    Ring,
+    /// `stored` are acknowledged, `to_send` lose their doubt and takeover marks, the
+    /// in-flight mark goes (no fsync needed: the mark is still durable if this is
+    /// lost); [`Input::Done`].
+    Settle { stored: Vec<E>, to_send: Vec<E> },
+    /// Forget the in-flight mark (the request never left); [`Input::Done`].
+    ClearInflight,
+    /// Sleep until `until` (None: until new rows are spooled), then poll again.
+    Wait { until: Option<Millis> },
+    /// With `--drain`: everything read is acknowledged.
+    Drained,
+}
+
+/// The result of the last action.
+#[derive(Debug)]
+pub enum Input<E> {
+    Watermark(Result<Option<i64>, Failure>),
+    Spool(Vec<E>),
+    Done,
+    Sent(Result<(), Failure>),
+    Count(Result<u64, Failure>),
+    Ring(AckedRing),
+}
+
+/// The request a failure belongs to, for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    CheckHwm,
+    InsertAll,
+    CheckRow,
+}
+
+/// What happened, for the log and the status page.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// checkHWM answered at start; `took_over`: this journal's first contact.
+    Reachable {
+        watermark: Option<i64>,
+        took_over: bool,
+    },
+    /// A batch was stored.
+    Sent { rows: usize },
+    Failed {
+        command: Command,
+        failure: Failure,
+        /// 0 when nothing waits on this failure (a known target's first checkHWM).
+        retry_in: Millis,
+    },
+    /// An unanswered batch is left alone until the server has settled.
+    Settling { wait: Millis },
+    Resynced {
+        in_doubt: usize,
+        stored: usize,
+        to_send: usize,
+        /// checkHWM and checkRow requests it took, failed ones included.
+        requests: u64,
+    },
+    Drained,
+}
+
+/// Which answer the outstanding action waits for.
+#[derive(Debug)]
+enum Awaiting {
+    StartHwm,
+    TakeoverRecorded(Option<i64>),
+    Peek,
+    Range,
+    Marked { body: String, rows: usize },
+    Sent { sent_at: Millis },
+    ResyncHwm,
+    ResyncRow,
+    Ring,
+    Settled { resync: bool },
+    Cleared,
+}
+
+/// A resync in progress: the rows in doubt and every answer received so far.
+struct Resync<E> {
+    entries: Vec<E>,
+    /// The live watermark, once checkHWM answered.
+    live: Option<Option<i64>>,
+    /// Indexes (into `entries`) of the first row of each distinct identity to ask about.
+    to_ask: Vec<usize>,
+    /// checkRow answers by identity.
+    counts: HashMap<u64, u64>,
+    requests: u64,
+}
+
+pub struct Uploader<E> {
+    cfg: Config,
+    partition: Partition,
+    backoff: Backoff,
+    /// `None` until this journal's first checkHWM for the target is recorded.
+    takeover: Option<Option<i64>>,
+    /// checkHWM was tried once at start.
+    started: bool,
+    inflight: Option<(u64, u64)>,
+    settle_until: Option<Millis>,
+    settling_told: bool,
+    retry_at: Option<Millis>,
+    /// The next action, decided by the last answer, with the answer it will wait for
+    /// when that carries data of its own.
+    queued: Option<(Action<E>, Option<Awaiting>)>,
+    awaiting: Option<Awaiting>,
+    resync: Option<Resync<E>>,
+    batch: Vec<E>,
+    last_send: Option<Millis>,
+    reader_done: bool,
+    drained: bool,
+    events: Vec<Event>,
+}
+
+impl<E: Spooled> Uploader<E> {
+    /// `takeover` and `inflight` as the journal holds them; `now` the driver's clock at
+    /// start. An in-flight batch left by the previous run waits out a whole settle
+    /// window from now.
+    pub fn new(
+        cfg: Config,
+        partition: Partition,
+        takeover: Option<Option<i64>>,
+        inflight: Option<(u64, u64)>,
+        now: Millis,
+    ) -> Self {
+        let backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max, cfg.seed);
+        let settle_until = inflight.map(|_| now.saturating_add(cfg.settle));
+        Uploader {
+            cfg,
+            partition,
+            backoff,
+            takeover,
+            started: false,
+            inflight,
+            settle_until,
+            settling_told: false,
+            retry_at: None,
+            queued: None,
+            awaiting: None,
+            resync: None,
+            batch: Vec::new(),
+            last_send: None,
+            reader_done: false,
+            drained: false,
+            events: Vec::new(),
+        }
+    }
+
+    /// The reader has finished (`--drain`): an empty spool now means done.
+    pub fn set_reader_done(&mut self) {
+        self.reader_done = true;
+    }
+
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The next thing to do. After an action other than `Wait` and `Drained`, the
+    /// driver must call [`Uploader::handle`] with its result before polling again.
+    pub fn poll(&mut self, now: Millis) -> Action<E> {
+        assert!(self.awaiting.is_none(), "poll before the last answer");
+        if self.drained {
+            return Action::Drained;
+        }
+        if let Some(t) = self.retry_at {
+            if now < t {
+                return Action::Wait { until: Some(t) };
+            }
+            self.retry_at = None;
+        }
+        let (action, awaits) = match self.queued.take() {
+            Some(queued) => queued,
+            None => (self.decide(now), None),
+        };
+        self.awaiting = awaits.or(match &action {
+            Action::CheckHwm if self.resync.is_some() => Some(Awaiting::ResyncHwm),
+            Action::CheckHwm => Some(Awaiting::StartHwm),
+            Action::Peek { .. } => Some(Awaiting::Peek),
+            Action::Range { .. } => Some(Awaiting::Range),
+            Action::CheckRow(_) => Some(Awaiting::ResyncRow),
+            Action::Ring => Some(Awaiting::Ring),
+            Action::ClearInflight => Some(Awaiting::Cleared),
+            _ => None,
+        });
+        action
+    }
+
+    fn decide(&mut self, now: Millis) -> Action<E> {
+        if self.takeover.is_none() || !self.started {
+            return Action::CheckHwm;
+        }
+        if let Some(r) = &self.resync {
+            return match r.live {
+                None => Action::CheckHwm,
+                Some(_) => match r.to_ask.iter().find(|&&i| !r.asked(i)) {
+                    Some(&i) => Action::CheckRow(r.entries[i].row().clone()),
+                    None => Action::Ring,
+                },
+            };
+        }
+        if let Some((from, to)) = self.inflight {
+            if let Some(until) = self.settle_until {
+                if now < until {
+                    if !self.settling_told {
+                        self.settling_told = true;
+                        self.events.push(Event::Settling { wait: until - now });
+                    }
+                    return Action::Wait { until: Some(until) };
+                }
+            }
+            self.settle_until = None;
+            self.settling_told = false;
+            return Action::Range { from, to };
+        }
+        Action::Peek {
+            max: self.cfg.batch_rows,
+        }
+    }
+
+    /// The result of the action last polled.
+    pub fn handle(&mut self, now: Millis, input: Input<E>) {
+        let awaiting = self.awaiting.take().expect("an answer to nothing");
+        match (awaiting, input) {
+            (Awaiting::StartHwm, Input::Watermark(answer)) => self.started(now, answer),
+            (Awaiting::TakeoverRecorded(w), Input::Done) => self.takeover = Some(w),
+            (Awaiting::Peek, Input::Spool(entries)) => self.peeked(now, entries),
+            (Awaiting::Range, Input::Spool(entries)) => self.begin_resync(entries),
+            (Awaiting::Marked { body, rows }, Input::Done) => {
+                let (from, to) = (self.batch[0].seq(), self.batch[rows - 1].seq());
+                self.inflight = Some((from, to));
+                self.queue(
+                    Action::Send { body, rows },
+                    Some(Awaiting::Sent { sent_at: now }),
+                );
+            }
+            (Awaiting::Sent { sent_at }, Input::Sent(answer)) => self.sent(now, sent_at, answer),
+            (Awaiting::ResyncHwm, Input::Watermark(answer)) => self.resync_hwm(now, answer),
+            (Awaiting::ResyncRow, Input::Count(answer)) => self.resync_row(now, answer),
+            (Awaiting::Ring, Input::Ring(ring)) => self.decide_resync(&ring),
+            (Awaiting::Settled { resync }, Input::Done) => {
+                self.inflight = None;
+                self.settle_until = None;
+                if resync {
+                    self.resync = None;
+                }
+            }
+            (Awaiting::Cleared, Input::Done) => self.inflight = None,
+            (awaiting, _) => panic!("the driver answered something else than {awaiting:?}"),
+        }
+    }
+
+    fn queue(&mut self, action: Action<E>, awaits: Option<Awaiting>) {
+        self.queued = Some((action, awaits));
+    }
+
+    fn fail(&mut self, now: Millis, command: Command, failure: Failure) -> Millis {
+        let delay = self.backoff.next_delay().as_millis() as Millis;
+        self.retry_at = Some(now.saturating_add(delay));
+        self.events.push(Event::Failed {
+            command,
+            failure,
+            retry_in: delay,
+        });
+        delay
+    }
+
+    fn started(&mut self, now: Millis, answer: Result<Option<i64>, Failure>) {
+        match answer {
+            Ok(watermark) => {
+                self.started = true;
+                let took_over = self.takeover.is_none();
+                self.events.push(Event::Reachable {
+                    watermark,
+                    took_over,
+                });
+                if took_over {
+                    self.queue(
+                        Action::RecordTakeover(watermark),
+                        Some(Awaiting::TakeoverRecorded(watermark)),
+                    );
+                }
+            }
+            // A target taken over before needs nothing from this answer: uploads go on
+            // (they resync on their own errors).
+            Err(failure) if self.takeover.is_some() => {
+                self.started = true;
+                self.events.push(Event::Failed {
+                    command: Command::CheckHwm,
+                    failure,
+                    retry_in: 0,
+                });
+            }
+            // A partition not taken over yet needs its watermark before any upload.
+            Err(failure) => {
+                self.fail(now, Command::CheckHwm, failure);
+            }
+        }
+    }
+
+    fn peeked(&mut self, now: Millis, mut entries: Vec<E>) {
+        if entries.is_empty() {
+            if self.reader_done {
+                self.drained = true;
+                self.events.push(Event::Drained);
+            } else {
+                self.queue(Action::Wait { until: None }, None);
+            }
+            return;
+        }
+        if entries.iter().any(|e| e.in_doubt() || e.before_takeover()) {
+            entries.retain(|e| e.in_doubt() || e.before_takeover());
+            self.begin_resync(entries);
+            return;
+        }
+        let mut body = InsertAllBody::new(&self.partition);
+        let n = entries
+            .iter()
+            .take_while(|e| body.try_push(e.row(), &self.partition, self.cfg.batch_bytes))
+            .count();
+        let partial = n < self.cfg.batch_rows && n == entries.len();
+        if partial && !self.reader_done {
+            if let Some(until) = self.last_send.map(|t| t.saturating_add(self.cfg.linger)) {
+                if now < until {
+                    self.queue(Action::Wait { until: Some(until) }, None);
+                    return;
+                }
+            }
+        }
+        entries.truncate(n);
+        let (from, to) = (entries[0].seq(), entries[n - 1].seq());
+        self.batch = entries;
+        let marked = Awaiting::Marked {
+            body: body.finish(),
+            rows: n,
+        };
+        self.queue(Action::MarkInflight { from, to }, Some(marked));
+    }
+
+    fn sent(&mut self, now: Millis, sent_at: Millis, answer: Result<(), Failure>) {
+        self.last_send = Some(sent_at);
+        let batch = std::mem::take(&mut self.batch);
+        match answer {
+            Ok(()) => {
+                self.backoff.reset();
+                self.events.push(Event::Sent { rows: batch.len() });
+                let settle = Action::Settle {
+                    stored: batch,
+                    to_send: Vec::new(),
+                };
+                self.queue(settle, Some(Awaiting::Settled { resync: false }));
+            }
+            Err(failure) => {
+                let fate = failure.fate;
+                self.fail(now, Command::InsertAll, failure);
+                match fate {
+                    Fate::NotSent => self.queue(Action::ClearInflight, None),
+                    Fate::Unknown => {
+                        self.settle_until = Some(sent_at.saturating_add(self.cfg.settle));
+                        self.settling_told = false;
+                    }
+                    Fate::Refused => {}
+                }
+            }
+        }
+    }
+
+    fn begin_resync(&mut self, entries: Vec<E>) {
+        if entries.is_empty() {
+            // Every row of the in-flight range was acknowledged meanwhile.
+            self.queue(Action::ClearInflight, None);
+            return;
+        }
+        self.resync = Some(Resync {
+            entries,
+            live: None,
+            to_ask: Vec::new(),
+            counts: HashMap::new(),
+            requests: 0,
+        });
+    }
+
+    fn resync_hwm(&mut self, now: Millis, answer: Result<Option<i64>, Failure>) {
+        let r = self.resync.as_mut().expect("resync");
+        r.requests += 1;
+        match answer {
+            Ok(live) => {
+                r.live = Some(live);
+                let takeover = self.takeover.flatten();
+                let mut seen = std::collections::HashSet::new();
+                r.to_ask = (0..r.entries.len())
+                    .filter(|&i| {
+                        let e = &r.entries[i];
+                        let j = resync::judge(e.row().time, e.before_takeover(), takeover, live);
+                        j == Judgement::Ask && seen.insert(e.row().identity())
+                    })
+                    .collect();
+            }
+            Err(failure) => {
+                self.fail(now, Command::CheckHwm, failure);
+            }
+        }
+    }
+
+    fn resync_row(&mut self, now: Millis, answer: Result<u64, Failure>) {
+        let r = self.resync.as_mut().expect("resync");
+        r.requests += 1;
+        match answer {
+            Ok(count) => {
+                let i = *r.to_ask.iter().find(|&&i| !r.asked(i)).expect("asked");
+                r.counts.insert(r.entries[i].row().identity(), count);
+                self.backoff.reset();
+            }
+            // The same request goes again after the backoff; every answer so far stays.
+            Err(failure) => {
+                self.fail(now, Command::CheckRow, failure);
+            }
+        }
+    }
+
+    fn decide_resync(&mut self, ring: &AckedRing) {
+        let r = self.resync.as_mut().expect("resync");
+        let live = r.live.expect("watermark known");
+        let takeover = self.takeover.flatten();
+        let mut stored_outright = Vec::new();
+        let mut asked = Vec::new();
+        for e in &r.entries {
+            match resync::judge(e.row().time, e.before_takeover(), takeover, live) {
+                Judgement::Stored => stored_outright.push(e.seq()),
+                Judgement::Send => {}
+                Judgement::Ask => asked.push(Doubt {
+                    seq: e.seq(),
+                    identity: e.row().identity(),
+                }),
+            }
+        }
+        let (present, _) = resync::decide(&asked, &r.counts, ring);
+        let present: std::collections::HashSet<u64> =
+            present.into_iter().chain(stored_outright).collect();
+        let entries = std::mem::take(&mut r.entries);
+        let in_doubt = entries.len();
+        let (stored, to_send): (Vec<E>, Vec<E>) =
+            entries.into_iter().partition(|e| present.contains(&e.seq()));
+        self.events.push(Event::Resynced {
+            in_doubt,
+            stored: stored.len(),
+            to_send: to_send.len(),
+            requests: r.requests,
+        });
+        self.queue(
+            Action::Settle { stored, to_send },
+            Some(Awaiting::Settled { resync: true }),
+        );
+    }
+}
+
+impl<E: Spooled> Resync<E> {
+    fn asked(&self, i: usize) -> bool {
+        self.counts.contains_key(&self.entries[i].row().identity())
+    }
+}
