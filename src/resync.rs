@@ -14,9 +14,10 @@ use std::collections::{HashMap, VecDeque};
 
 /// Identities of recently acknowledged rows, with their times.
 ///
-/// Only rows acknowledged within [`RING_WINDOW_SECS`] of queue_log time before the newest
-/// one, and at most [`RING_CAP`] of them, are kept: identical rows share their timestamp,
-/// so older ones cannot be confused with a new in-doubt row.
+/// Only rows within [`RING_WINDOW_SECS`] of queue_log time of the last one acknowledged,
+/// either side, and at most [`RING_CAP`] of them, are kept: identical rows share their
+/// timestamp, and rows in doubt follow the acknowledged ones in the file, so rows of
+/// other times cannot be confused with them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AckedRing {
     entries: VecDeque<(i64, u64)>,
@@ -30,11 +31,17 @@ impl AckedRing {
         self.entries.push_back((time, identity));
     }
 
-    /// Forgets entries outside the window and beyond the cap.
+    /// Forgets entries outside the window and beyond the cap. The window is around the
+    /// last row acknowledged, not the greatest time seen: after a Pi without an RTC
+    /// boots a year in the past, its new rows are a year "older" than the ones before,
+    /// and a window at the greatest time forgot every one of them at once, so a copy in
+    /// doubt was taken for stored and lost (found by the simulator, clock steps).
     pub fn prune(&mut self) {
-        let newest = self.entries.iter().map(|e| e.0).max().unwrap_or(0);
+        let Some(&(last, _)) = self.entries.back() else {
+            return;
+        };
         self.entries
-            .retain(|&(t, _)| t >= newest.saturating_sub(RING_WINDOW_SECS) && t <= newest);
+            .retain(|&(t, _)| t.abs_diff(last) <= RING_WINDOW_SECS.unsigned_abs());
         while self.entries.len() > RING_CAP {
             self.entries.pop_front();
         }
@@ -282,6 +289,12 @@ mod tests {
         ring.prune();
         assert_eq!(ring.count(1), 0);
         assert_eq!(ring.count(2), 1);
+        // The clock stepped a year back: the rows acknowledged since are kept, the ones
+        // from before the step are the ones forgotten.
+        ring.add(10 - 365 * 86_400, 3);
+        ring.add(11 - 365 * 86_400, 4);
+        ring.prune();
+        assert_eq!((ring.count(2), ring.count(3), ring.count(4)), (0, 1, 1));
         for i in 0..(RING_CAP as u64 + 5) {
             ring.add(RING_WINDOW_SECS + 10, i);
         }

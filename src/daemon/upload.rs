@@ -121,7 +121,8 @@ pub(super) async fn uploader(sh: Arc<Shared>, lead: Arc<Lead>) -> Result<(), Fat
                 let j = sh.journal.clone();
                 blocking(move || {
                     let stored: Vec<&Entry> = stored.iter().map(|e: &SlotEntry| &e.entry).collect();
-                    let to_send: Vec<&Entry> = to_send.iter().map(|e: &SlotEntry| &e.entry).collect();
+                    let to_send: Vec<&Entry> =
+                        to_send.iter().map(|e: &SlotEntry| &e.entry).collect();
                     j.settle(slot, &stored, &to_send)
                 })
                 .await?;

@@ -136,7 +136,9 @@ pub enum Event {
         took_over: bool,
     },
     /// A batch was stored.
-    Sent { rows: usize },
+    Sent {
+        rows: usize,
+    },
     Failed {
         command: Command,
         failure: Failure,
@@ -144,7 +146,9 @@ pub enum Event {
         retry_in: Millis,
     },
     /// An unanswered batch is left alone until the server has settled.
-    Settling { wait: Millis },
+    Settling {
+        wait: Millis,
+    },
     Resynced {
         in_doubt: usize,
         stored: usize,
@@ -533,8 +537,9 @@ impl<E: Spooled> Uploader<E> {
             present.into_iter().chain(stored_outright).collect();
         let entries = std::mem::take(&mut r.entries);
         let in_doubt = entries.len();
-        let (stored, to_send): (Vec<E>, Vec<E>) =
-            entries.into_iter().partition(|e| present.contains(&e.seq()));
+        let (stored, to_send): (Vec<E>, Vec<E>) = entries
+            .into_iter()
+            .partition(|e| present.contains(&e.seq()));
         self.events.push(Event::Resynced {
             in_doubt,
             stored: stored.len(),

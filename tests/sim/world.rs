@@ -1,0 +1,521 @@
+//! One simulated schedule: a queue_log that grows, the real uploader state machine
+//! ([`qlship::machine::upload`]) driven against the virtual journal and server, a
+//! process that crashes at any step (power-cut semantics for the journal), wall-clock
+//! steps at boot, and a virtual clock that jumps to the next thing that happens.
+//! Then faults stop and everything must drain within a bound, exactly once, in order.
+
+use crate::journal::{Journal, SpoolRow, State};
+use crate::rng::Rng;
+use crate::server::{Faults, Server};
+use qlship::machine::upload::{Action, Config, Input, Spooled, Uploader};
+use qlship::protocol::Partition;
+use qlship::row::Row;
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct SimEntry {
+    seq: u64,
+    row: SpoolRow,
+}
+
+impl Spooled for SimEntry {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn row(&self) -> &Row {
+        &self.row.row
+    }
+    fn in_doubt(&self) -> bool {
+        self.row.doubt
+    }
+    fn before_takeover(&self) -> bool {
+        self.row.takeover
+    }
+}
+
+/// A schedule's shape, drawn from its seed (swarm testing: each seed its own mix).
+#[derive(Clone, Debug)]
+pub struct Params {
+    pub rows: usize,
+    pub batch_rows: usize,
+    /// Per-mille chance of a crash after each action of the process.
+    pub crash: u32,
+    pub faults: Faults,
+    /// Per-mille chance that a row repeats the previous one exactly (same second).
+    pub repeat: u32,
+    /// Per-mille chance of a wall-clock step at each boot (a year back or a day on).
+    pub clock_step: u32,
+    /// Rows an earlier loader stored before this journal existed (a takeover).
+    pub preloaded: Option<usize>,
+    pub settle: u64,
+    pub timeout: u64,
+}
+
+impl Params {
+    pub fn draw(rng: &mut Rng) -> Params {
+        let f = |rng: &mut Rng, max: u64| rng.below(max + 1) as u32;
+        let lossy = rng.chance(700);
+        let faults = if lossy {
+            Faults {
+                ko: f(rng, 40),
+                error_500: f(rng, 40),
+                gateway: f(rng, 60),
+                drop_before: f(rng, 40),
+                drop_after: f(rng, 60),
+                refused: f(rng, 40),
+                slow: f(rng, 30),
+                late_max: 1_500,
+            }
+        } else {
+            Faults {
+                late_max: 1_500,
+                ..Faults::default()
+            }
+        };
+        Params {
+            rows: 20 + rng.below(200) as usize,
+            batch_rows: 1 + rng.below(24) as usize,
+            crash: if rng.chance(800) { f(rng, 60) } else { 0 },
+            faults,
+            repeat: if rng.chance(500) { f(rng, 300) } else { 0 },
+            clock_step: if rng.chance(300) { f(rng, 500) } else { 0 },
+            preloaded: None,
+            settle: 2_000,
+            timeout: 1_000,
+        }
+    }
+}
+
+pub struct Report {
+    pub crashes: u64,
+    pub requests: u64,
+}
+
+const BASE_TIME: i64 = 1_764_000_000;
+const YEAR_MS: i64 = 365 * 86_400_000;
+/// An uploader waiting for rows looks again after this long at the latest.
+const IDLE: u64 = 30_000;
+
+struct Proc {
+    boot: u64,
+    core: Uploader<SimEntry>,
+    /// A request on the wire: when its answer arrives, and the answer.
+    busy: Option<(u64, Input<SimEntry>)>,
+    /// Asleep until then (None: until rows arrive or IDLE passes).
+    waiting: Option<(Option<u64>, u64)>,
+    drained: bool,
+}
+
+struct World {
+    p: Params,
+    rng: Rng,
+    now: u64,
+    /// The source file: every row ever written, in order.
+    file: Vec<Row>,
+    next_write: u64,
+    /// Wall clock minus the virtual clock, ms (steps at boot).
+    wall_offset: i64,
+    journal: Journal,
+    server: Server,
+    proc: Option<Proc>,
+    restart_at: u64,
+    /// Faults and crashes stop here; then everything must drain.
+    calm_at: u64,
+    crashes: u64,
+    requests: u64,
+    woken: bool,
+    /// Rows at the head of the file that an earlier loader may have stored.
+    region: usize,
+}
+
+pub fn run(seed: u64, p: Params) -> Result<Report, String> {
+    let mut rng = Rng::new(seed);
+    let mut w = World {
+        server: Server::new(p.faults.clone()),
+        journal: Journal::new(State::default()),
+        p,
+        rng: Rng::new(rng.next()),
+        now: 0,
+        file: Vec::new(),
+        next_write: 0,
+        wall_offset: 0,
+        proc: None,
+        restart_at: 0,
+        calm_at: 0,
+        crashes: 0,
+        requests: 0,
+        woken: false,
+        region: 0,
+    };
+    w.prepare_takeover();
+    // Rows arrive over about a minute; faults last until a while after the last one.
+    w.calm_at = 90_000;
+    let bound = w.calm_at + 600_000;
+    loop {
+        if w.calm() {
+            w.server.faults = Faults::default();
+        }
+        w.server.tick(w.now);
+        if let Some(v) = w.server.violation.take() {
+            return Err(format!("at {} ms: {v}", w.now));
+        }
+        w.write_rows();
+        if w.proc.is_none() && w.now >= w.restart_at {
+            w.boot();
+        }
+        if w.proc.is_some() {
+            w.read();
+            w.upload()?;
+        }
+        if w.proc.as_ref().is_some_and(|p| p.drained) {
+            return w.check().map(|()| Report {
+                crashes: w.crashes,
+                requests: w.requests,
+            });
+        }
+        let next = w.next_event();
+        if next > bound {
+            return Err(format!(
+                "not drained {} s after faults stopped: {} of {} rows stored, {} spooled, reader at {}, journal in flight {:?}",
+                (bound - w.calm_at) / 1000,
+                w.server.stored.len(),
+                w.file.len(),
+                w.journal.now.spool.len(),
+                w.journal.now.pos,
+                w.journal.now.inflight
+            ));
+        }
+        w.now = next;
+    }
+}
+
+impl World {
+    fn calm(&self) -> bool {
+        self.now >= self.calm_at
+    }
+
+    fn wall_secs(&self) -> i64 {
+        BASE_TIME + (self.now as i64 + self.wall_offset).div_euclid(1000)
+    }
+
+    fn new_row(&mut self) -> Row {
+        if let Some(prev) = self.file.last() {
+            if self.rng.chance(self.p.repeat) {
+                return prev.clone();
+            }
+        }
+        let pick = |rng: &mut Rng, options: &[&str]| {
+            options[rng.below(options.len() as u64) as usize].to_string()
+        };
+        Row {
+            time: self.wall_secs(),
+            call_id: format!("call-{}", self.rng.below(6)),
+            queue: pick(&mut self.rng, &["sales", "support"]),
+            agent: pick(&mut self.rng, &["NONE", "Agent/101", "Agent/102"]),
+            verb: pick(&mut self.rng, &["ENTERQUEUE", "CONNECT", "COMPLETECALLER"]),
+            params: [
+                pick(&mut self.rng, &["", "1", "2"]),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+        }
+    }
+
+    /// An earlier loader stored the head of the file before this journal existed:
+    /// that head is the takeover region, judged against the watermark.
+    fn prepare_takeover(&mut self) {
+        let Some(stored) = self.p.preloaded else {
+            return;
+        };
+        let region = stored + self.rng.below(10) as usize;
+        for _ in 0..region {
+            let row = self.new_row();
+            self.push_row(row);
+            self.now += self.rng.below(700);
+        }
+        let head = self.file[..stored].iter().cloned().zip(0..).collect();
+        self.server.preload(head);
+        self.region = region;
+    }
+
+    fn push_row(&mut self, row: Row) {
+        *self.server.source_counts.entry(row.identity()).or_default() += 1;
+        self.file.push(row);
+    }
+
+    fn write_rows(&mut self) {
+        while self.file.len() < self.p.rows + self.region && self.next_write <= self.now {
+            let row = self.new_row();
+            self.push_row(row);
+            // Bursts and pauses.
+            self.next_write = self.now
+                + if self.rng.chance(100) {
+                    self.rng.below(5_000)
+                } else {
+                    self.rng.below(300)
+                };
+        }
+    }
+
+    fn boot(&mut self) {
+        if self.rng.chance(self.p.clock_step) {
+            // A Pi without an RTC boots a year in the past; NTP may fix it later.
+            self.wall_offset += if self.rng.chance(500) {
+                -YEAR_MS
+            } else {
+                86_400_000
+            };
+        }
+        let cfg = Config {
+            batch_rows: self.p.batch_rows,
+            batch_bytes: 64 * 1024,
+            linger: 300,
+            settle: self.p.settle,
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(5_000),
+            seed: self.rng.next(),
+        };
+        let partition = Partition {
+            token: String::new(),
+            tz_offset: 0,
+        };
+        let st = &self.journal.now;
+        let core = Uploader::new(cfg, partition, st.takeover, st.inflight, 0);
+        self.proc = Some(Proc {
+            boot: self.now,
+            core,
+            busy: None,
+            waiting: None,
+            drained: false,
+        });
+    }
+
+    /// The process dies here; the disk keeps the synced journal and a prefix of the rest.
+    fn crash(&mut self) {
+        self.crashes += 1;
+        let kept = self.rng.below(self.journal.unsynced() as u64 + 1) as usize;
+        self.journal.crash(kept);
+        self.proc = None;
+        self.restart_at = self.now + 1 + self.rng.below(3_000);
+    }
+
+    fn maybe_crash(&mut self) -> bool {
+        if !self.calm() && self.rng.chance(self.p.crash) {
+            self.crash();
+            return true;
+        }
+        false
+    }
+
+    /// The reader spools what the file has beyond its position, in one commit.
+    fn read(&mut self) {
+        let pos = self.journal.now.pos;
+        if pos >= self.file.len() || self.journal.now.spool.len() >= 400 {
+            return;
+        }
+        let end = self.file.len().min(pos + 1 + self.rng.below(40) as usize);
+        let rows = (pos..end)
+            .map(|line| SpoolRow {
+                row: self.file[line].clone(),
+                line,
+                doubt: false,
+                takeover: line < self.region,
+            })
+            .collect();
+        self.journal.append(rows, end);
+        self.woken = true;
+        self.maybe_crash();
+    }
+
+    fn upload(&mut self) -> Result<(), String> {
+        if self.calm()
+            && self.file.len() == self.p.rows + self.region
+            && self.journal.now.pos == self.file.len()
+        {
+            if let Some(p) = self.proc.as_mut() {
+                p.core.set_reader_done();
+            }
+        }
+        loop {
+            let now = self.now;
+            let woken = std::mem::take(&mut self.woken);
+            let Some(p) = self.proc.as_mut() else {
+                return Ok(());
+            };
+            let t = now - p.boot;
+            if let Some((done_at, _)) = &p.busy {
+                if now < *done_at {
+                    return Ok(());
+                }
+                let (_, input) = p.busy.take().expect("busy");
+                p.core.handle(t, input);
+                continue;
+            }
+            if let Some((until, since)) = p.waiting {
+                let due = match until {
+                    Some(u) => now >= u,
+                    None => woken || now >= since + IDLE,
+                };
+                if !due {
+                    return Ok(());
+                }
+                p.waiting = None;
+            }
+            if p.drained {
+                return Ok(());
+            }
+            let action = p.core.poll(t);
+            let boot = p.boot;
+            let input = match action {
+                Action::Wait { until } => {
+                    p.waiting = Some((until.map(|u| u + boot), now));
+                    return Ok(());
+                }
+                Action::Drained => {
+                    p.drained = true;
+                    return Ok(());
+                }
+                Action::Peek { max } => Input::Spool(wrap(self.journal.peek(max))),
+                Action::Range { from, to } => Input::Spool(wrap(self.journal.range(from, to))),
+                Action::Ring => Input::Ring(self.journal.now.ring.clone()),
+                Action::RecordTakeover(w) => {
+                    self.journal.set_takeover(w);
+                    Input::Done
+                }
+                Action::MarkInflight { from, to } => {
+                    self.journal.mark_inflight(from, to);
+                    Input::Done
+                }
+                Action::ClearInflight => {
+                    self.journal.clear_inflight();
+                    Input::Done
+                }
+                Action::Settle { stored, to_send } => {
+                    let seqs = |v: Vec<SimEntry>| v.into_iter().map(|e| e.seq).collect();
+                    self.journal.settle(seqs(stored), seqs(to_send));
+                    Input::Done
+                }
+                Action::CheckHwm | Action::CheckRow(_) | Action::Send { .. } => {
+                    self.requests += 1;
+                    let (after, input) = self.request(action);
+                    // The process may die with the request on the wire.
+                    if !self.calm() && self.rng.chance(self.p.crash) {
+                        self.now += self.rng.below(after);
+                        self.crash();
+                        self.now = now;
+                        return Ok(());
+                    }
+                    let p = self.proc.as_mut().expect("up");
+                    p.busy = Some((now + after, input));
+                    return Ok(());
+                }
+            };
+            let p = self.proc.as_mut().expect("up");
+            p.core.handle(t, input);
+            if self.maybe_crash() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn request(&mut self, action: Action<SimEntry>) -> (u64, Input<SimEntry>) {
+        let (rng, server, now) = (&mut self.rng, &mut self.server, self.now);
+        match action {
+            Action::CheckHwm => {
+                let o = server.check_hwm(rng);
+                (o.after, Input::Watermark(o.answer))
+            }
+            Action::CheckRow(row) => {
+                let o = server.check_row(rng, &row);
+                (o.after, Input::Count(o.answer))
+            }
+            Action::Send { rows, .. } => {
+                // The batch is what was just marked in flight.
+                let (from, to) = self.journal.now.inflight.expect("sent without a mark");
+                let batch: Vec<(Row, usize)> = self
+                    .journal
+                    .range(from, to)
+                    .into_iter()
+                    .map(|(_, r)| (r.row, r.line))
+                    .collect();
+                assert_eq!(batch.len(), rows, "the body holds the marked range");
+                let o = server.insert_all(rng, now, batch, self.p.timeout);
+                (o.after, Input::Sent(o.answer))
+            }
+            _ => unreachable!("not a request"),
+        }
+    }
+
+    fn next_event(&self) -> u64 {
+        let mut next = u64::MAX;
+        if self.file.len() < self.p.rows + self.region {
+            next = next.min(self.next_write);
+        }
+        if let Some(at) = self.server.next_late() {
+            next = next.min(at);
+        }
+        match &self.proc {
+            None => next = next.min(self.restart_at),
+            Some(p) => {
+                if self.journal.now.pos < self.file.len() && self.journal.now.spool.len() < 400 {
+                    next = next.min(self.now + 1);
+                }
+                if let Some((at, _)) = &p.busy {
+                    next = next.min(*at);
+                }
+                match p.waiting {
+                    Some((Some(u), _)) => next = next.min(u),
+                    Some((None, since)) => next = next.min(since + IDLE),
+                    None => {}
+                }
+            }
+        }
+        if !self.calm() {
+            next = next.min(self.calm_at);
+        }
+        next.max(self.now + 1)
+    }
+
+    /// Exactly once, nothing invented, in file order.
+    fn check(&self) -> Result<(), String> {
+        let mut left: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (line, r) in self.file.iter().enumerate().rev() {
+            left.entry(r.identity()).or_default().push(line);
+        }
+        let mut last = None;
+        for (row, _) in &self.server.stored {
+            let line = left
+                .get_mut(&row.identity())
+                .and_then(|v| v.pop())
+                .ok_or_else(|| format!("stored a row the source lacks: {row:?}"))?;
+            if last.is_some_and(|l| line < l) {
+                return Err(format!(
+                    "line {line} stored after line {}",
+                    last.unwrap_or(0)
+                ));
+            }
+            last = Some(line);
+        }
+        let lost: Vec<usize> = left.values().flatten().copied().collect();
+        if !lost.is_empty() {
+            let mut lost = lost;
+            lost.sort_unstable();
+            return Err(format!(
+                "{} of {} rows never stored, first lines {:?}",
+                lost.len(),
+                self.file.len(),
+                &lost[..lost.len().min(8)]
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn wrap(rows: Vec<(u64, SpoolRow)>) -> Vec<SimEntry> {
+    rows.into_iter()
+        .map(|(seq, row)| SimEntry { seq, row })
+        .collect()
+}
