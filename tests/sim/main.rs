@@ -52,7 +52,7 @@ fn every_row_exactly_once_across_seeded_schedules() {
                                 crashes += r.crashes;
                                 requests += r.requests;
                             }
-                            Err(e) => failed.push(e),
+                            Err(e) => failed.push(format!("schedule {i}, {e}")),
                         }
                         if failed.len() >= 3 {
                             break;

@@ -80,7 +80,7 @@ impl Params {
             faults,
             repeat: if rng.chance(500) { f(rng, 300) } else { 0 },
             clock_step: if rng.chance(300) { f(rng, 500) } else { 0 },
-            preloaded: None,
+            preloaded: rng.chance(200).then(|| rng.below(60) as usize),
             settle: 2_000,
             timeout: 1_000,
         }
@@ -151,6 +151,8 @@ pub fn run(seed: u64, p: Params) -> Result<Report, String> {
     w.prepare_takeover();
     // Rows arrive over about a minute; faults last until a while after the last one.
     w.calm_at = 90_000;
+    // Faults stop at calm_at; the slowest legitimate path after that is a backoff at
+    // its cap, a settle window and every row in batches of one: minutes, not ten.
     let bound = w.calm_at + 600_000;
     loop {
         if w.calm() {
