@@ -45,6 +45,11 @@ pub enum Fault {
     DropAfterStore,
     /// Closes without answering and without executing.
     DropBeforeStore,
+    /// A proxy that gave up: answers 502 Bad Gateway at once, while the application
+    /// server behind it executes the command this much later.
+    GatewayThenStore(Duration),
+    /// The same proxy closing with no status line at all.
+    DropThenStore(Duration),
 }
 
 #[derive(Clone, Debug)]
@@ -103,6 +108,8 @@ struct State {
     /// that resends): (token, JSON object text, answers left).
     fb_resend: Vec<(String, String, u32)>,
     fb_results: Vec<FbReport>,
+    /// Faults drawn per request: (xorshift state, [(fault, per mille)]).
+    random: Option<(u64, Vec<(Fault, u32)>)>,
 }
 
 /// A `checkFbResCon` the server received.
@@ -193,7 +200,15 @@ impl FakeQm {
     }
 
     pub fn clear_faults(&self) {
-        self.inner.state.lock().unwrap().faults.clear();
+        let mut st = self.inner.state.lock().unwrap();
+        st.faults.clear();
+        st.random = None;
+    }
+
+    /// Every request draws a fault from `mix` ((fault, per mille), the rest succeed),
+    /// on top of [`FakeQm::fail`]'s rules, until [`FakeQm::clear_faults`].
+    pub fn fail_randomly(&self, seed: u64, mix: &[(Fault, u32)]) {
+        self.inner.state.lock().unwrap().random = Some((seed | 1, mix.to_vec()));
     }
 
     /// How many rows a token holds (works in count_only mode too).
@@ -315,7 +330,7 @@ enum Reply {
     Hang,
 }
 
-fn serve(inner: &Inner, mut tcp: TcpStream) {
+fn serve(inner: &Arc<Inner>, mut tcp: TcpStream) {
     let _ = tcp.set_read_timeout(Some(Duration::from_secs(30)));
     match inner.cfg.tls.clone() {
         None => {
@@ -349,7 +364,7 @@ enum Outcome {
 }
 
 /// Reads one request and answers it (or not, as a fault says), on plain TCP or TLS.
-fn exchange<S: Read + Write>(inner: &Inner, stream: &mut S) -> Outcome {
+fn exchange<S: Read + Write>(inner: &Arc<Inner>, stream: &mut S) -> Outcome {
     let reply = match read_request(stream) {
         Ok(req) => handle(inner, req),
         Err(reply) => reply,
@@ -455,7 +470,7 @@ fn read_request<S: Read>(stream: &mut S) -> Result<Request, Reply> {
     })
 }
 
-fn handle(inner: &Inner, req: Request) -> Reply {
+fn handle(inner: &Arc<Inner>, req: Request) -> Reply {
     let cfg = &inner.cfg;
     let violation = |msg: String| inner.state.lock().unwrap().violations.push(msg);
     if req.method != "POST" {
@@ -525,10 +540,11 @@ fn handle(inner: &Inner, req: Request) -> Reply {
             .faults
             .iter_mut()
             .find(|r| r.remaining > 0 && (r.command == "*" || r.command == command_id));
-        rule.map(|r| {
+        let ruled = rule.map(|r| {
             r.remaining -= 1;
             r.fault
-        })
+        });
+        ruled.or_else(|| draw(&mut st.random))
     };
     match fault {
         Some(Fault::Http500) => {
@@ -539,6 +555,19 @@ fn handle(inner: &Inner, req: Request) -> Reply {
         Some(Fault::Hang) => return Reply::Hang,
         Some(Fault::DropBeforeStore) => return Reply::Drop,
         Some(Fault::Delay(d)) => std::thread::sleep(d),
+        Some(Fault::GatewayThenStore(after)) | Some(Fault::DropThenStore(after)) => {
+            let (inner, token) = (inner.clone(), token.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(after);
+                execute(&inner, &command_id, &token, &obj);
+            });
+            return match fault {
+                Some(Fault::GatewayThenStore(_)) => {
+                    Reply::Http(502, "Bad Gateway", "upstream timed out".into())
+                }
+                _ => Reply::Drop,
+            };
+        }
         Some(Fault::DropAfterStore) | None => {}
     }
     let result = execute(inner, &command_id, &token, &obj);
@@ -549,6 +578,22 @@ fn handle(inner: &Inner, req: Request) -> Reply {
         return Reply::Drop;
     }
     Reply::Json(result.0)
+}
+
+/// A fault for this request from the random mix, if one is drawn.
+fn draw(random: &mut Option<(u64, Vec<(Fault, u32)>)>) -> Option<Fault> {
+    let (state, mix) = random.as_mut()?;
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    let mut x = (*state % 1000) as u32;
+    for &(fault, per_mille) in mix.iter() {
+        if x < per_mille {
+            return Some(fault);
+        }
+        x -= per_mille;
+    }
+    None
 }
 
 fn execute(inner: &Inner, command: &str, token: &str, obj: &json::Object) -> (String, String) {
