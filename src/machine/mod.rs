@@ -5,3 +5,6 @@
 //! thousand.
 
 pub mod upload;
+
+#[cfg(test)]
+mod tests;

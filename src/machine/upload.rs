@@ -22,10 +22,12 @@
 
 use crate::backoff::Backoff;
 use crate::protocol::{InsertAllBody, Partition};
-use crate::resync::{self, AckedRing, Doubt, Judgement};
+use crate::resync::AckedRing;
 use crate::row::Row;
-use std::collections::HashMap;
+use resync::Resync;
 use std::time::Duration;
+
+mod resync;
 
 /// Milliseconds on the driver's monotonic clock.
 pub type Millis = u64;
@@ -173,18 +175,6 @@ enum Awaiting {
     Ring,
     Settled { resync: bool },
     Cleared,
-}
-
-/// A resync in progress: the rows in doubt and every answer received so far.
-struct Resync<E> {
-    entries: Vec<E>,
-    /// The live watermark, once checkHWM answered.
-    live: Option<Option<i64>>,
-    /// Indexes (into `entries`) of the first row of each distinct identity to ask about.
-    to_ask: Vec<usize>,
-    /// checkRow answers by identity.
-    counts: HashMap<u64, u64>,
-    requests: u64,
 }
 
 pub struct Uploader<E> {
@@ -461,100 +451,5 @@ impl<E: Spooled> Uploader<E> {
                 }
             }
         }
-    }
-
-    fn begin_resync(&mut self, entries: Vec<E>) {
-        if entries.is_empty() {
-            // Every row of the in-flight range was acknowledged meanwhile.
-            self.queue(Action::ClearInflight, None);
-            return;
-        }
-        self.resync = Some(Resync {
-            entries,
-            live: None,
-            to_ask: Vec::new(),
-            counts: HashMap::new(),
-            requests: 0,
-        });
-    }
-
-    fn resync_hwm(&mut self, now: Millis, answer: Result<Option<i64>, Failure>) {
-        let r = self.resync.as_mut().expect("resync");
-        r.requests += 1;
-        match answer {
-            Ok(live) => {
-                r.live = Some(live);
-                let takeover = self.takeover.flatten();
-                let mut seen = std::collections::HashSet::new();
-                r.to_ask = (0..r.entries.len())
-                    .filter(|&i| {
-                        let e = &r.entries[i];
-                        let j = resync::judge(e.row().time, e.before_takeover(), takeover, live);
-                        j == Judgement::Ask && seen.insert(e.row().identity())
-                    })
-                    .collect();
-            }
-            Err(failure) => {
-                self.fail(now, Command::CheckHwm, failure);
-            }
-        }
-    }
-
-    fn resync_row(&mut self, now: Millis, answer: Result<u64, Failure>) {
-        let r = self.resync.as_mut().expect("resync");
-        r.requests += 1;
-        match answer {
-            Ok(count) => {
-                let i = *r.to_ask.iter().find(|&&i| !r.asked(i)).expect("asked");
-                r.counts.insert(r.entries[i].row().identity(), count);
-                self.backoff.reset();
-            }
-            // The same request goes again after the backoff; every answer so far stays.
-            Err(failure) => {
-                self.fail(now, Command::CheckRow, failure);
-            }
-        }
-    }
-
-    fn decide_resync(&mut self, ring: &AckedRing) {
-        let r = self.resync.as_mut().expect("resync");
-        let live = r.live.expect("watermark known");
-        let takeover = self.takeover.flatten();
-        let mut stored_outright = Vec::new();
-        let mut asked = Vec::new();
-        for e in &r.entries {
-            match resync::judge(e.row().time, e.before_takeover(), takeover, live) {
-                Judgement::Stored => stored_outright.push(e.seq()),
-                Judgement::Send => {}
-                Judgement::Ask => asked.push(Doubt {
-                    seq: e.seq(),
-                    identity: e.row().identity(),
-                }),
-            }
-        }
-        let (present, _) = resync::decide(&asked, &r.counts, ring);
-        let present: std::collections::HashSet<u64> =
-            present.into_iter().chain(stored_outright).collect();
-        let entries = std::mem::take(&mut r.entries);
-        let in_doubt = entries.len();
-        let (stored, to_send): (Vec<E>, Vec<E>) = entries
-            .into_iter()
-            .partition(|e| present.contains(&e.seq()));
-        self.events.push(Event::Resynced {
-            in_doubt,
-            stored: stored.len(),
-            to_send: to_send.len(),
-            requests: r.requests,
-        });
-        self.queue(
-            Action::Settle { stored, to_send },
-            Some(Awaiting::Settled { resync: true }),
-        );
-    }
-}
-
-impl<E: Spooled> Resync<E> {
-    fn asked(&self, i: usize) -> bool {
-        self.counts.contains_key(&self.entries[i].row().identity())
     }
 }
