@@ -50,6 +50,11 @@ pub struct Params {
     pub preloaded: Option<usize>,
     pub settle: u64,
     pub timeout: u64,
+    /// Faults and crashes go on until everything is drained, which must then happen
+    /// while they do (a resync that only completes once faults stop is a livelock).
+    pub drain_under_faults: bool,
+    /// The whole file is there at start: a catch-up, in full batches.
+    pub catch_up: bool,
 }
 
 impl Params {
@@ -83,6 +88,8 @@ impl Params {
             preloaded: rng.chance(200).then(|| rng.below(60) as usize),
             settle: 2_000,
             timeout: 1_000,
+            drain_under_faults: false,
+            catch_up: false,
         }
     }
 }
@@ -150,7 +157,11 @@ pub fn run(seed: u64, p: Params) -> Result<Report, String> {
     };
     w.prepare_takeover();
     // Rows arrive over about a minute; faults last until a while after the last one.
-    w.calm_at = 90_000;
+    w.calm_at = if w.p.drain_under_faults {
+        3_600_000
+    } else {
+        90_000
+    };
     // Faults stop at calm_at; the slowest legitimate path after that is a backoff at
     // its cap, a settle window and every row in batches of one: minutes, not ten.
     let bound = w.calm_at + 600_000;
@@ -171,6 +182,14 @@ pub fn run(seed: u64, p: Params) -> Result<Report, String> {
             w.upload()?;
         }
         if w.proc.as_ref().is_some_and(|p| p.drained) {
+            if w.p.drain_under_faults && w.calm() {
+                return Err(format!(
+                    "drained only once the faults stopped ({} ms, {} requests, {} stored)",
+                    w.now,
+                    w.requests,
+                    w.server.stored.len()
+                ));
+            }
             return w.check().map(|()| Report {
                 crashes: w.crashes,
                 requests: w.requests,
@@ -254,7 +273,9 @@ impl World {
             self.push_row(row);
             // Bursts and pauses.
             self.next_write = self.now
-                + if self.rng.chance(100) {
+                + if self.p.catch_up {
+                    0
+                } else if self.rng.chance(100) {
                     self.rng.below(5_000)
                 } else {
                     self.rng.below(300)
@@ -333,8 +354,9 @@ impl World {
     }
 
     fn upload(&mut self) -> Result<(), String> {
-        if self.calm()
-            && self.file.len() == self.p.rows + self.region
+        let written = self.file.len() == self.p.rows + self.region;
+        if (self.calm() || self.p.drain_under_faults)
+            && written
             && self.journal.now.pos == self.file.len()
         {
             if let Some(p) = self.proc.as_mut() {
@@ -370,6 +392,9 @@ impl World {
                 return Ok(());
             }
             let action = p.core.poll(t);
+            if std::env::var_os("QLSHIP_SIM_TRACE").is_some() {
+                eprintln!("{now} ms: {}", describe(&action));
+            }
             let boot = p.boot;
             let input = match action {
                 Action::Wait { until } => {
@@ -520,4 +545,16 @@ fn wrap(rows: Vec<(u64, SpoolRow)>) -> Vec<SimEntry> {
     rows.into_iter()
         .map(|(seq, row)| SimEntry { seq, row })
         .collect()
+}
+
+/// One line per action for `QLSHIP_SIM_TRACE`.
+fn describe(a: &Action<SimEntry>) -> String {
+    match a {
+        Action::Send { rows, .. } => format!("insertAll of {rows} rows"),
+        Action::Settle { stored, to_send } => {
+            format!("settle: {} stored, {} to send", stored.len(), to_send.len())
+        }
+        Action::CheckRow(r) => format!("checkRow {} {}", r.time, r.call_id),
+        other => format!("{other:?}"),
+    }
 }
