@@ -80,6 +80,7 @@ impl Settings {
             tz_offset: 0,
             disabled: false,
             noactions: false,
+            foreign_uri: None,
         }
     }
 

@@ -34,11 +34,17 @@ pub struct Target {
     pub disabled: bool,
     /// Feedback actions are never polled for this target.
     pub noactions: bool,
+    /// The address as written when it is not http(s) (Uniloader's `file:` and `mysql:`
+    /// back-ends): only a disabled target may have one, it is shown and never contacted.
+    pub foreign_uri: Option<String>,
 }
 
 impl Target {
     /// The endpoint, without credentials (safe to log).
     pub fn url(&self) -> String {
+        if let Some(uri) = &self.foreign_uri {
+            return uri.clone();
+        }
         let scheme = if self.https { "https" } else { "http" };
         let ctx = self.context.trim_matches('/');
         if ctx.is_empty() {
@@ -456,7 +462,7 @@ mod tests {
         }
     }
 
-    fn row(queue: &str, agent: &str) -> Row {
+    pub(super) fn row(queue: &str, agent: &str) -> Row {
         Row {
             time: 1,
             call_id: "c".into(),
