@@ -96,8 +96,8 @@ fn show_status(run_dir: &Path, json: bool) -> i32 {
 /// `qlship check`: one checkHWM per enabled target, and what each outcome means for a
 /// person.
 fn check(s: &Settings) -> i32 {
-    if s.trust == crate::config::Trust::Insecure {
-        eprintln!("qlship: warning: {}", crate::tls::INSECURE_WARNING);
+    for warning in crate::warnings::for_settings(s) {
+        eprintln!("qlship: warning: {warning}");
     }
     let mut all_ok = true;
     let targets = s.targets();
@@ -260,8 +260,8 @@ fn warn_if_password_file_is_public(settings: &Settings) {
 
 fn run(settings: Settings) -> i32 {
     warn_if_password_file_is_public(&settings);
-    if settings.trust == crate::config::Trust::Insecure {
-        log::warn!("{}", crate::tls::INSECURE_WARNING);
+    for warning in crate::warnings::for_settings(&settings) {
+        log::warn!("{warning}");
     }
     let (stop_tx, stop_rx) = smol::channel::bounded(1);
     let (usr1_tx, usr1_rx) = smol::channel::bounded(1);

@@ -157,6 +157,10 @@ options:
   --ami-hosts LIST     AMI hosts feedback actions may reach (default 127.0.0.1,::1,localhost)
   --ami-actions LIST   AMI actions they may run (default: queue, call and variable actions;
                        never Command)
+  --ami-applications LIST  applications an Originate may start (default ChanSpy,ExtenSpy)
+  --ami-contexts LIST  dialplan contexts Originate/Redirect/Atxfer may lead into
+                       (default: any)
+  --ami-functions LIST dialplan functions a Variable/Value header may name (default none)
   --ami-user USER      log in to AMI as USER (secret: AMI_SECRET in the --config file) and
                        drop QueueMetrics' own Login
   --ami-timeout SECS   AMI connect and answer deadline (default 10)
@@ -207,6 +211,9 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("--feedback", "FEEDBACK"),
     ("--ami-hosts", "AMI_HOSTS"),
     ("--ami-actions", "AMI_ACTIONS"),
+    ("--ami-applications", "AMI_APPLICATIONS"),
+    ("--ami-contexts", "AMI_CONTEXTS"),
+    ("--ami-functions", "AMI_FUNCTIONS"),
     ("--ami-user", "AMI_USER"),
     ("--ami-timeout", "AMI_TIMEOUT"),
     ("--http-timeout", "HTTP_TIMEOUT"),
@@ -248,6 +255,9 @@ const FILE_KEYS: &[&str] = &[
     "LOGLEVEL",
     "AMI_HOSTS",
     "AMI_ACTIONS",
+    "AMI_APPLICATIONS",
+    "AMI_CONTEXTS",
+    "AMI_FUNCTIONS",
     "AMI_USER",
     "AMI_SECRET",
     "AMI_TIMEOUT",
@@ -508,7 +518,8 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         drain: flag("DRAIN")?,
         heartbeat: seconds("HEARTBEAT", 900.0)?,
         feedback: seconds("FEEDBACK", 0.0)?,
-        ami: ami_policy(raw)?,
+        ami: crate::ami_policy::Policy::from_keys(|k| raw.get(k))
+            .map_err(|e| ConfigError(e.to_string()))?,
         ami_timeout: seconds("AMI_TIMEOUT", 10.0)?.max(Duration::from_millis(100)),
         http_timeout,
         resync_settle,
@@ -527,37 +538,6 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         s.split = Some((path, split));
     }
     Ok(s)
-}
-
-/// AMI_HOSTS / AMI_ACTIONS (comma or space separated lists), AMI_USER + AMI_SECRET.
-fn ami_policy(raw: &Raw) -> Result<crate::feedback::Policy, ConfigError> {
-    let mut policy = crate::feedback::Policy::default();
-    let list = |v: &str| -> Vec<String> {
-        v.split([',', ' '])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
-    };
-    if let Some((v, _)) = raw.get("AMI_HOSTS") {
-        policy.hosts = list(v);
-    }
-    if let Some((v, _)) = raw.get("AMI_ACTIONS") {
-        policy.actions = list(v);
-    }
-    match (raw.get("AMI_USER"), raw.get("AMI_SECRET")) {
-        (Some((user, _)), Some((secret, _))) => {
-            policy.login = Some((user.to_string(), secret.to_string()))
-        }
-        (None, None) => {}
-        (Some((_, origin)), None) => {
-            return err(format!(
-            "{origin}: AMI_USER needs AMI_SECRET in the --config file (never on the command line)"
-        ))
-        }
-        (None, Some((_, origin))) => return err(format!("{origin}: AMI_SECRET needs AMI_USER")),
-    }
-    Ok(policy)
 }
 
 /// `512`, `64K`, `4M`, `1G` (binary multiples).

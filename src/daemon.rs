@@ -1102,7 +1102,7 @@ async fn poll_feedback(sh: &Arc<Shared>, lead: &Arc<Lead>) -> Result<bool, Strin
         let outcome = match container.and_then(|c| crate::feedback::vet(&c, &sh.settings.ami)) {
             Err(why) => {
                 warn!("feedback action {id} refused: {why}");
-                Err(format!("refused by qlship: {why}"))
+                Err(format!("refused: {why}"))
             }
             Ok(vetted) => {
                 let names: Vec<&str> = vetted.transactions.iter().map(|t| t.action()).collect();

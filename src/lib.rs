@@ -6,6 +6,7 @@
 
 pub mod allocator;
 pub mod ami;
+pub mod ami_policy;
 pub mod app;
 pub mod backoff;
 pub mod config;
@@ -20,7 +21,9 @@ pub mod protocol;
 pub mod resync;
 pub mod row;
 pub mod rules;
+pub mod secret;
 pub mod status;
 pub mod tail;
 pub mod tls;
+pub mod warnings;
 pub mod workers;
