@@ -612,14 +612,24 @@ mod tests {
 
     #[test]
     fn config_file_keys_and_precedence() {
-        let dir = std::env::temp_dir().join(format!("qlship-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("wqloaderd");
-        std::fs::write(
-            &f,
-            "# old sysconfig\nHTTPHOST=10.1.1.1\nHTTPPORT=\"8082\"\nQMPASS='s3cret'\nPARTITION=P002\nLOCKFILE=/var/lock/x\nexport RAM_BUDGET=2M # comment\n",
-        )
-        .unwrap();
+        use std::io::Write;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        // It holds a password: a private directory (0700, removed when the test ends)
+        // and a file only its owner can read, as on a real box.
+        let dir = tempfile::tempdir().unwrap();
+        // tempfile leaves the directory to the umask (0755 here).
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let dir_mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(dir_mode & 0o077, 0, "{dir_mode:o}");
+        let f = dir.path().join("wqloaderd");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&f)
+            .unwrap()
+            .write_all(b"# old sysconfig\nHTTPHOST=10.1.1.1\nHTTPPORT=\"8082\"\nQMPASS='s3cret'\nPARTITION=P002\nLOCKFILE=/var/lock/x\nexport RAM_BUDGET=2M # comment\n")
+            .unwrap();
         let f = f.to_str().unwrap();
         let s = run(&["--config", f, "-p", "9000"]).unwrap();
         assert_eq!(s.host, "10.1.1.1");

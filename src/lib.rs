@@ -18,6 +18,7 @@ pub mod journal;
 pub mod lines;
 pub mod parse;
 pub mod protocol;
+pub mod queue_log_path;
 pub mod resync;
 pub mod row;
 pub mod rules;

@@ -96,6 +96,23 @@ pub fn to_json(s: &Snapshot) -> String {
     json::to_string(s)
 }
 
+/// What `status --json` prints when no daemon runs: scripts get JSON either way (and
+/// exit status 3). `last_pid` is the pid of a stale status file, if there is one.
+#[derive(Serialize)]
+struct NotRunning<'a> {
+    running: bool,
+    reason: &'a str,
+    last_pid: Option<u32>,
+}
+
+pub fn not_running_json(reason: &str, last_pid: Option<u32>) -> String {
+    json::to_string(&NotRunning {
+        running: false,
+        reason,
+        last_pid,
+    })
+}
+
 pub fn from_json(text: &str) -> Result<Snapshot, String> {
     json::from_str(text).map_err(|_| "status file is not a qlship status".to_string())
 }
