@@ -443,14 +443,14 @@ fn client_rule(
         return Ok(());
     }
     let m = Matcher { how, tokens };
-    split.rules.push(Rule {
+    split.push_rule(Rule {
         name,
         target,
         queue: Some(m.clone()),
         agent: Some(m),
         strip,
         line,
-    });
+    })?;
     Ok(())
 }
 

@@ -12,10 +12,16 @@ mod perl;
 
 use crate::row::Row;
 use std::fmt;
+use std::io::Read;
 use std::path::Path;
 
 /// Targets are bits of a u64 in the spool.
 pub const MAX_TARGETS: usize = 64;
+/// Every row is tried against the rules in order: a file of more is a mistake (or an
+/// attack on the box's CPU), not a configuration. Disabled entries count too.
+pub const MAX_RULES: usize = 1024;
+/// Real rules files are a few KiB; nothing larger is read.
+pub const MAX_RULES_FILE_BYTES: u64 = 1 << 20;
 
 /// One QueueMetrics instance and partition.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -176,6 +182,18 @@ impl Split {
         self.targets.iter().enumerate().filter(|(_, t)| !t.disabled)
     }
 
+    /// Appends a rule, within [`MAX_RULES`].
+    fn push_rule(&mut self, rule: Rule) -> Result<(), ParseError> {
+        if self.rules.len() >= MAX_RULES {
+            return Err(ParseError::at(
+                rule.line,
+                format!("more than {MAX_RULES} rules"),
+            ));
+        }
+        self.rules.push(rule);
+        Ok(())
+    }
+
     /// Adds `t` for `rule`, or finds the target already writing to the same partition;
     /// two rules for one partition must agree on everything about it.
     fn intern(&mut self, t: Target, rule: &str, line: usize) -> Result<usize, String> {
@@ -197,6 +215,11 @@ impl Split {
                 ));
             }
             return Ok(i);
+        }
+        if self.targets.len() >= MAX_RULES {
+            return Err(format!(
+                "rule {rule:?} (line {line}): more than {MAX_RULES} targets"
+            ));
         }
         if self.targets.iter().filter(|o| !o.disabled).count() >= MAX_TARGETS && !t.disabled {
             return Err(format!(
@@ -265,12 +288,22 @@ impl fmt::Display for ParseError {
 /// with `[` or `{`, else wqloader's Perl list.
 pub fn load(path: &Path, defaults: &Target) -> Result<Split, RulesError> {
     let file = path.display().to_string();
-    let text = std::fs::read(path).map_err(|e| RulesError {
+    let cannot = |what: String| RulesError {
         file: file.clone(),
         line: 0,
         key: None,
-        what: format!("cannot read: {e}"),
-    })?;
+        what,
+    };
+    let mut text = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_RULES_FILE_BYTES + 1).read_to_end(&mut text))
+        .map_err(|e| cannot(format!("cannot read: {e}")))?;
+    if text.len() as u64 > MAX_RULES_FILE_BYTES {
+        return Err(cannot(format!(
+            "larger than {} KiB: not a rules file",
+            MAX_RULES_FILE_BYTES >> 10
+        )));
+    }
     let text = String::from_utf8(text).map_err(|e| RulesError {
         file: file.clone(),
         line: 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
@@ -471,6 +504,36 @@ mod tests {
             verb: "V".into(),
             params: Default::default(),
         }
+    }
+
+    #[test]
+    fn rules_files_are_bounded_in_size_and_count() {
+        let rule = |i: usize| {
+            format!("{{ruleName=>'r{i}', queueStarts=>1, queueToken=>'q{i}', targetHost=>'h', targetToken=>'P'}},\n")
+        };
+        let file = |n: usize| format!("my @r = (\n{});\n", (0..n).map(rule).collect::<String>());
+        assert_eq!(
+            parse(&file(MAX_RULES), &defaults()).unwrap().rules.len(),
+            MAX_RULES
+        );
+        assert_eq!(
+            parse(&file(MAX_RULES + 1), &defaults())
+                .unwrap_err()
+                .to_string(),
+            format!("line {}: more than {MAX_RULES} rules", MAX_RULES + 2)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("rules.pl");
+        let mut text = file(1);
+        text.push_str(&"#".repeat(MAX_RULES_FILE_BYTES as usize));
+        std::fs::write(&big, text).unwrap();
+        assert_eq!(
+            load(&big, &defaults()).unwrap_err().to_string(),
+            format!(
+                "{}:0: larger than 1024 KiB: not a rules file",
+                big.display()
+            )
+        );
     }
 
     fn target(name: &str, disabled: bool) -> Target {

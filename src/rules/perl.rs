@@ -427,14 +427,14 @@ fn rule(split: &mut Split, h: &Hash, line: usize, defaults: &Target) -> Result<(
     let target = split
         .intern(t, &name, line)
         .map_err(|e| ParseError::at(line, e))?;
-    split.rules.push(Rule {
+    split.push_rule(Rule {
         name,
         target,
         queue,
         agent,
         strip: false,
         line,
-    });
+    })?;
     Ok(())
 }
 
