@@ -208,6 +208,7 @@ fn feedback_over_plain_http_is_warned_about_at_start_and_in_check() {
     assert!(env
         .logs()
         .contains(&format!("WARN  [qlship::app] {warning}")));
+    env.append(""); // `check` also wants QUEUE_LOG to exist
     let mut args = vec!["check".to_string()];
     args.extend(env.args(&["--feedback", "5"]));
     let (code, text) = run_qlship(&args);
