@@ -88,7 +88,7 @@ fn show_status(run_dir: &Path, json: bool) -> i32 {
                 "its last status in {} is from pid {}, {}s ago",
                 run_dir.display(),
                 snapshot.pid,
-                now - snapshot.written
+                now.saturating_sub(snapshot.written)
             ),
             Some(snapshot.pid),
         );
@@ -310,7 +310,14 @@ fn run(settings: Settings) -> i32 {
     }
     let journal = Arc::new(journal);
     if let Some(pid_file) = &settings.pid_file {
-        if let Err(e) = std::fs::write(pid_file, format!("{}\n", std::process::id())) {
+        let dir = pid_file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = pid_file.file_name().unwrap_or_default().to_string_lossy();
+        let pid = format!("{}\n", std::process::id());
+        let public = crate::atomic_file::PUBLIC;
+        if let Err(e) = crate::atomic_file::write_atomically(dir, &name, pid.as_bytes(), public) {
             error!("PIDFILE {}: {e}", pid_file.display());
             return EXIT_USAGE;
         }

@@ -24,7 +24,7 @@ pub struct Settings {
     pub port: u16,
     pub context: String,
     pub user: String,
-    pub password: String,
+    pub password: crate::secret::Secret,
     pub https: bool,
     pub trust: Trust,
     pub queue_log: PathBuf,
@@ -504,7 +504,7 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         port,
         context: text("HTTPCONTEXT", "queuemetrics"),
         user: text("QMUSER", "webqloader"),
-        password: text("QMPASS", "qloader"),
+        password: text("QMPASS", "qloader").into(),
         https: flag("HTTPS")?,
         trust,
         queue_log: path("QUEUELOG", "/var/log/asterisk/queue_log"),
@@ -584,7 +584,7 @@ mod tests {
         assert_eq!(s.host, "qm.example");
         assert_eq!(s.port, 8081);
         assert_eq!(s.url(), "http://qm.example:8081/qm/jsonQLoaderApi.do");
-        assert_eq!((s.user.as_str(), s.password.as_str()), ("u", "pw"));
+        assert_eq!((s.user.as_str(), s.password.expose()), ("u", "pw"));
         assert_eq!(s.queue_log, PathBuf::from("/tmp/ql"));
         assert_eq!(s.token, "P001");
         assert_eq!(s.activity_log, Some(PathBuf::from("/tmp/act.log")));
@@ -598,7 +598,7 @@ mod tests {
             "http://127.0.0.1:8080/queuemetrics/jsonQLoaderApi.do"
         );
         assert_eq!(
-            (s.user.as_str(), s.password.as_str()),
+            (s.user.as_str(), s.password.expose()),
             ("webqloader", "qloader")
         );
         assert_eq!(s.queue_log, PathBuf::from("/var/log/asterisk/queue_log"));
@@ -634,7 +634,7 @@ mod tests {
         let s = run(&["--config", f, "-p", "9000"]).unwrap();
         assert_eq!(s.host, "10.1.1.1");
         assert_eq!(s.port, 9000);
-        assert_eq!(s.password, "s3cret");
+        assert_eq!(s.password.expose(), "s3cret");
         assert_eq!(s.token, "P002");
         assert_eq!(s.ram_budget, 2 << 20);
     }

@@ -72,7 +72,7 @@ impl Client {
     pub fn new(t: &Target, s: &Settings) -> Client {
         Client {
             url: t.url(),
-            auth: protocol::basic_auth(&t.user, &t.password),
+            auth: protocol::basic_auth(&t.user, t.password.expose()),
             timeout_secs: s.http_timeout.as_secs_f64().ceil().max(1.0) as u64,
             partition: Partition {
                 token: t.token.clone(),
@@ -128,8 +128,12 @@ impl Client {
             None | Some("") | Some("null") => Ok(None),
             Some(t) => t
                 .parse::<i64>()
-                .map(|w| Some(w - self.partition.tz_offset))
-                .map_err(|_| HttpError::Unexpected(format!("checkHWM result {t:?} is not a time"))),
+                .ok()
+                .and_then(|w| w.checked_sub(self.partition.tz_offset))
+                .map(Some)
+                .ok_or_else(|| {
+                    HttpError::Unexpected(format!("checkHWM result {t:?} is not a time"))
+                }),
         }
     }
 

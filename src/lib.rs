@@ -8,6 +8,7 @@ pub mod allocator;
 pub mod ami;
 pub mod ami_policy;
 pub mod app;
+pub mod atomic_file;
 pub mod backoff;
 pub mod config;
 pub mod daemon;

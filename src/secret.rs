@@ -51,4 +51,46 @@ mod tests {
         assert_eq!(format!("{:#?}", Some(&s)), "Some(\n    ***,\n)");
         assert_eq!(s.expose(), "hunter2");
     }
+
+    #[test]
+    fn no_debug_of_the_settings_or_a_target_shows_a_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules.pl");
+        std::fs::write(
+            &rules,
+            "({ruleName=>'r', queueStarts=>1, queueToken=>'q', targetHost=>'h', targetPass=>'rule-pass-1', targetToken=>'P'});\n",
+        )
+        .unwrap();
+        let config = dir.path().join("qlship.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "QMPASS=qm-pass-2\nAMI_USER=qlship\nAMI_SECRET=ami-secret-3\nRULES={}\n",
+                rules.display()
+            ),
+        )
+        .unwrap();
+        let args = ["--config", config.to_str().unwrap(), "-w", "flag-pass-4"];
+        let settings = match crate::config::parse_args(args.map(String::from)).unwrap() {
+            crate::config::Command::Run(s) => s,
+            other => panic!("{other:?}"),
+        };
+        let (split_file, split) = settings.split.as_ref().unwrap();
+        assert_eq!(split_file, &rules);
+        assert_eq!(split.targets[0].password.expose(), "rule-pass-1");
+        assert_eq!(settings.password.expose(), "flag-pass-4");
+        let shown = [
+            format!("{settings:?}"),
+            format!("{settings:#?}"),
+            format!("{:?}", settings.targets()),
+            format!("{:?}", settings.single_target()),
+            format!("{:?}", crate::config::Command::Check(settings.clone())),
+        ];
+        for text in shown {
+            for secret in ["rule-pass-1", "qm-pass-2", "ami-secret-3", "flag-pass-4"] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+            assert!(text.contains("***"), "{text}");
+        }
+    }
 }

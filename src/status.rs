@@ -1,8 +1,8 @@
 //! What the running daemon is doing, for a person or a monitoring check.
 //!
 //! The daemon writes a [`Snapshot`] as JSON to `--run-dir/status.json` every few seconds
-//! (write to a temporary file, then rename: a reader never sees half a file; the run dir
-//! is tmpfs, so this costs no flash). `qlship status` reads it; the journal itself is
+//! (write to a fresh temporary file, then rename: a reader never sees half a file; the
+//! run dir is tmpfs, so this costs no flash). `qlship status` reads it; the journal itself is
 //! locked by the daemon. Pure apart from [`write`] and [`read`]: rendering and the exit
 //! code are decided here from the snapshot and the current time.
 
@@ -70,7 +70,9 @@ impl TargetStatus {
         match self.failing_since {
             None if self.last_success.is_none() && self.last_error.is_none() => "starting".into(),
             None => "up".into(),
-            Some(t) if now - t >= DOWN_AFTER_SECS => format!("down since {}", clock(t)),
+            Some(t) if now.saturating_sub(t) >= DOWN_AFTER_SECS => {
+                format!("down since {}", clock(t))
+            }
             Some(_) => "backing off".into(),
         }
     }
@@ -83,7 +85,7 @@ pub const EXIT_NOT_RUNNING: i32 = 3;
 
 /// Whether the snapshot describes a live daemon, and the exit code it calls for.
 pub fn verdict(s: &Snapshot, now: i64, pid_alive: bool) -> i32 {
-    if !pid_alive || now - s.written > STALE_AFTER_SECS {
+    if !pid_alive || now.saturating_sub(s.written) > STALE_AFTER_SECS {
         EXIT_NOT_RUNNING
     } else if s.targets.iter().any(|t| t.failing_since.is_some()) {
         EXIT_FAILING
@@ -123,8 +125,8 @@ pub fn render(s: &Snapshot, now: i64) -> String {
         "qlship {} (pid {}), up {}, status written {} ago\n",
         s.version,
         s.pid,
-        duration(now - s.started),
-        duration(now - s.written)
+        duration(now.saturating_sub(s.started)),
+        duration(now.saturating_sub(s.written))
     );
     out.push_str(&format!(
         "reader: {}; {} at byte {}\n",
@@ -179,7 +181,9 @@ pub fn render(s: &Snapshot, now: i64) -> String {
 }
 
 fn ago(t: Option<i64>, now: i64) -> String {
-    t.map_or("never".into(), |t| format!("{} ago", duration(now - t)))
+    t.map_or("never".into(), |t| {
+        format!("{} ago", duration(now.saturating_sub(t)))
+    })
 }
 
 fn duration(secs: i64) -> String {
@@ -202,12 +206,16 @@ pub fn path_in(run_dir: &Path) -> PathBuf {
     run_dir.join(FILE_NAME)
 }
 
-/// Writes the snapshot atomically (temporary file, then rename). No fsync: tmpfs.
+/// Writes the snapshot atomically, never through a planted symlink (see
+/// `atomic_file`). No fsync: tmpfs. It holds no secret: any local user may read it.
 pub fn write(run_dir: &Path, s: &Snapshot) -> std::io::Result<()> {
     std::fs::create_dir_all(run_dir)?;
-    let tmp = run_dir.join(format!(".{FILE_NAME}.tmp"));
-    std::fs::write(&tmp, to_json(s))?;
-    std::fs::rename(&tmp, path_in(run_dir))
+    crate::atomic_file::write_atomically(
+        run_dir,
+        FILE_NAME,
+        to_json(s).as_bytes(),
+        crate::atomic_file::PUBLIC,
+    )
 }
 
 pub fn read(run_dir: &Path) -> Result<Snapshot, String> {
@@ -259,6 +267,16 @@ mod tests {
         let s = snapshot();
         assert_eq!(from_json(&to_json(&s)).unwrap(), s);
         assert!(from_json("{\"x\":1}").is_err());
+    }
+
+    #[test]
+    fn a_status_file_with_absurd_times_is_judged_not_rendered_into_a_panic() {
+        let mut s = snapshot();
+        s.written = i64::MIN;
+        s.started = i64::MIN;
+        s.targets[0].failing_since = Some(i64::MIN);
+        assert_eq!(verdict(&s, i64::MAX, true), EXIT_NOT_RUNNING);
+        assert!(render(&s, i64::MAX).contains("down since"));
     }
 
     #[test]

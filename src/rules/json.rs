@@ -363,13 +363,24 @@ fn client_rule(
         t.user = v;
     }
     if let Some(v) = string("pass")? {
-        t.password = v;
+        t.password = v.into();
     }
     t.token = string("token")?.unwrap_or_default();
     t.noactions = boolean("noactions")?;
     match get("timezoneOffset") {
         None | Some((Value::Null, _)) => {}
-        Some((Value::Num(n), _)) if n.fract() == 0.0 && n.abs() < 1e9 => t.tz_offset = *n as i64,
+        Some((Value::Num(n), _))
+            if n.fract() == 0.0 && n.abs() <= super::MAX_TZ_OFFSET_SECS as f64 =>
+        {
+            t.tz_offset = *n as i64
+        }
+        Some((Value::Num(_), l)) => {
+            return Err(ParseError::key(
+                l,
+                "timezoneOffset",
+                format!("not whole seconds within ±{}", super::MAX_TZ_OFFSET_SECS),
+            ))
+        }
         Some((v, l)) => {
             return Err(ParseError::key(
                 l,
@@ -523,7 +534,7 @@ mod tests {
         let s = super::super::parse(REALISTIC, &defaults()).unwrap();
         assert_eq!(s.targets.len(), 3);
         let c1 = &s.targets[0];
-        assert_eq!(c1.password, "p\"w\u{e9}\\d");
+        assert_eq!(c1.password.expose(), "p\"w\u{e9}\\d");
         assert!(c1.noactions && !c1.disabled);
         assert_eq!(c1.token, "P01");
         let c2 = &s.targets[1];
@@ -568,7 +579,7 @@ mod tests {
             )
         );
         assert_eq!(
-            (acme.password.as_str(), acme.token.as_str()),
+            (acme.password.expose(), acme.token.as_str()),
             ("s3cret", "pbx7")
         );
         assert!(acme.noactions && !acme.disabled && !beta.noactions && !beta.disabled);
@@ -576,7 +587,7 @@ mod tests {
             (
                 beta.url().as_str(),
                 beta.user.as_str(),
-                beta.password.as_str()
+                beta.password.expose()
             ),
             (
                 "http://10.1.2.3:8080/queuemetrics/jsonQLoaderApi.do",
@@ -588,7 +599,7 @@ mod tests {
         // its empty login and pass taken as given (not the defaults).
         assert!(dummy.disabled && dummy.noactions, "{dummy:?}");
         assert_eq!(dummy.url(), "file:q-client00.txt");
-        assert_eq!((dummy.user.as_str(), dummy.password.as_str()), ("", ""));
+        assert_eq!((dummy.user.as_str(), dummy.password.expose()), ("", ""));
         // Two rules (the empty matcher takes nothing), suffixes removed before upload.
         assert_eq!(s.rules.len(), 2, "{:?}", s.rules);
         for (rule, token) in s.rules.iter().zip(["-acme", "-beta"]) {

@@ -20,6 +20,9 @@ pub const MAX_TARGETS: usize = 64;
 /// Every row is tried against the rules in order: a file of more is a mistake (or an
 /// attack on the box's CPU), not a configuration. Disabled entries count too.
 pub const MAX_RULES: usize = 1024;
+/// A time-zone offset beyond a week is a typo (or an attempt at overflowing the time
+/// arithmetic); real ones are within ±14 h.
+pub const MAX_TZ_OFFSET_SECS: i64 = 7 * 86_400;
 /// Real rules files are a few KiB; nothing larger is read.
 pub const MAX_RULES_FILE_BYTES: u64 = 1 << 20;
 
@@ -33,7 +36,7 @@ pub struct Target {
     pub port: u16,
     pub context: String,
     pub user: String,
-    pub password: String,
+    pub password: crate::secret::Secret,
     pub token: String,
     /// Seconds added to every row's time for this target.
     pub tz_offset: i64,
@@ -391,7 +394,7 @@ pub fn describe(split: &Split) -> String {
             t.url(),
             t.token,
             t.user,
-            mask(&t.password),
+            mask(t.password.expose()),
             t.tz_offset,
             if t.disabled { ", DISABLED" } else { "" },
             if t.noactions {
@@ -504,6 +507,34 @@ mod tests {
             verb: "V".into(),
             params: Default::default(),
         }
+    }
+
+    #[test]
+    fn time_zone_offsets_beyond_a_week_are_refused_in_both_formats() {
+        let json = |tz: &str| {
+            format!(
+                r#"[{{"clientname":"c","uri":"http://h/qm","token":"P","matcher":["q"],"timezoneOffset":{tz}}}]"#
+            )
+        };
+        assert_eq!(
+            parse(&json("604800"), &defaults()).unwrap().targets[0].tz_offset,
+            604_800
+        );
+        assert_eq!(
+            parse(&json("-604801"), &defaults())
+                .unwrap_err()
+                .to_string(),
+            "line 1: timezoneOffset: not whole seconds within ±604800"
+        );
+        assert!(parse(&json("9.3e18"), &defaults()).is_err());
+        let perl = |tz: &str| {
+            format!("({{ruleName=>'r', queueStarts=>1, queueToken=>'q', targetHost=>'h', timezoneOffset=>{tz}}});")
+        };
+        assert_eq!(
+            parse(&perl("-604_800"), &defaults()).unwrap().targets[0].tz_offset,
+            -604_800
+        );
+        assert!(parse(&perl("-9223372036854775808"), &defaults()).is_err());
     }
 
     #[test]
