@@ -322,6 +322,8 @@ fn run(settings: Settings) -> i32 {
             return EXIT_USAGE;
         }
     }
+    // systemd (Type=notify): started once the journal is open.
+    crate::health::notify::send("READY=1\nSTATUS=journal open, starting the pipeline");
     let result = daemon::run(settings.clone(), journal.clone(), stop_rx, usr1_rx);
     let synced = journal.sync();
     if let Some(pid_file) = &settings.pid_file {

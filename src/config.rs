@@ -52,6 +52,8 @@ pub struct Settings {
     pub resync_settle: Duration,
     /// How often each target's summary line is logged.
     pub summary_every: Duration,
+    /// Rows waiting, none acknowledged this long while the target answers: stalled.
+    pub stall_after: Duration,
     pub verbose: bool,
     /// A `--config` file that holds QMPASS (checked for its permissions at start).
     pub password_file: Option<PathBuf>,
@@ -173,6 +175,8 @@ options:
   --rotate-grace SECS  keep reading a rotated file until quiet this long (default 5)
   --resync-settle SECS wait after an unanswered request before checking it (default 2x timeout)
   --summary-every SECS log a summary line per target this often (default 3600)
+  --stall-after SECS   rows waiting and none acknowledged this long while the server answers:
+                       stalled (status exits 1, a log line, qlship_stalled) (default 600)
   --pid-file FILE      write the process id here
   -v, --verbose        debug logging
   --version, --help";
@@ -222,6 +226,7 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("--rotate-grace", "ROTATE_GRACE"),
     ("--resync-settle", "RESYNC_SETTLE"),
     ("--summary-every", "SUMMARY_EVERY"),
+    ("--stall-after", "STALL_AFTER"),
     ("--pid-file", "PIDFILE"),
     ("--cacert", "CACERT"),
     ("--rules", "RULES"),
@@ -252,6 +257,7 @@ const FILE_KEYS: &[&str] = &[
     "ROTATE_GRACE",
     "RESYNC_SETTLE",
     "SUMMARY_EVERY",
+    "STALL_AFTER",
     "LOGLEVEL",
     "AMI_HOSTS",
     "AMI_ACTIONS",
@@ -527,6 +533,7 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         backoff_max: seconds("BACKOFF_MAX", 60.0)?,
         rotate_grace: seconds("ROTATE_GRACE", 5.0)?,
         summary_every: seconds("SUMMARY_EVERY", 3600.0)?.max(Duration::from_secs(1)),
+        stall_after: seconds("STALL_AFTER", 600.0)?.max(Duration::from_secs(1)),
         verbose: level == "debug" || level == "trace",
         password_file: None,
         split: None,

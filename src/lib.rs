@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod fanout;
 pub mod feedback;
+pub mod health;
 pub mod http;
 pub mod journal;
 pub mod lines;

@@ -34,7 +34,20 @@ pub struct Snapshot {
     /// Rows no enabled target wanted (multi-target mode: no rule matched, or a
     /// disabled target's).
     pub unrouted_rows: u64,
+    /// Rows read from queue_log files since start (every row, wanted or not).
+    pub rows_read: u64,
     pub targets: Vec<TargetStatus>,
+}
+
+/// Requests to one target with one command and outcome, since start.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct RequestCount {
+    /// `insertAll`, `checkRow`, …
+    pub command: String,
+    /// `ok`, `ko`, `http_status`, `bad_answer`, `connect_error`, `tls_error`,
+    /// `transport_error`.
+    pub outcome: String,
+    pub count: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
@@ -63,9 +76,33 @@ pub struct TargetStatus {
     pub last_feedback: Option<i64>,
     /// Feedback containers run (or refused) since start.
     pub feedback_done: u64,
+    /// Of those: answered OK, failed on the PBX, refused by qlship's policy; and
+    /// containers found interrupted by a stop (reported, never run again).
+    pub feedback_ok: u64,
+    pub feedback_failed: u64,
+    pub feedback_refused: u64,
+    pub feedback_interrupted: u64,
+    /// When the target last answered any request, whatever it said.
+    pub last_answer: Option<i64>,
+    /// Since when rows have waited without any acknowledged while the target answers,
+    /// once that has lasted `--stall-after` (see `health::stall`).
+    pub stalled_since: Option<i64>,
+    /// Resyncs of batches whose fate was unknown, since start.
+    pub resyncs: u64,
+    pub requests: Vec<RequestCount>,
 }
 
 impl TargetStatus {
+    /// Counts a feedback container that ran on the PBX, by its result (`feedback_done`
+    /// counts it too, with the refused ones).
+    pub fn feedback_ran(&mut self, ok: bool) {
+        if ok {
+            self.feedback_ok += 1;
+        } else {
+            self.feedback_failed += 1;
+        }
+    }
+
     pub fn state(&self, now: i64) -> String {
         match self.failing_since {
             None if self.last_success.is_none() && self.last_error.is_none() => "starting".into(),
@@ -87,7 +124,11 @@ pub const EXIT_NOT_RUNNING: i32 = 3;
 pub fn verdict(s: &Snapshot, now: i64, pid_alive: bool) -> i32 {
     if !pid_alive || now.saturating_sub(s.written) > STALE_AFTER_SECS {
         EXIT_NOT_RUNNING
-    } else if s.targets.iter().any(|t| t.failing_since.is_some()) {
+    } else if s
+        .targets
+        .iter()
+        .any(|t| t.failing_since.is_some() || t.stalled_since.is_some())
+    {
         EXIT_FAILING
     } else {
         EXIT_ALL_UP
@@ -170,6 +211,13 @@ pub fn render(s: &Snapshot, now: i64) -> String {
             ago(t.last_feedback, now),
             t.feedback_done
         ));
+        if let Some(since) = t.stalled_since {
+            out.push_str(&format!(
+                "  STALLED: {} rows waiting, none acknowledged for {} although the server answers\n",
+                t.backlog_rows,
+                duration(now - since)
+            ));
+        }
         if let Some(e) = &t.last_error {
             out.push_str(&format!(
                 "  last error ({}): {e}\n",
@@ -248,6 +296,7 @@ mod tests {
             spool_max: 64 << 20,
             skipped_lines: 1,
             unrouted_rows: 0,
+            rows_read: 0,
             targets: vec![TargetStatus {
                 url: "http://qm:8080/queuemetrics/jsonQLoaderApi.do".into(),
                 token: "P001".into(),
@@ -288,6 +337,10 @@ mod tests {
             verdict(&s, 2000 + STALE_AFTER_SECS + 1, true),
             EXIT_NOT_RUNNING
         );
+        s.targets[0].stalled_since = Some(1000);
+        assert_eq!(verdict(&s, 2005, true), EXIT_FAILING, "stalled though up");
+        assert!(render(&s, 2005).contains("STALLED: 10 rows waiting, none acknowledged for 16m"));
+        s.targets[0].stalled_since = None;
         s.targets[0].failing_since = Some(1995);
         assert_eq!(verdict(&s, 2005, true), EXIT_FAILING);
     }
