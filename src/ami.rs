@@ -20,12 +20,16 @@ pub fn run(
         .map_err(|e| format!("AMI {}:{}: {e}", v.host, v.port))?
         .next()
         .ok_or_else(|| format!("AMI {}:{}: no address", v.host, v.port))?;
+    let started = Instant::now();
+    let container_limit = reply_timeout.saturating_mul(CONTAINER_LIMIT_IN_TIMEOUTS);
     let mut conn = Conn {
         stream: TcpStream::connect_timeout(&addr, connect_timeout)
             .map_err(|e| format!("AMI {addr}: cannot connect: {e}"))?,
         reader: MessageReader::default(),
         queued: Vec::new(),
         reply_timeout,
+        container_limit,
+        container_deadline: started + container_limit,
     };
     conn.banner()?;
     let mut done = Vec::new();
@@ -54,13 +58,27 @@ struct Conn {
     reader: MessageReader,
     queued: Vec<Message>,
     reply_timeout: Duration,
+    /// The whole container's limit: a PBX that answers each action just in time, or
+    /// drips events, cannot hold the feedback task for longer.
+    container_limit: Duration,
+    container_deadline: Instant,
 }
+
+/// A container may take this many answer deadlines in all (connect, banner and
+/// actions); its actions are capped in number (feedback::MAX_ACTIONS_PER_CONTAINER).
+pub const CONTAINER_LIMIT_IN_TIMEOUTS: u32 = 3;
 
 impl Conn {
     fn next_message(&mut self, deadline: Instant) -> Result<Message, String> {
         loop {
             if !self.queued.is_empty() {
                 return Ok(self.queued.remove(0));
+            }
+            if Instant::now() >= self.container_deadline {
+                return Err(format!(
+                    "the container took longer than {}s in all",
+                    self.container_limit.as_secs_f64()
+                ));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -69,13 +87,17 @@ impl Conn {
                     self.reply_timeout.as_secs_f64()
                 ));
             }
+            let left = left.min(
+                self.container_deadline
+                    .saturating_duration_since(Instant::now()),
+            );
             self.stream
                 .set_read_timeout(Some(left))
                 .map_err(|e| format!("AMI: {e}"))?;
             let mut buf = [0u8; 2048];
             match self.stream.read(&mut buf) {
                 Ok(0) => return Err("AMI closed the connection".into()),
-                Ok(n) => self.queued = self.reader.feed(&buf[..n]),
+                Ok(n) => self.queued = self.reader.feed(&buf[..n]).map_err(|e| e.to_string())?,
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -121,6 +143,10 @@ impl Conn {
             ],
         };
         self.reply_timeout = self.reply_timeout.min(Duration::from_secs(2));
+        // Polite even when the container ran out of time, but never long.
+        self.container_deadline = self
+            .container_deadline
+            .max(Instant::now() + self.reply_timeout);
         self.transact(&t).map(|_| ())
     }
 }

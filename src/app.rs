@@ -67,25 +67,33 @@ pub fn main(args: Vec<String>) -> i32 {
 /// `qlship status`: what the running daemon wrote to its run dir.
 fn show_status(run_dir: &Path, json: bool) -> i32 {
     let now = crate::daemon::now_unix();
+    let not_running = |reason: String, pid| {
+        if json {
+            println!("{}", status::not_running_json(&reason, pid));
+        } else {
+            println!("qlship is not running ({reason})");
+        }
+        status::EXIT_NOT_RUNNING
+    };
     let snapshot = match status::read(run_dir) {
         Ok(s) => s,
         Err(e) => {
-            println!(
-                "qlship is not running (no status in {}: {e})",
-                run_dir.display()
-            );
-            return status::EXIT_NOT_RUNNING;
+            return not_running(format!("no status in {}: {e}", run_dir.display()), None);
         }
     };
     let verdict = status::verdict(&snapshot, now, status::pid_alive(snapshot.pid));
     if verdict == status::EXIT_NOT_RUNNING {
-        println!(
-            "qlship is not running (its last status in {} is from pid {}, {}s ago)",
-            run_dir.display(),
-            snapshot.pid,
-            now - snapshot.written
+        return not_running(
+            format!(
+                "its last status in {} is from pid {}, {}s ago",
+                run_dir.display(),
+                snapshot.pid,
+                now.saturating_sub(snapshot.written)
+            ),
+            Some(snapshot.pid),
         );
-    } else if json {
+    }
+    if json {
         println!("{}", status::to_json(&snapshot));
     } else {
         print!("{}", status::render(&snapshot, now));
@@ -93,13 +101,17 @@ fn show_status(run_dir: &Path, json: bool) -> i32 {
     verdict
 }
 
-/// `qlship check`: one checkHWM per enabled target, and what each outcome means for a
-/// person.
+/// `qlship check`: QUEUE_LOG can be read (or will appear), then one checkHWM per enabled
+/// target, and what each outcome means for a person.
 fn check(s: &Settings) -> i32 {
-    if s.trust == crate::config::Trust::Insecure {
-        eprintln!("qlship: warning: {}", crate::tls::INSECURE_WARNING);
+    for warning in crate::warnings::for_settings(s) {
+        eprintln!("qlship: warning: {warning}");
     }
     let mut all_ok = true;
+    if let Err(problem) = crate::queue_log_path::examine(&s.queue_log) {
+        println!("{problem}");
+        all_ok = false;
+    }
     let targets = s.targets();
     for (t, _) in &targets {
         let prefix = if t.name.is_empty() {
@@ -259,9 +271,16 @@ fn warn_if_password_file_is_public(settings: &Settings) {
 }
 
 fn run(settings: Settings) -> i32 {
+    match crate::queue_log_path::examine(&settings.queue_log) {
+        Err(problem) if problem.stops_the_daemon() => {
+            error!("{problem}");
+            return EXIT_USAGE;
+        }
+        _ => {}
+    }
     warn_if_password_file_is_public(&settings);
-    if settings.trust == crate::config::Trust::Insecure {
-        log::warn!("{}", crate::tls::INSECURE_WARNING);
+    for warning in crate::warnings::for_settings(&settings) {
+        log::warn!("{warning}");
     }
     let (stop_tx, stop_rx) = smol::channel::bounded(1);
     let (usr1_tx, usr1_rx) = smol::channel::bounded(1);
@@ -291,11 +310,20 @@ fn run(settings: Settings) -> i32 {
     }
     let journal = Arc::new(journal);
     if let Some(pid_file) = &settings.pid_file {
-        if let Err(e) = std::fs::write(pid_file, format!("{}\n", std::process::id())) {
+        let dir = pid_file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = pid_file.file_name().unwrap_or_default().to_string_lossy();
+        let pid = format!("{}\n", std::process::id());
+        let public = crate::atomic_file::PUBLIC;
+        if let Err(e) = crate::atomic_file::write_atomically(dir, &name, pid.as_bytes(), public) {
             error!("PIDFILE {}: {e}", pid_file.display());
             return EXIT_USAGE;
         }
     }
+    // systemd (Type=notify): started once the journal is open.
+    crate::health::notify::send("READY=1\nSTATUS=journal open, starting the pipeline");
     let result = daemon::run(settings.clone(), journal.clone(), stop_rx, usr1_rx);
     let synced = journal.sync();
     if let Some(pid_file) = &settings.pid_file {

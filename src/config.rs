@@ -24,7 +24,7 @@ pub struct Settings {
     pub port: u16,
     pub context: String,
     pub user: String,
-    pub password: String,
+    pub password: crate::secret::Secret,
     pub https: bool,
     pub trust: Trust,
     pub queue_log: PathBuf,
@@ -52,6 +52,8 @@ pub struct Settings {
     pub resync_settle: Duration,
     /// How often each target's summary line is logged.
     pub summary_every: Duration,
+    /// Rows waiting, none acknowledged this long while the target answers: stalled.
+    pub stall_after: Duration,
     pub verbose: bool,
     /// A `--config` file that holds QMPASS (checked for its permissions at start).
     pub password_file: Option<PathBuf>,
@@ -80,6 +82,7 @@ impl Settings {
             tz_offset: 0,
             disabled: false,
             noactions: false,
+            foreign_uri: None,
         }
     }
 
@@ -156,6 +159,10 @@ options:
   --ami-hosts LIST     AMI hosts feedback actions may reach (default 127.0.0.1,::1,localhost)
   --ami-actions LIST   AMI actions they may run (default: queue, call and variable actions;
                        never Command)
+  --ami-applications LIST  applications an Originate may start (default ChanSpy,ExtenSpy)
+  --ami-contexts LIST  dialplan contexts Originate/Redirect/Atxfer may lead into
+                       (default: any)
+  --ami-functions LIST dialplan functions a Variable/Value header may name (default none)
   --ami-user USER      log in to AMI as USER (secret: AMI_SECRET in the --config file) and
                        drop QueueMetrics' own Login
   --ami-timeout SECS   AMI connect and answer deadline (default 10)
@@ -168,6 +175,8 @@ options:
   --rotate-grace SECS  keep reading a rotated file until quiet this long (default 5)
   --resync-settle SECS wait after an unanswered request before checking it (default 2x timeout)
   --summary-every SECS log a summary line per target this often (default 3600)
+  --stall-after SECS   rows waiting and none acknowledged this long while the server answers:
+                       stalled (status exits 1, a log line, qlship_stalled) (default 600)
   --pid-file FILE      write the process id here
   -v, --verbose        debug logging
   --version, --help";
@@ -206,6 +215,9 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("--feedback", "FEEDBACK"),
     ("--ami-hosts", "AMI_HOSTS"),
     ("--ami-actions", "AMI_ACTIONS"),
+    ("--ami-applications", "AMI_APPLICATIONS"),
+    ("--ami-contexts", "AMI_CONTEXTS"),
+    ("--ami-functions", "AMI_FUNCTIONS"),
     ("--ami-user", "AMI_USER"),
     ("--ami-timeout", "AMI_TIMEOUT"),
     ("--http-timeout", "HTTP_TIMEOUT"),
@@ -214,6 +226,7 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("--rotate-grace", "ROTATE_GRACE"),
     ("--resync-settle", "RESYNC_SETTLE"),
     ("--summary-every", "SUMMARY_EVERY"),
+    ("--stall-after", "STALL_AFTER"),
     ("--pid-file", "PIDFILE"),
     ("--cacert", "CACERT"),
     ("--rules", "RULES"),
@@ -244,9 +257,13 @@ const FILE_KEYS: &[&str] = &[
     "ROTATE_GRACE",
     "RESYNC_SETTLE",
     "SUMMARY_EVERY",
+    "STALL_AFTER",
     "LOGLEVEL",
     "AMI_HOSTS",
     "AMI_ACTIONS",
+    "AMI_APPLICATIONS",
+    "AMI_CONTEXTS",
+    "AMI_FUNCTIONS",
     "AMI_USER",
     "AMI_SECRET",
     "AMI_TIMEOUT",
@@ -493,7 +510,7 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         port,
         context: text("HTTPCONTEXT", "queuemetrics"),
         user: text("QMUSER", "webqloader"),
-        password: text("QMPASS", "qloader"),
+        password: text("QMPASS", "qloader").into(),
         https: flag("HTTPS")?,
         trust,
         queue_log: path("QUEUELOG", "/var/log/asterisk/queue_log"),
@@ -507,7 +524,8 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         drain: flag("DRAIN")?,
         heartbeat: seconds("HEARTBEAT", 900.0)?,
         feedback: seconds("FEEDBACK", 0.0)?,
-        ami: ami_policy(raw)?,
+        ami: crate::ami_policy::Policy::from_keys(|k| raw.get(k))
+            .map_err(|e| ConfigError(e.to_string()))?,
         ami_timeout: seconds("AMI_TIMEOUT", 10.0)?.max(Duration::from_millis(100)),
         http_timeout,
         resync_settle,
@@ -515,6 +533,7 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         backoff_max: seconds("BACKOFF_MAX", 60.0)?,
         rotate_grace: seconds("ROTATE_GRACE", 5.0)?,
         summary_every: seconds("SUMMARY_EVERY", 3600.0)?.max(Duration::from_secs(1)),
+        stall_after: seconds("STALL_AFTER", 600.0)?.max(Duration::from_secs(1)),
         verbose: level == "debug" || level == "trace",
         password_file: None,
         split: None,
@@ -526,37 +545,6 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         s.split = Some((path, split));
     }
     Ok(s)
-}
-
-/// AMI_HOSTS / AMI_ACTIONS (comma or space separated lists), AMI_USER + AMI_SECRET.
-fn ami_policy(raw: &Raw) -> Result<crate::feedback::Policy, ConfigError> {
-    let mut policy = crate::feedback::Policy::default();
-    let list = |v: &str| -> Vec<String> {
-        v.split([',', ' '])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
-    };
-    if let Some((v, _)) = raw.get("AMI_HOSTS") {
-        policy.hosts = list(v);
-    }
-    if let Some((v, _)) = raw.get("AMI_ACTIONS") {
-        policy.actions = list(v);
-    }
-    match (raw.get("AMI_USER"), raw.get("AMI_SECRET")) {
-        (Some((user, _)), Some((secret, _))) => {
-            policy.login = Some((user.to_string(), secret.to_string()))
-        }
-        (None, None) => {}
-        (Some((_, origin)), None) => {
-            return err(format!(
-            "{origin}: AMI_USER needs AMI_SECRET in the --config file (never on the command line)"
-        ))
-        }
-        (None, Some((_, origin))) => return err(format!("{origin}: AMI_SECRET needs AMI_USER")),
-    }
-    Ok(policy)
 }
 
 /// `512`, `64K`, `4M`, `1G` (binary multiples).
@@ -603,7 +591,7 @@ mod tests {
         assert_eq!(s.host, "qm.example");
         assert_eq!(s.port, 8081);
         assert_eq!(s.url(), "http://qm.example:8081/qm/jsonQLoaderApi.do");
-        assert_eq!((s.user.as_str(), s.password.as_str()), ("u", "pw"));
+        assert_eq!((s.user.as_str(), s.password.expose()), ("u", "pw"));
         assert_eq!(s.queue_log, PathBuf::from("/tmp/ql"));
         assert_eq!(s.token, "P001");
         assert_eq!(s.activity_log, Some(PathBuf::from("/tmp/act.log")));
@@ -617,7 +605,7 @@ mod tests {
             "http://127.0.0.1:8080/queuemetrics/jsonQLoaderApi.do"
         );
         assert_eq!(
-            (s.user.as_str(), s.password.as_str()),
+            (s.user.as_str(), s.password.expose()),
             ("webqloader", "qloader")
         );
         assert_eq!(s.queue_log, PathBuf::from("/var/log/asterisk/queue_log"));
@@ -631,19 +619,29 @@ mod tests {
 
     #[test]
     fn config_file_keys_and_precedence() {
-        let dir = std::env::temp_dir().join(format!("qlship-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("wqloaderd");
-        std::fs::write(
-            &f,
-            "# old sysconfig\nHTTPHOST=10.1.1.1\nHTTPPORT=\"8082\"\nQMPASS='s3cret'\nPARTITION=P002\nLOCKFILE=/var/lock/x\nexport RAM_BUDGET=2M # comment\n",
-        )
-        .unwrap();
+        use std::io::Write;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        // It holds a password: a private directory (0700, removed when the test ends)
+        // and a file only its owner can read, as on a real box.
+        let dir = tempfile::tempdir().unwrap();
+        // tempfile leaves the directory to the umask (0755 here).
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let dir_mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(dir_mode & 0o077, 0, "{dir_mode:o}");
+        let f = dir.path().join("wqloaderd");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&f)
+            .unwrap()
+            .write_all(b"# old sysconfig\nHTTPHOST=10.1.1.1\nHTTPPORT=\"8082\"\nQMPASS='s3cret'\nPARTITION=P002\nLOCKFILE=/var/lock/x\nexport RAM_BUDGET=2M # comment\n")
+            .unwrap();
         let f = f.to_str().unwrap();
         let s = run(&["--config", f, "-p", "9000"]).unwrap();
         assert_eq!(s.host, "10.1.1.1");
         assert_eq!(s.port, 9000);
-        assert_eq!(s.password, "s3cret");
+        assert_eq!(s.password.expose(), "s3cret");
         assert_eq!(s.token, "P002");
         assert_eq!(s.ram_budget, 2 << 20);
     }

@@ -9,6 +9,7 @@ mod upload;
 use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::fanout::{self, Lane};
+use crate::health::pulse::Pulse;
 use crate::http::Client;
 use crate::journal::{FilePos, Journal, JournalError, Region};
 use crate::rules::{Split, Target};
@@ -109,6 +110,8 @@ struct Lead {
     client: Client,
     wake: Wake,
     status: Mutex<TargetStatus>,
+    /// Beaten at every turn of the uploader (the systemd watchdog's evidence).
+    pulse: Pulse,
 }
 
 impl Lead {
@@ -154,6 +157,7 @@ struct Shared {
     watching: AtomicBool,
     started: i64,
     live: Mutex<Live>,
+    reader_pulse: Pulse,
 }
 
 /// What the reader reports for `qlship status`.
@@ -282,6 +286,7 @@ pub fn run(
                     token: t.token.clone(),
                     ..Default::default()
                 }),
+                pulse: Pulse::new(format!("uploader for {} token {:?}", client.url(), t.token)),
                 client,
                 wake: Wake::new(),
             })
@@ -343,6 +348,7 @@ pub fn run(
             reader: "starting".into(),
             ..Default::default()
         }),
+        reader_pulse: Pulse::new("reader"),
     });
     let ex = smol::LocalExecutor::new();
     let (done_tx, done_rx) = smol::channel::unbounded::<Result<(), Fatal>>();
@@ -366,6 +372,11 @@ pub fn run(
     }
     ex.spawn(watch_directory(shared.clone())).detach();
     ex.spawn(report_status(shared.clone(), usr1)).detach();
+    let pulses = shared.leads.iter().map(|l| l.pulse.clone());
+    let pulses = pulses.chain([shared.reader_pulse.clone()]).collect();
+    let quiet = crate::health::pulse::quiet_limit(&shared.settings);
+    ex.spawn(crate::health::pulse::watchdog(pulses, quiet))
+        .detach();
     let work = async {
         for _ in 0..workers {
             match done_rx.recv().await {
@@ -440,7 +451,9 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
     let mut full_logged = false;
     let mut disk_logged = false;
     let mut file_errors = backoff(s);
+    let _alive = sh.reader_pulse.finish_on_drop();
     loop {
+        sh.reader_pulse.beat();
         for note in tail.take_notes() {
             info!("{note}");
         }
@@ -572,6 +585,7 @@ fn step_into_journal(
                 );
             }
             let newest = read.rows.iter().map(|(r, _)| r.time).max();
+            crate::health::meter::count_rows_read(read.rows.len());
             let plan = fanout::plan(split, lanes, std::mem::take(&mut read.rows));
             if plan.already_stored > 0 {
                 debug!("{} rows below the watermark skipped", plan.already_stored);
@@ -749,6 +763,7 @@ async fn feedback(sh: Arc<Shared>, lead: Arc<Lead>) {
     match blocking(move || j.fb_recover(&scope)).await {
         Ok(ids) => {
             for id in ids {
+                lead.status().feedback_interrupted += 1;
                 warn!("{}: feedback action {id} was running when qlship stopped: reported as interrupted, not run again", lead.who());
             }
         }
@@ -830,7 +845,8 @@ async fn poll_feedback(sh: &Arc<Shared>, lead: &Arc<Lead>) -> Result<bool, Strin
         let outcome = match container.and_then(|c| crate::feedback::vet(&c, &sh.settings.ami)) {
             Err(why) => {
                 warn!("feedback action {id} refused: {why}");
-                Err(format!("refused by qlship: {why}"))
+                lead.status().feedback_refused += 1;
+                Err(format!("refused: {why}"))
             }
             Ok(vetted) => {
                 let names: Vec<&str> = vetted.transactions.iter().map(|t| t.action()).collect();
@@ -849,6 +865,7 @@ async fn poll_feedback(sh: &Arc<Shared>, lead: &Arc<Lead>) -> Result<bool, Strin
                     Ok(text) => info!("feedback action {id} done: {text}"),
                     Err(text) => warn!("feedback action {id} failed: {text}"),
                 }
+                lead.status().feedback_ran(outcome.is_ok());
                 outcome
             }
         };
@@ -881,8 +898,10 @@ async fn report_status(sh: Arc<Shared>, usr1: Receiver<()>) {
     let mut acked_at_summary: Vec<u64> = vec![0; sh.leads.len()];
     let mut last: Option<Snapshot> = None;
     let mut last_write = Instant::now();
+    let mut health = crate::health::Reporter::new(&sh.settings);
     loop {
-        let snap = snapshot(&sh).await;
+        let mut snap = snapshot(&sh).await;
+        health.observe(&mut snap);
         if summary_at.elapsed() >= sh.settings.summary_every {
             for (t, at_summary) in snap.targets.iter().zip(acked_at_summary.iter_mut()) {
                 info!(
@@ -912,11 +931,8 @@ async fn report_status(sh: Arc<Shared>, usr1: Receiver<()>) {
         }
         last = Some(same);
         last_write = Instant::now();
-        let run_dir = sh.settings.run_dir.clone();
-        let written = {
-            let snap = snap.clone();
-            blocking(move || status::write(&run_dir, &snap)).await
-        };
+        let files = health.files(&snap);
+        let written = blocking(move || files.write()).await;
         match written {
             Ok(()) => warned = false,
             Err(e) if !warned => {
@@ -963,6 +979,7 @@ async fn snapshot(sh: &Arc<Shared>) -> Snapshot {
                 .and_then(|e| e.first().map(|e| e.row.time))
         };
         let mut t = lead.status().clone();
+        lead.client.meter().fill(&mut t);
         t.acked_total = tm.acked_total;
         t.acked_today = if tm.acked_day == (now_unix() / 86_400) as u64 {
             tm.acked_today
@@ -991,6 +1008,8 @@ async fn snapshot(sh: &Arc<Shared>) -> Snapshot {
         spool_max: sh.settings.spool_max,
         skipped_lines: meta.bad_lines,
         unrouted_rows: meta.unrouted,
+        // Filled in by health::Reporter::observe.
+        rows_read: 0,
         targets,
     }
 }

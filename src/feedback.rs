@@ -56,11 +56,20 @@ pub fn check_fb(p: &Partition, results: &[FbResult]) -> String {
 /// The containers in a `checkFb` answer's `actions`. A malformed container is returned
 /// as an error with its id when it has one, so that it can be answered KO rather than
 /// silently dropped (QueueMetrics would resend it forever).
+/// Containers beyond the first MAX_CONTAINERS of one answer are left for a later poll
+/// (QueueMetrics offers a container until it has its result).
+pub const MAX_CONTAINERS: usize = 32;
+/// Larger containers are refused: QueueMetrics' own hold a few short actions.
+pub const MAX_ACTIONS_PER_CONTAINER: usize = 32;
+pub const MAX_ACTION_BYTES: usize = 8 * 1024;
+pub const MAX_CONTAINER_BYTES: usize = 64 * 1024;
+pub const MAX_ID_BYTES: usize = 256;
+
 pub fn containers(actions: Option<&Value>) -> Vec<Result<ActionContainer, (String, String)>> {
     let Some(Value::Array(list)) = actions else {
         return Vec::new();
     };
-    list.iter().map(container).collect()
+    list.iter().take(MAX_CONTAINERS).map(container).collect()
 }
 
 fn text_of(v: Option<&Value>) -> Option<String> {
@@ -76,6 +85,10 @@ fn container(v: &Value) -> Result<ActionContainer, (String, String)> {
         return Err((String::new(), "an action container is not an object".into()));
     };
     let id = text_of(map.get("id")).unwrap_or_default();
+    if id.len() > MAX_ID_BYTES {
+        // Not journaled: an id is kept for a day, and this one would be a waste of it.
+        return Err((String::new(), format!("an id of over {MAX_ID_BYTES} bytes")));
+    }
     let bad = |why: &str| Err((id.clone(), why.to_string()));
     if id.is_empty() {
         return bad("an action container has no id");
@@ -92,12 +105,30 @@ fn container(v: &Value) -> Result<ActionContainer, (String, String)> {
         Some(Value::Array(a)) => a,
         _ => return bad("no list of actions"),
     };
+    if actions.len() > MAX_ACTIONS_PER_CONTAINER {
+        return bad(&format!(
+            "{} actions, more than {MAX_ACTIONS_PER_CONTAINER} in one container",
+            actions.len()
+        ));
+    }
     let mut out = Vec::with_capacity(actions.len());
+    let mut bytes = 0;
     for a in actions {
         match a {
-            Value::String(s) => out.push(s.clone()),
+            Value::String(s) if s.len() > MAX_ACTION_BYTES => {
+                return bad(&format!("an action of over {MAX_ACTION_BYTES} bytes"))
+            }
+            Value::String(s) => {
+                bytes += s.len();
+                out.push(s.clone())
+            }
             _ => return bad("an action is not text"),
         }
+    }
+    if bytes > MAX_CONTAINER_BYTES {
+        return bad(&format!(
+            "actions of over {MAX_CONTAINER_BYTES} bytes in all"
+        ));
     }
     Ok(ActionContainer {
         id,
@@ -107,44 +138,7 @@ fn container(v: &Value) -> Result<ActionContainer, (String, String)> {
     })
 }
 
-/// What qlship will do on QueueMetrics' behalf (config keys AMI_HOSTS, AMI_ACTIONS,
-/// AMI_USER, AMI_SECRET).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Policy {
-    pub hosts: Vec<String>,
-    pub actions: Vec<String>,
-    /// Local AMI credentials: qlship logs in itself and drops QueueMetrics' `Login`.
-    pub login: Option<(String, String)>,
-}
-
-pub const DEFAULT_HOSTS: &[&str] = &["127.0.0.1", "::1", "localhost"];
-/// `Command` (any CLI command, `core stop now` included) is deliberately absent.
-pub const DEFAULT_ACTIONS: &[&str] = &[
-    "Login",
-    "Logoff",
-    "QueueAdd",
-    "QueueRemove",
-    "QueuePause",
-    "QueueLog",
-    "QueuePenalty",
-    "Originate",
-    "Redirect",
-    "Hangup",
-    "Atxfer",
-    "Setvar",
-    "Getvar",
-    "Ping",
-];
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            hosts: DEFAULT_HOSTS.iter().map(|s| s.to_string()).collect(),
-            actions: DEFAULT_ACTIONS.iter().map(|s| s.to_string()).collect(),
-            login: None,
-        }
-    }
-}
+pub use crate::ami_policy::{Policy, DEFAULT_ACTIONS, DEFAULT_HOSTS};
 
 /// One AMI transaction: its fields in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -202,6 +196,13 @@ pub fn parse_transaction(text: &str) -> Result<Transaction, String> {
             return Err(format!("{line:?} is not a 'Key: Value' line"));
         };
         let k = k.trim();
+        if v.chars().any(|c| c.is_control() && c != '\t') {
+            // A lone CR is no line break to qlship but could be one to a reader.
+            return Err(format!("{k}: a control character in the value"));
+        }
+        if fields.len() >= MAX_AMI_FIELDS {
+            return Err(format!("more than {MAX_AMI_FIELDS} lines"));
+        }
         if k.is_empty()
             || !k
                 .bytes()
@@ -251,6 +252,7 @@ pub fn vet(c: &ActionContainer, policy: &Policy) -> Result<Vetted, String> {
         {
             return Err(format!("action {action} is not in AMI_ACTIONS"));
         }
+        crate::ami_policy::check(&t, policy).map_err(|r| r.to_string())?;
         if policy.login.is_some() && action.eq_ignore_ascii_case("Login") {
             continue;
         }
@@ -263,7 +265,7 @@ pub fn vet(c: &ActionContainer, policy: &Policy) -> Result<Vetted, String> {
                 fields: vec![
                     ("Action".into(), "Login".into()),
                     ("Username".into(), user.clone()),
-                    ("Secret".into(), secret.clone()),
+                    ("Secret".into(), secret.expose().to_string()),
                 ],
             },
         );
@@ -297,45 +299,104 @@ impl Message {
     }
 }
 
+/// Bounds on what Asterisk (or whatever answers on the AMI port) can make qlship hold.
+pub const MAX_AMI_LINE: usize = 8 * 1024;
+pub const MAX_AMI_MESSAGE: usize = 64 * 1024;
+pub const MAX_AMI_FIELDS: usize = 128;
+
+/// An AMI message over one of the bounds: the connection is given up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AmiLimit {
+    Line,
+    Message,
+    Fields,
+}
+
+impl std::fmt::Display for AmiLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AmiLimit::Line => write!(f, "AMI sent a line over {MAX_AMI_LINE} bytes"),
+            AmiLimit::Message => write!(f, "AMI sent a message over {MAX_AMI_MESSAGE} bytes"),
+            AmiLimit::Fields => write!(f, "AMI sent a message of over {MAX_AMI_FIELDS} lines"),
+        }
+    }
+}
+
 /// Splits AMI's byte stream into messages. The banner (`Asterisk Call Manager/x.y`) is a
 /// single line with no blank line after it, so a block whose first line has no colon
 /// before the slash is taken as the banner and returned as a message with key `Banner`.
+/// Holds at most one line and one message: anything larger is an [`AmiLimit`] error.
 #[derive(Default)]
 pub struct MessageReader {
-    pending: String,
+    /// Bytes of the line not yet ended by a newline (kept as bytes: a chunk may end
+    /// inside a UTF-8 character).
+    pending: Vec<u8>,
     current: Message,
+    /// Bytes of the lines in `current`.
+    current_bytes: usize,
 }
 
 impl MessageReader {
-    /// Feeds bytes; returns the messages they complete.
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<Message> {
-        self.pending.push_str(&String::from_utf8_lossy(bytes));
+    /// Feeds bytes; returns the messages they complete, or the bound they broke (the
+    /// reader is then spent: the caller drops the connection).
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Message>, AmiLimit> {
         let mut out = Vec::new();
-        while let Some(i) = self.pending.find('\n') {
-            let line: String = self.pending.drain(..=i).collect();
-            let line = line.trim_end_matches(['\r', '\n']);
-            if line.is_empty() {
-                if !self.current.fields.is_empty() {
-                    out.push(std::mem::take(&mut self.current));
-                }
-                continue;
+        let mut rest = bytes;
+        while let Some(i) = rest.iter().position(|b| *b == b'\n') {
+            if self.pending.len() + i > MAX_AMI_LINE {
+                return Err(AmiLimit::Line);
             }
-            match line.split_once(':') {
-                Some((k, v)) if !k.contains('/') && !k.contains(' ') => self
-                    .current
-                    .fields
-                    .push((k.to_string(), v.trim().to_string())),
-                _ if self.current.fields.is_empty() => out.push(Message {
-                    fields: vec![("Banner".into(), line.to_string())],
-                }),
-                // A continuation line (e.g. `Command` output): keep it with the message.
-                _ => self
-                    .current
-                    .fields
-                    .push(("Output".into(), line.to_string())),
-            }
+            self.pending.extend_from_slice(&rest[..i]);
+            rest = &rest[i + 1..];
+            let line = std::mem::take(&mut self.pending);
+            let line = String::from_utf8_lossy(&line);
+            self.line(line.trim_end_matches('\r'), &mut out)?;
         }
-        out
+        if self.pending.len() + rest.len() > MAX_AMI_LINE {
+            return Err(AmiLimit::Line);
+        }
+        self.pending.extend_from_slice(rest);
+        Ok(out)
+    }
+
+    /// Bytes held between calls (for the bounds' tests).
+    pub fn held(&self) -> usize {
+        self.pending.len() + self.current_bytes
+    }
+
+    fn line(&mut self, line: &str, out: &mut Vec<Message>) -> Result<(), AmiLimit> {
+        if line.is_empty() {
+            if !self.current.fields.is_empty() {
+                out.push(std::mem::take(&mut self.current));
+                self.current_bytes = 0;
+            }
+            return Ok(());
+        }
+        if self.current.fields.len() >= MAX_AMI_FIELDS {
+            return Err(AmiLimit::Fields);
+        }
+        self.current_bytes += line.len();
+        if self.current_bytes > MAX_AMI_MESSAGE {
+            return Err(AmiLimit::Message);
+        }
+        match line.split_once(':') {
+            Some((k, v)) if !k.contains('/') && !k.contains(' ') => self
+                .current
+                .fields
+                .push((k.to_string(), v.trim().to_string())),
+            _ if self.current.fields.is_empty() => {
+                self.current_bytes = 0;
+                out.push(Message {
+                    fields: vec![("Banner".into(), line.to_string())],
+                })
+            }
+            // A continuation line (e.g. `Command` output): keep it with the message.
+            _ => self
+                .current
+                .fields
+                .push(("Output".into(), line.to_string())),
+        }
+        Ok(())
     }
 }
 
@@ -432,6 +493,106 @@ mod tests {
     }
 
     #[test]
+    fn containers_are_bounded_in_count_actions_and_size() {
+        let one = |id: usize, actions: &str| {
+            format!(r#"{{"id":"{id}","host":"localhost","actions":[{actions}]}}"#)
+        };
+        let ping = "\"Action: Ping\"";
+        let many: Vec<String> = (0..MAX_CONTAINERS + 5).map(|i| one(i, ping)).collect();
+        let v: Value = json::from_str(&format!("[{}]", many.join(","))).unwrap();
+        assert_eq!(containers(Some(&v)).len(), MAX_CONTAINERS);
+
+        let pings = vec![ping; MAX_ACTIONS_PER_CONTAINER];
+        let at = |n: usize| -> Value {
+            json::from_str(&format!("[{}]", one(1, &pings[..n].join(",")))).unwrap()
+        };
+        assert!(containers(Some(&at(MAX_ACTIONS_PER_CONTAINER)))[0].is_ok());
+        let over: Value = json::from_str(&format!(
+            "[{}]",
+            one(1, &format!("{},{ping}", pings.join(",")))
+        ))
+        .unwrap();
+        assert_eq!(
+            containers(Some(&over))[0],
+            Err((
+                "1".into(),
+                "33 actions, more than 32 in one container".into()
+            ))
+        );
+
+        let long = format!("\"Action: Ping\\nX: {}\"", "a".repeat(MAX_ACTION_BYTES));
+        let v: Value = json::from_str(&format!("[{}]", one(2, &long))).unwrap();
+        assert_eq!(
+            containers(Some(&v))[0],
+            Err(("2".into(), "an action of over 8192 bytes".into()))
+        );
+        let big = format!(
+            "\"Action: Ping\\nX: {}\"",
+            "a".repeat(MAX_ACTION_BYTES - 20)
+        );
+        let v: Value = json::from_str(&format!("[{}]", one(3, &vec![big; 9].join(",")))).unwrap();
+        assert_eq!(
+            containers(Some(&v))[0],
+            Err(("3".into(), "actions of over 65536 bytes in all".into()))
+        );
+        let v: Value = json::from_str(&format!(
+            r#"[{{"id":"{}","host":"localhost","actions":[]}}]"#,
+            "9".repeat(MAX_ID_BYTES + 1)
+        ))
+        .unwrap();
+        assert_eq!(
+            containers(Some(&v))[0],
+            Err(("".into(), "an id of over 256 bytes".into()))
+        );
+    }
+
+    #[test]
+    fn control_characters_in_a_value_are_refused() {
+        assert_eq!(
+            parse_transaction("Action: QueueAdd\nQueue: q\rApplication: System"),
+            Err("Queue: a control character in the value".into())
+        );
+        assert!(parse_transaction("Action: QueueAdd\nQueue: q\tx").is_ok());
+    }
+
+    #[test]
+    fn the_reader_refuses_long_lines_big_messages_and_many_fields() {
+        let mut r = MessageReader::default();
+        assert_eq!(r.feed(&vec![b'a'; MAX_AMI_LINE]), Ok(vec![]));
+        assert_eq!(r.feed(b"a"), Err(AmiLimit::Line));
+        let mut r = MessageReader::default();
+        // At most MAX_AMI_LINE bytes before the LF, a CR included.
+        let line = format!("K: {}\r\n", "v".repeat(MAX_AMI_LINE - 4));
+        assert_eq!(r.feed(line.as_bytes()), Ok(vec![]));
+        let longer = format!("K: {}\r", "v".repeat(MAX_AMI_LINE - 3));
+        assert_eq!(r.feed(&longer.as_bytes()[..MAX_AMI_LINE]), Ok(vec![]));
+        assert_eq!(
+            r.feed(b"\r\n"),
+            Err(AmiLimit::Line),
+            "CR counts in the line"
+        );
+        let mut r = MessageReader::default();
+        let mut got = Ok(vec![]);
+        for _ in 0..(MAX_AMI_MESSAGE / (MAX_AMI_LINE - 3)) + 1 {
+            got = r.feed(format!("K: {}\n", "v".repeat(MAX_AMI_LINE - 4)).as_bytes());
+            assert!(r.held() <= MAX_AMI_MESSAGE + MAX_AMI_LINE);
+        }
+        assert_eq!(got, Err(AmiLimit::Message));
+        let mut r = MessageReader::default();
+        assert_eq!(
+            r.feed("K: v\n".repeat(MAX_AMI_FIELDS).as_bytes()),
+            Ok(vec![])
+        );
+        assert_eq!(r.feed(b"K: v\n"), Err(AmiLimit::Fields));
+        // A chunk that ends inside a UTF-8 character loses nothing.
+        let mut r = MessageReader::default();
+        let text = "Message: caf\u{e9}\r\n\r\n".as_bytes();
+        let mut got = r.feed(&text[..13]).unwrap();
+        got.extend(r.feed(&text[13..]).unwrap());
+        assert_eq!(got[0].get("Message"), Some("caf\u{e9}"));
+    }
+
+    #[test]
     fn a_foreign_host_is_refused_with_the_reason() {
         let e = vet(&c("10.0.0.9", &["Action: Ping"]), &policy()).unwrap_err();
         assert_eq!(
@@ -507,8 +668,8 @@ mod tests {
         let stream = b"Asterisk Call Manager/9.0.0\r\nEvent: FullyBooted\r\nStatus: up\r\n\r\nResponse: Success\r\nActionID: a1\r\nMessage: Authentication accepted\r\n\r\n";
         for split in 1..stream.len() {
             let mut r = MessageReader::default();
-            let mut got = r.feed(&stream[..split]);
-            got.extend(r.feed(&stream[split..]));
+            let mut got = r.feed(&stream[..split]).unwrap();
+            got.extend(r.feed(&stream[split..]).unwrap());
             assert_eq!(got.len(), 3, "split at {split}");
             assert_eq!(got[0].get("Banner"), Some("Asterisk Call Manager/9.0.0"));
             assert_eq!(got[1].get("Event"), Some("FullyBooted"));

@@ -1,6 +1,7 @@
 //! The HTTP shell: one blocking POST per command (called on a `workers` thread).
 
 use crate::config::Settings;
+use crate::health::meter::{Command, Meter};
 use crate::machine::upload::{Failure, Fate};
 use crate::protocol::{self, Answer, AnswerError, Partition};
 use crate::row::Row;
@@ -83,6 +84,8 @@ pub struct Client {
     auth: String,
     timeout_secs: u64,
     pub partition: Partition,
+    /// Requests and answers, for the metrics and the stall detector (shared by clones).
+    meter: std::sync::Arc<Meter>,
 }
 
 impl Client {
@@ -91,13 +94,24 @@ impl Client {
             url: t.url(),
             host: t.host.clone(),
             port: t.port,
-            auth: protocol::basic_auth(&t.user, &t.password),
+            auth: protocol::basic_auth(&t.user, t.password.expose()),
             timeout_secs: s.http_timeout.as_secs_f64().ceil().max(1.0) as u64,
             partition: Partition {
                 token: t.token.clone(),
                 tz_offset: t.tz_offset,
             },
+            meter: Default::default(),
         }
+    }
+
+    pub fn meter(&self) -> &Meter {
+        &self.meter
+    }
+
+    /// Counts the request's outcome, as the method that made it judged it.
+    fn metered<T>(&self, command: Command, result: Result<T, HttpError>) -> Result<T, HttpError> {
+        self.meter.record(command, &result);
+        result
     }
 
     pub fn url(&self) -> &str {
@@ -142,53 +156,66 @@ impl Client {
 
     /// The partition's high-water mark: the latest time stored, None when empty.
     pub fn check_hwm(&self) -> Result<Option<i64>, HttpError> {
-        let answer = self.post(protocol::form_body(&protocol::check_hwm(&self.partition)))?;
-        match answer.result.as_deref().map(str::trim) {
-            None | Some("") | Some("null") => Ok(None),
-            Some(t) => t
-                .parse::<i64>()
-                .map(|w| Some(w - self.partition.tz_offset))
-                .map_err(|_| HttpError::Unexpected(format!("checkHWM result {t:?} is not a time"))),
-        }
+        let result = self
+            .post(protocol::form_body(&protocol::check_hwm(&self.partition)))
+            .and_then(|answer| match answer.result.as_deref().map(str::trim) {
+                None | Some("") | Some("null") => Ok(None),
+                Some(t) => t
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(|w| w.checked_sub(self.partition.tz_offset))
+                    .map(Some)
+                    .ok_or_else(|| {
+                        HttpError::Unexpected(format!("checkHWM result {t:?} is not a time"))
+                    }),
+            });
+        self.metered(Command::CheckHwm, result)
     }
 
     /// How many rows identical to `row` the server stores.
     pub fn check_row(&self, row: &Row) -> Result<u64, HttpError> {
-        let answer = self.post(protocol::form_body(&protocol::check_row(
-            row,
-            &self.partition,
-        )))?;
-        let text = answer.result.unwrap_or_default();
-        text.trim()
-            .parse()
-            .map_err(|_| HttpError::Unexpected(format!("checkRow result {text:?} is not a count")))
+        let result = self
+            .post(protocol::form_body(&protocol::check_row(
+                row,
+                &self.partition,
+            )))
+            .and_then(|answer| {
+                let text = answer.result.unwrap_or_default();
+                text.trim().parse().map_err(|_| {
+                    HttpError::Unexpected(format!("checkRow result {text:?} is not a count"))
+                })
+            });
+        self.metered(Command::CheckRow, result)
     }
 
     pub fn insert_all(&self, body: String, rows: usize) -> Result<(), HttpError> {
-        let answer = self.post(body)?;
-        let text = answer.result.unwrap_or_default();
-        match text.trim().parse::<usize>() {
-            Ok(n) if n == rows => Ok(()),
-            _ => Err(HttpError::Unexpected(format!(
-                "insertAll stored {text:?} of {rows} rows"
-            ))),
-        }
+        let result = self.post(body).and_then(|answer| {
+            let text = answer.result.unwrap_or_default();
+            match text.trim().parse::<usize>() {
+                Ok(n) if n == rows => Ok(()),
+                _ => Err(HttpError::Unexpected(format!(
+                    "insertAll stored {text:?} of {rows} rows"
+                ))),
+            }
+        });
+        self.metered(Command::InsertAll, result)
     }
 
     /// Reports `results` and fetches the pending feedback actions.
     pub fn check_fb(&self, results: &[crate::feedback::FbResult]) -> Result<Answer, HttpError> {
-        self.post(protocol::form_body(&crate::feedback::check_fb(
+        let result = self.post(protocol::form_body(&crate::feedback::check_fb(
             &self.partition,
             results,
-        )))
+        )));
+        self.metered(Command::CheckFb, result)
     }
 
     pub fn check_hb(&self, now: i64) -> Result<(), HttpError> {
-        self.post(protocol::form_body(&protocol::check_hb(
+        let result = self.post(protocol::form_body(&protocol::check_hb(
             &self.partition,
             now,
-        )))
-        .map(|_| ())
+        )));
+        self.metered(Command::CheckHb, result.map(|_| ()))
     }
 }
 

@@ -1183,6 +1183,7 @@ impl Journal {
             other => JournalError::Sled(other),
         })?;
         self.log_file.sync_all().map_err(JournalError::Fsync)?;
+        crate::health::meter::count_fsync();
         // Not fatal: a missing seal only weakens the rollback check.
         let _ = self.seal.write(generation);
         Ok(())
@@ -1406,6 +1407,7 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
 }
 
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    crate::health::meter::count_fsync();
     File::open(dir)?.sync_all()
 }
 

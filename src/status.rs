@@ -1,8 +1,8 @@
 //! What the running daemon is doing, for a person or a monitoring check.
 //!
 //! The daemon writes a [`Snapshot`] as JSON to `--run-dir/status.json` every few seconds
-//! (write to a temporary file, then rename: a reader never sees half a file; the run dir
-//! is tmpfs, so this costs no flash). `qlship status` reads it; the journal itself is
+//! (write to a fresh temporary file, then rename: a reader never sees half a file; the
+//! run dir is tmpfs, so this costs no flash). `qlship status` reads it; the journal itself is
 //! locked by the daemon. Pure apart from [`write`] and [`read`]: rendering and the exit
 //! code are decided here from the snapshot and the current time.
 
@@ -34,7 +34,20 @@ pub struct Snapshot {
     /// Rows no enabled target wanted (multi-target mode: no rule matched, or a
     /// disabled target's).
     pub unrouted_rows: u64,
+    /// Rows read from queue_log files since start (every row, wanted or not).
+    pub rows_read: u64,
     pub targets: Vec<TargetStatus>,
+}
+
+/// Requests to one target with one command and outcome, since start.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct RequestCount {
+    /// `insertAll`, `checkRow`, …
+    pub command: String,
+    /// `ok`, `ko`, `http_status`, `bad_answer`, `connect_error`, `tls_error`,
+    /// `transport_error`.
+    pub outcome: String,
+    pub count: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
@@ -63,14 +76,40 @@ pub struct TargetStatus {
     pub last_feedback: Option<i64>,
     /// Feedback containers run (or refused) since start.
     pub feedback_done: u64,
+    /// Of those: answered OK, failed on the PBX, refused by qlship's policy; and
+    /// containers found interrupted by a stop (reported, never run again).
+    pub feedback_ok: u64,
+    pub feedback_failed: u64,
+    pub feedback_refused: u64,
+    pub feedback_interrupted: u64,
+    /// When the target last answered any request, whatever it said.
+    pub last_answer: Option<i64>,
+    /// Since when rows have waited without any acknowledged while the target answers,
+    /// once that has lasted `--stall-after` (see `health::stall`).
+    pub stalled_since: Option<i64>,
+    /// Resyncs of batches whose fate was unknown, since start.
+    pub resyncs: u64,
+    pub requests: Vec<RequestCount>,
 }
 
 impl TargetStatus {
+    /// Counts a feedback container that ran on the PBX, by its result (`feedback_done`
+    /// counts it too, with the refused ones).
+    pub fn feedback_ran(&mut self, ok: bool) {
+        if ok {
+            self.feedback_ok += 1;
+        } else {
+            self.feedback_failed += 1;
+        }
+    }
+
     pub fn state(&self, now: i64) -> String {
         match self.failing_since {
             None if self.last_success.is_none() && self.last_error.is_none() => "starting".into(),
             None => "up".into(),
-            Some(t) if now - t >= DOWN_AFTER_SECS => format!("down since {}", clock(t)),
+            Some(t) if now.saturating_sub(t) >= DOWN_AFTER_SECS => {
+                format!("down since {}", clock(t))
+            }
             Some(_) => "backing off".into(),
         }
     }
@@ -83,9 +122,13 @@ pub const EXIT_NOT_RUNNING: i32 = 3;
 
 /// Whether the snapshot describes a live daemon, and the exit code it calls for.
 pub fn verdict(s: &Snapshot, now: i64, pid_alive: bool) -> i32 {
-    if !pid_alive || now - s.written > STALE_AFTER_SECS {
+    if !pid_alive || now.saturating_sub(s.written) > STALE_AFTER_SECS {
         EXIT_NOT_RUNNING
-    } else if s.targets.iter().any(|t| t.failing_since.is_some()) {
+    } else if s
+        .targets
+        .iter()
+        .any(|t| t.failing_since.is_some() || t.stalled_since.is_some())
+    {
         EXIT_FAILING
     } else {
         EXIT_ALL_UP
@@ -94,6 +137,23 @@ pub fn verdict(s: &Snapshot, now: i64, pid_alive: bool) -> i32 {
 
 pub fn to_json(s: &Snapshot) -> String {
     json::to_string(s)
+}
+
+/// What `status --json` prints when no daemon runs: scripts get JSON either way (and
+/// exit status 3). `last_pid` is the pid of a stale status file, if there is one.
+#[derive(Serialize)]
+struct NotRunning<'a> {
+    running: bool,
+    reason: &'a str,
+    last_pid: Option<u32>,
+}
+
+pub fn not_running_json(reason: &str, last_pid: Option<u32>) -> String {
+    json::to_string(&NotRunning {
+        running: false,
+        reason,
+        last_pid,
+    })
 }
 
 pub fn from_json(text: &str) -> Result<Snapshot, String> {
@@ -106,8 +166,8 @@ pub fn render(s: &Snapshot, now: i64) -> String {
         "qlship {} (pid {}), up {}, status written {} ago\n",
         s.version,
         s.pid,
-        duration(now - s.started),
-        duration(now - s.written)
+        duration(now.saturating_sub(s.started)),
+        duration(now.saturating_sub(s.written))
     );
     out.push_str(&format!(
         "reader: {}; {} at byte {}\n",
@@ -151,6 +211,13 @@ pub fn render(s: &Snapshot, now: i64) -> String {
             ago(t.last_feedback, now),
             t.feedback_done
         ));
+        if let Some(since) = t.stalled_since {
+            out.push_str(&format!(
+                "  STALLED: {} rows waiting, none acknowledged for {} although the server answers\n",
+                t.backlog_rows,
+                duration(now - since)
+            ));
+        }
         if let Some(e) = &t.last_error {
             out.push_str(&format!(
                 "  last error ({}): {e}\n",
@@ -162,7 +229,9 @@ pub fn render(s: &Snapshot, now: i64) -> String {
 }
 
 fn ago(t: Option<i64>, now: i64) -> String {
-    t.map_or("never".into(), |t| format!("{} ago", duration(now - t)))
+    t.map_or("never".into(), |t| {
+        format!("{} ago", duration(now.saturating_sub(t)))
+    })
 }
 
 fn duration(secs: i64) -> String {
@@ -185,12 +254,16 @@ pub fn path_in(run_dir: &Path) -> PathBuf {
     run_dir.join(FILE_NAME)
 }
 
-/// Writes the snapshot atomically (temporary file, then rename). No fsync: tmpfs.
+/// Writes the snapshot atomically, never through a planted symlink (see
+/// `atomic_file`). No fsync: tmpfs. It holds no secret: any local user may read it.
 pub fn write(run_dir: &Path, s: &Snapshot) -> std::io::Result<()> {
     std::fs::create_dir_all(run_dir)?;
-    let tmp = run_dir.join(format!(".{FILE_NAME}.tmp"));
-    std::fs::write(&tmp, to_json(s))?;
-    std::fs::rename(&tmp, path_in(run_dir))
+    crate::atomic_file::write_atomically(
+        run_dir,
+        FILE_NAME,
+        to_json(s).as_bytes(),
+        crate::atomic_file::PUBLIC,
+    )
 }
 
 pub fn read(run_dir: &Path) -> Result<Snapshot, String> {
@@ -223,6 +296,7 @@ mod tests {
             spool_max: 64 << 20,
             skipped_lines: 1,
             unrouted_rows: 0,
+            rows_read: 0,
             targets: vec![TargetStatus {
                 url: "http://qm:8080/queuemetrics/jsonQLoaderApi.do".into(),
                 token: "P001".into(),
@@ -245,6 +319,16 @@ mod tests {
     }
 
     #[test]
+    fn a_status_file_with_absurd_times_is_judged_not_rendered_into_a_panic() {
+        let mut s = snapshot();
+        s.written = i64::MIN;
+        s.started = i64::MIN;
+        s.targets[0].failing_since = Some(i64::MIN);
+        assert_eq!(verdict(&s, i64::MAX, true), EXIT_NOT_RUNNING);
+        assert!(render(&s, i64::MAX).contains("down since"));
+    }
+
+    #[test]
     fn verdicts() {
         let mut s = snapshot();
         assert_eq!(verdict(&s, 2005, true), EXIT_ALL_UP);
@@ -253,6 +337,10 @@ mod tests {
             verdict(&s, 2000 + STALE_AFTER_SECS + 1, true),
             EXIT_NOT_RUNNING
         );
+        s.targets[0].stalled_since = Some(1000);
+        assert_eq!(verdict(&s, 2005, true), EXIT_FAILING, "stalled though up");
+        assert!(render(&s, 2005).contains("STALLED: 10 rows waiting, none acknowledged for 16m"));
+        s.targets[0].stalled_since = None;
         s.targets[0].failing_since = Some(1995);
         assert_eq!(verdict(&s, 2005, true), EXIT_FAILING);
     }

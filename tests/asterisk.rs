@@ -3,6 +3,10 @@
 //! qlship change Asterisk's queue, Asterisk's own queue_log then carries ADDMEMBER /
 //! PAUSE / REMOVEMEMBER, and qlship, following that queue_log, uploads those rows.
 //!
+//! And the policy holds against the real thing: an `Originate` of `System` is refused
+//! before Asterisk, and the same container with System allowed does run (so the probe
+//! would see it).
+//!
 //! Runs when `QLSHIP_ASTERISK_ROOT` names the chroot (CI sets it after building it; a
 //! failed build fails CI there). Without it the test says SKIPPED: it needs root.
 
@@ -20,11 +24,14 @@ struct Asterisk {
     child: Child,
     /// The run's directory, as seen from outside the chroot.
     dir: PathBuf,
+    /// The same, as seen from inside.
+    inside: String,
 }
 
 impl Asterisk {
     fn start(root: &Path, ami_port: u16) -> Asterisk {
-        let name = format!("qlship-test-{}", std::process::id());
+        // The port too: the tests of this file run in parallel, in one process.
+        let name = format!("qlship-test-{}-{ami_port}", std::process::id());
         let inside = format!("/tmp/{name}");
         let dir = root.join(inside.trim_start_matches('/'));
         let _ = std::fs::remove_dir_all(&dir);
@@ -44,7 +51,7 @@ impl Asterisk {
         // Only what the test needs: the manager is built in, app_queue holds the queue.
         write(
             "modules.conf",
-            "[modules]\nautoload = no\nload => app_queue.so\nload => pbx_config.so\nload => func_strings.so\n"
+            "[modules]\nautoload = no\nload => app_queue.so\nload => pbx_config.so\nload => func_strings.so\nload => app_system.so\n"
                 .into(),
         );
         write(
@@ -63,7 +70,11 @@ impl Asterisk {
             "logger.conf",
             "[general]\nqueue_log = yes\n\n[logfiles]\nmessages => error,warning\n".into(),
         );
-        write("extensions.conf", "[agents]\n".into());
+        // `s@agents` answers, so that an Originate into it starts its application.
+        write(
+            "extensions.conf",
+            "[agents]\nexten => s,1,Answer()\n same => n,Wait(3)\n same => n,Hangup()\n".into(),
+        );
         let conf = format!("{inside}/etc/asterisk.conf");
         let child = Command::new("chroot")
             .arg(root)
@@ -78,6 +89,7 @@ impl Asterisk {
             conf,
             child,
             dir,
+            inside,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", ami_port)).is_err() {
@@ -130,11 +142,11 @@ fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn queue_actions_change_a_real_asterisk_and_its_queue_log_rows_are_uploaded() {
+/// The chroot, or None (the test then says SKIPPED).
+fn asterisk_root() -> Option<PathBuf> {
     let Some(root) = std::env::var_os("QLSHIP_ASTERISK_ROOT") else {
         eprintln!("SKIPPED: QLSHIP_ASTERISK_ROOT is not set (tests/asterisk/setup makes the chroot; needs root)");
-        return;
+        return None;
     };
     let root = PathBuf::from(root);
     assert!(
@@ -142,6 +154,63 @@ fn queue_actions_change_a_real_asterisk_and_its_queue_log_rows_are_uploaded() {
         "QLSHIP_ASTERISK_ROOT={} holds no Asterisk: run tests/asterisk/setup",
         root.display()
     );
+    Some(root)
+}
+
+#[test]
+fn an_originate_of_system_is_refused_and_nothing_runs_on_the_pbx() {
+    let Some(root) = asterisk_root() else { return };
+    let port = free_port();
+    let ast = Asterisk::start(&root, port);
+    let env = Env::new();
+    let login = "Action: Login\nUsername: admin\nSecret: amp111";
+    let inside = &ast.inside;
+    let marker = ast.dir.join("pwned");
+    let originate = format!(
+        "Action: Originate\nChannel: Local/s@agents\nApplication: System\nData: touch {inside}/pwned\nTimeout: 5000"
+    );
+    env.qm
+        .push_actions("P001", "sys", "127.0.0.1", port, &[login, &originate]);
+    let daemon = env.spawn(&["--feedback", "0.2", "--ami-timeout", "8"]);
+    let r = env.wait_fb_reports("sys", Duration::from_secs(20))[0].clone();
+    stop(daemon);
+    assert_eq!(
+        (r.status.as_str(), r.result.as_str()),
+        (
+            "KO",
+            "refused: Originate of application System is not allowed by AMI_APPLICATIONS"
+        )
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!marker.exists(), "System ran on the PBX");
+
+    // The control: with System allowed, the very same container does run.
+    env.qm.push_actions(
+        "P001",
+        "sys-allowed",
+        "127.0.0.1",
+        port,
+        &[login, &originate],
+    );
+    let daemon = env.spawn(&[
+        "--feedback",
+        "0.2",
+        "--ami-timeout",
+        "8",
+        "--ami-applications",
+        "ChanSpy,System",
+    ]);
+    let r = env.wait_fb_reports("sys-allowed", Duration::from_secs(30))[0].clone();
+    stop(daemon);
+    assert_eq!(r.status, "OK", "{r:?}\n{}", env.logs());
+    wait_until("System to touch its file", Duration::from_secs(10), || {
+        marker.exists()
+    });
+}
+
+#[test]
+fn queue_actions_change_a_real_asterisk_and_its_queue_log_rows_are_uploaded() {
+    let Some(root) = asterisk_root() else { return };
     let port = free_port();
     let ast = Asterisk::start(&root, port);
     let mut env = Env::new();

@@ -232,11 +232,16 @@ fn procd_init_renders_the_config_and_keeps_secrets_off_the_command_line() {
     let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "state dir mode {mode:o}");
 
-    // qlship itself accepts the rendered file, password and all.
+    // qlship itself accepts the rendered file, password and all (with this machine's
+    // stand-in for /var/log/asterisk/queue_log, which `check` wants to exist).
+    let ql = dir.path().join("queue_log");
+    std::fs::write(&ql, "").unwrap();
     let (code, said) = run_qlship(&[
         "check".into(),
         "--config".into(),
         conf.display().to_string(),
+        ql.display().to_string(),
+        "P001".into(),
     ]);
     assert_eq!(code, 0, "{said}");
 

@@ -117,6 +117,108 @@ fn a_missing_queue_log_is_waited_for() {
 }
 
 #[test]
+fn a_queue_log_that_is_a_directory_or_in_no_directory_stops_the_daemon_at_start() {
+    let mut env = Env::new();
+    let dir = env.dir.path().to_owned();
+    for (ql, want) in [
+        (
+            dir.clone(),
+            format!(
+                "QUEUE_LOG {} is a directory: give the queue_log file itself (e.g. {})",
+                dir.display(),
+                dir.join("queue_log").display()
+            ),
+        ),
+        (
+            dir.join("asterisk/queue_log"),
+            format!(
+                "QUEUE_LOG {}: the directory {} does not exist",
+                dir.join("asterisk/queue_log").display(),
+                dir.join("asterisk").display()
+            ),
+        ),
+    ] {
+        env.ql = ql;
+        // A daemon that does not stop would hang here: timeout(1) turns that into 124.
+        let out = Command::new("timeout")
+            .arg("10")
+            .arg(env!("CARGO_BIN_EXE_qlship"))
+            .args(env.args(&[]))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(&want), "{err}");
+        // `check` says the same and fails.
+        let mut a = vec!["check".to_string()];
+        a.extend(env.args(&[]));
+        let (code, text) = run_qlship(&a);
+        assert_eq!(code, 1, "{text}");
+        assert!(text.starts_with(&want), "{text}");
+        assert!(
+            text.contains("\nOK: "),
+            "the server is still checked: {text}"
+        );
+    }
+}
+
+#[test]
+fn check_fails_when_the_queue_log_is_not_there_yet() {
+    let env = Env::new();
+    let mut a = vec!["check".to_string()];
+    a.extend(env.args(&[]));
+    let (code, text) = run_qlship(&a);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "QUEUE_LOG {} does not exist (yet): the daemon would wait for it to appear",
+            env.ql.display()
+        )),
+        "{text}"
+    );
+    env.append("");
+    let (code, text) = run_qlship(&a);
+    assert_eq!(code, 0, "{text}");
+    assert!(!text.contains("QUEUE_LOG"), "{text}");
+}
+
+#[derive(miniserde::Deserialize, Debug)]
+struct NotRunning {
+    running: bool,
+    reason: String,
+    last_pid: Option<u32>,
+}
+
+#[test]
+fn status_json_is_json_even_when_no_daemon_runs() {
+    let env = Env::new();
+    let run_dir = env.dir.path().join("run");
+    let status = || qlship(&["status", "--json", "--run-dir", run_dir.to_str().unwrap()]);
+    let (code, out, _) = status();
+    assert_eq!(code, 3, "{out}");
+    let said: NotRunning = miniserde::json::from_str(out.trim()).expect(&out);
+    assert!(!said.running && said.last_pid.is_none(), "{said:?}");
+    assert!(said.reason.starts_with("no status in "), "{said:?}");
+
+    // A status file left behind by a daemon that is gone.
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let stale = qlship::status::Snapshot {
+        pid: 999_999_999,
+        written: 1,
+        ..Default::default()
+    };
+    std::fs::write(run_dir.join("status.json"), qlship::status::to_json(&stale)).unwrap();
+    let (code, out, _) = status();
+    assert_eq!(code, 3, "{out}");
+    let said: NotRunning = miniserde::json::from_str(out.trim()).expect(&out);
+    assert_eq!(
+        (said.running, said.last_pid),
+        (false, Some(999_999_999)),
+        "{said:?}"
+    );
+}
+
+#[test]
 fn heartbeats_are_sent_and_a_failed_one_blocks_nothing() {
     let env = Env::new();
     env.qm.fail("checkHb", support::fake_qm::Fault::Http500, 1);

@@ -127,14 +127,14 @@ fn a_foreign_host_or_a_refused_action_is_answered_ko_and_nothing_runs() {
         host,
         (
             "KO".into(),
-            "refused by qlship: host 192.0.2.7 is not in AMI_HOSTS (127.0.0.1,::1,localhost): qlship only talks to the local Asterisk".into()
+            "refused: host 192.0.2.7 is not in AMI_HOSTS (127.0.0.1,::1,localhost): qlship only talks to the local Asterisk".into()
         )
     );
     assert_eq!(
         command,
         (
             "KO".into(),
-            "refused by qlship: action Command is not in AMI_ACTIONS".into()
+            "refused: action Command is not in AMI_ACTIONS".into()
         )
     );
     assert_eq!(

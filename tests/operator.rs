@@ -120,6 +120,7 @@ fn check(env: &Env, extra: &[&str]) -> (i32, String) {
 #[test]
 fn check_explains_each_failure_in_plain_words() {
     let env = Env::new();
+    env.append("");
     let url = format!(
         "http://127.0.0.1:{}/queuemetrics/jsonQLoaderApi.do",
         env.qm.port()

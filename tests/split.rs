@@ -458,3 +458,55 @@ fn each_target_takes_its_partition_over_at_its_own_watermark_even_if_down_at_fir
         "{logs}"
     );
 }
+
+#[test]
+fn loway_template_is_accepted_and_an_enabled_mysql_target_is_refused_plainly() {
+    // tests/support/loway_splitter.json is shaped exactly as Loway's published Ansible
+    // template renders (src/rules/json.rs says where it comes from).
+    let template =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/loway_splitter.json");
+    let env = support::Env::new();
+    env.append("1700000000|1.1|sales-acme|Agent/1|CONNECT|1|2|3\n1700000001|1.2|NONE|Agent/2-beta|PAUSE|x\n1700000002|1.3|other|Agent/3|PAUSE|y\n");
+    let (code, out) = support::run_qlship(&[
+        "check-rules".into(),
+        template.to_str().unwrap().into(),
+        env.ql.to_str().unwrap().into(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("target 3 \"DUMMY CLOSING ENTRY\": file:q-client00.txt token \"\""),
+        "{out}"
+    );
+    assert!(out.contains(", DISABLED"), "{out}");
+    assert!(!out.contains("s3cret"), "passwords are masked:\n{out}");
+    for line in [
+        "target 1 \"acme\" would receive 1 rows",
+        "target 2 \"beta\" would receive 1 rows",
+        "target 3 \"DUMMY CLOSING ENTRY\" would receive 0 rows (disabled)",
+        "0 rows match a disabled target; 1 rows match no rule",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+
+    // The same file with the closing entry enabled and pointed at MySQL: qlship stops
+    // before contacting anything (as the daemon does), saying what to use instead.
+    let text = std::fs::read_to_string(&template)
+        .unwrap()
+        .replace(
+            "\"file:q-client00.txt\"",
+            "\"mysql:qm:Pa55@tcp(10.0.0.5:3306)/queuemetrics\"",
+        )
+        .replace("\"disabled\": true", "\"disabled\": false")
+        .replace("\"matcher\": [\"\"]", "\"matcher\": [\"x\"]");
+    let rules = env.dir.path().join("splitter.json");
+    std::fs::write(&rules, text).unwrap();
+    let mut a = env.args(&["--rules", rules.to_str().unwrap()]);
+    a.insert(0, "check".into());
+    let (code, out) = support::run_qlship(&a);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("splitter.json:33: uri: a mysql: address is Uniloader's MySQL back-end"),
+        "{out}"
+    );
+    assert!(!out.contains("Pa55"), "{out}");
+}

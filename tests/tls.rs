@@ -26,6 +26,7 @@ fn rows_arrive_over_https_with_the_ca_file() {
 #[test]
 fn check_explains_a_certificate_it_cannot_trust() {
     let (env, ca) = tls_env();
+    env.append("");
     let url = format!(
         "https://127.0.0.1:{}/queuemetrics/jsonQLoaderApi.do",
         env.qm.port()

@@ -61,7 +61,9 @@ pub(super) async fn uploader(sh: Arc<Shared>, lead: Arc<Lead>) -> Result<(), Fat
     let now = || clock.elapsed().as_millis() as Millis;
     let partition = lead.client.partition.clone();
     let mut core = Uploader::new(cfg, partition, takeover, tm.inflight, now());
+    let _alive = lead.pulse.finish_on_drop();
     loop {
+        lead.pulse.beat();
         if sh.reader_done.load(Ordering::SeqCst) {
             core.set_reader_done();
         }
@@ -202,9 +204,12 @@ fn report(sh: &Shared, lead: &Lead, events: Vec<Event>) {
                 stored,
                 to_send,
                 requests,
-            } => info!(
-                "{who}: resync: {stored} of {in_doubt} rows in doubt are already stored, {to_send} will be sent ({requests} requests)"
-            ),
+            } => {
+                lead.status().resyncs += 1;
+                info!(
+                    "{who}: resync: {stored} of {in_doubt} rows in doubt are already stored, {to_send} will be sent ({requests} requests)"
+                )
+            }
             Event::Drained => info!("{who}: drain complete: everything read is acknowledged"),
         }
     }

@@ -1,6 +1,7 @@
 //! Uniloader's splitter file: a JSON array of clients
 //! `{clientname, uri, login, pass, token, matcher: [..], match, removematch, disabled,
-//! noactions}` (qlship also reads `timezoneOffset`). A small parser of our own, because
+//! noactions}` (qlship also reads `timezoneOffset`). A disabled client is listed and
+//! otherwise ignored, whatever its address names. A small parser of our own, because
 //! errors must name the line and key, which miniserde does not report.
 
 use super::{apply_uri, How, Matcher, ParseError, Rule, Split, Target};
@@ -345,21 +346,41 @@ fn client_rule(
         name: name.clone(),
         ..defaults.clone()
     };
+    // A disabled entry is listed and otherwise ignored: its address may name any of
+    // Uniloader's back-ends and its matcher may be empty, as in the closing entry of
+    // Loway's own template (`"uri": "file:…", "matcher": [""], "disabled": true`).
+    t.disabled = boolean("disabled")?;
     let uri = string("uri")?.ok_or_else(|| ParseError::key(line, "uri", "missing"))?;
     let uri_line = get("uri").map_or(line, |(_, l)| l);
-    apply_uri(&mut t, &uri).map_err(|e| ParseError::key(uri_line, "uri", e))?;
+    if let Err(e) = apply_uri(&mut t, &uri) {
+        if !t.disabled {
+            let why = other_backend(&uri).unwrap_or(e);
+            return Err(ParseError::key(uri_line, "uri", why));
+        }
+        t.foreign_uri = Some(shown_uri(&uri));
+    }
     if let Some(v) = string("login")? {
         t.user = v;
     }
     if let Some(v) = string("pass")? {
-        t.password = v;
+        t.password = v.into();
     }
     t.token = string("token")?.unwrap_or_default();
-    t.disabled = boolean("disabled")?;
     t.noactions = boolean("noactions")?;
     match get("timezoneOffset") {
         None | Some((Value::Null, _)) => {}
-        Some((Value::Num(n), _)) if n.fract() == 0.0 && n.abs() < 1e9 => t.tz_offset = *n as i64,
+        Some((Value::Num(n), _))
+            if n.fract() == 0.0 && n.abs() <= super::MAX_TZ_OFFSET_SECS as f64 =>
+        {
+            t.tz_offset = *n as i64
+        }
+        Some((Value::Num(_), l)) => {
+            return Err(ParseError::key(
+                l,
+                "timezoneOffset",
+                format!("not whole seconds within ±{}", super::MAX_TZ_OFFSET_SECS),
+            ))
+        }
         Some((v, l)) => {
             return Err(ParseError::key(
                 l,
@@ -406,7 +427,7 @@ fn client_rule(
             .collect::<Result<Vec<_>, _>>()
             .map(|v| v.into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>())
             .and_then(|v| {
-                if v.is_empty() {
+                if v.is_empty() && !t.disabled {
                     Err(ParseError::key(
                         l,
                         "matcher",
@@ -428,16 +449,51 @@ fn client_rule(
     let target = split
         .intern(t, &name, line)
         .map_err(|e| ParseError::at(line, e))?;
+    if tokens.is_empty() {
+        // Only a disabled entry gets here: it is listed, and takes no rows.
+        return Ok(());
+    }
     let m = Matcher { how, tokens };
-    split.rules.push(Rule {
+    split.push_rule(Rule {
         name,
         target,
         queue: Some(m.clone()),
         agent: Some(m),
         strip,
         line,
-    });
+    })?;
     Ok(())
+}
+
+/// What to say about an enabled entry that names one of Uniloader's other back-ends,
+/// instead of "not an http:// address".
+fn other_backend(uri: &str) -> Option<String> {
+    let scheme = uri.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        // The address is not repeated: a MySQL address may hold a password.
+        Some("mysql") => Some(
+            "a mysql: address is Uniloader's MySQL back-end, which qlship does not have: \
+             qlship uploads through QueueMetrics' HTTP loader API; give the QueueMetrics \
+             address instead (e.g. http://10.0.0.5:8080/queuemetrics, with a login holding \
+             key WQLOADER), or set \"disabled\": true"
+                .into(),
+        ),
+        Some("file") => Some(format!(
+            "{uri:?} is Uniloader's file back-end (rows copied to a local file), which qlship \
+             does not have: `qlship check-rules RULES_FILE QUEUE_LOG` shows how many rows each \
+             target would receive; or set \"disabled\": true"
+        )),
+        _ => None,
+    }
+}
+
+/// A disabled entry's address as `check-rules` shows it: without whatever precedes an
+/// `@` (a MySQL address may carry `user:password@`).
+fn shown_uri(uri: &str) -> String {
+    match (uri.split_once(':'), uri.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}:…@{host}"),
+        _ => uri.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -478,7 +534,7 @@ mod tests {
         let s = super::super::parse(REALISTIC, &defaults()).unwrap();
         assert_eq!(s.targets.len(), 3);
         let c1 = &s.targets[0];
-        assert_eq!(c1.password, "p\"w\u{e9}\\d");
+        assert_eq!(c1.password.expose(), "p\"w\u{e9}\\d");
         assert!(c1.noactions && !c1.disabled);
         assert_eq!(c1.token, "P01");
         let c2 = &s.targets[1];
@@ -496,6 +552,107 @@ mod tests {
             (s.rules[0].line, s.rules[1].line, s.rules[2].line),
             (2, 14, 23)
         );
+    }
+
+    /// A splitter file shaped exactly as Loway's published Ansible template renders
+    /// (Loway/OpenQueueMetricsAddOns, `ansible-uniloader-splitter/ansible/files/
+    /// splitter.json.j2`, with Ansible's trim_blocks): tab-indented clients, each
+    /// followed by `},` and a blank line, one more blank line, then the disabled "DUMMY
+    /// CLOSING ENTRY" that exists only so that the last client's comma is legal: a
+    /// `file:` address, empty login and pass, matcher `[""]`. The client values are ours.
+    const LOWAY_TEMPLATE: &str = include_str!("../../tests/support/loway_splitter.json");
+
+    #[test]
+    fn loway_template_with_its_disabled_file_closing_entry_is_read_field_by_field() {
+        assert!(looks_like_json(LOWAY_TEMPLATE));
+        let s = super::super::parse(LOWAY_TEMPLATE, &defaults()).unwrap();
+        let [acme, beta, dummy] = &s.targets[..] else {
+            panic!("{:?}", s.targets)
+        };
+        // Every field of each client lands where it belongs.
+        assert_eq!(
+            (acme.name.as_str(), acme.url().as_str(), acme.user.as_str()),
+            (
+                "acme",
+                "https://acme.queuemetrics-live.com:443/acme/jsonQLoaderApi.do",
+                "webqloader"
+            )
+        );
+        assert_eq!(
+            (acme.password.expose(), acme.token.as_str()),
+            ("s3cret", "pbx7")
+        );
+        assert!(acme.noactions && !acme.disabled && !beta.noactions && !beta.disabled);
+        assert_eq!(
+            (
+                beta.url().as_str(),
+                beta.user.as_str(),
+                beta.password.expose()
+            ),
+            (
+                "http://10.1.2.3:8080/queuemetrics/jsonQLoaderApi.do",
+                "robot",
+                "other"
+            )
+        );
+        // The closing entry: listed, disabled, its file: address shown as written, and
+        // its empty login and pass taken as given (not the defaults).
+        assert!(dummy.disabled && dummy.noactions, "{dummy:?}");
+        assert_eq!(dummy.url(), "file:q-client00.txt");
+        assert_eq!((dummy.user.as_str(), dummy.password.expose()), ("", ""));
+        // Two rules (the empty matcher takes nothing), suffixes removed before upload.
+        assert_eq!(s.rules.len(), 2, "{:?}", s.rules);
+        for (rule, token) in s.rules.iter().zip(["-acme", "-beta"]) {
+            let m = rule.queue.as_ref().unwrap();
+            assert_eq!(
+                (m.how, m.tokens.as_slice()),
+                (How::Suffix, [token.to_owned()].as_slice())
+            );
+            assert_eq!(rule.agent.as_ref(), Some(m));
+            assert!(rule.strip);
+        }
+        assert_eq!((s.rules[0].line, s.rules[1].line), (4, 17));
+        let row = |q: &str| super::super::tests::row(q, "NONE");
+        match s.route(&row("sales-beta")) {
+            super::super::Route::To(1, Some(r)) => assert_eq!(r.queue, "sales"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.route(&row("sales-gamma")), super::super::Route::Nowhere);
+    }
+
+    #[test]
+    fn enabled_file_and_mysql_entries_say_what_to_do_instead() {
+        let entry = |uri: &str, disabled: bool| {
+            format!("[{{\"clientname\": \"c\", \"uri\": \"{uri}\", \"matcher\": [\"a\"], \"disabled\": {disabled}}}]")
+        };
+        let e = super::super::parse(&entry("file:q.txt", false), &defaults()).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("uri"));
+        assert!(
+            e.what
+                .contains("\"file:q.txt\" is Uniloader's file back-end"),
+            "{e}"
+        );
+        assert!(e.what.contains("check-rules"), "{e}");
+        let mysql = "mysql:qm:Pa55@tcp(10.0.0.5:3306)/queuemetrics";
+        let e = super::super::parse(&entry(mysql, false), &defaults()).unwrap_err();
+        assert!(e.what.contains("Uniloader's MySQL back-end"), "{e}");
+        assert!(e.what.contains("http://"), "{e}");
+        assert!(
+            !e.what.contains("Pa55"),
+            "the address may hold a password: {e}"
+        );
+        let e = super::super::parse(&entry("ftp://h/x", false), &defaults()).unwrap_err();
+        assert!(e.what.contains("not an http:// or https:// address"), "{e}");
+        // Disabled, any of them is accepted and shown without credentials.
+        for (uri, shown) in [
+            ("file:q.txt", "file:q.txt"),
+            (mysql, "mysql:…@tcp(10.0.0.5:3306)/queuemetrics"),
+            ("ftp://h/x", "ftp://h/x"),
+        ] {
+            let s = super::super::parse(&entry(uri, true), &defaults()).unwrap();
+            assert!(s.targets[0].disabled);
+            assert_eq!(s.targets[0].url(), shown);
+        }
     }
 
     #[test]

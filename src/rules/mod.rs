@@ -12,10 +12,19 @@ mod perl;
 
 use crate::row::Row;
 use std::fmt;
+use std::io::Read;
 use std::path::Path;
 
 /// Targets are bits of a u64 in the spool.
 pub const MAX_TARGETS: usize = 64;
+/// Every row is tried against the rules in order: a file of more is a mistake (or an
+/// attack on the box's CPU), not a configuration. Disabled entries count too.
+pub const MAX_RULES: usize = 1024;
+/// A time-zone offset beyond a week is a typo (or an attempt at overflowing the time
+/// arithmetic); real ones are within ±14 h.
+pub const MAX_TZ_OFFSET_SECS: i64 = 7 * 86_400;
+/// Real rules files are a few KiB; nothing larger is read.
+pub const MAX_RULES_FILE_BYTES: u64 = 1 << 20;
 
 /// One QueueMetrics instance and partition.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -27,18 +36,24 @@ pub struct Target {
     pub port: u16,
     pub context: String,
     pub user: String,
-    pub password: String,
+    pub password: crate::secret::Secret,
     pub token: String,
     /// Seconds added to every row's time for this target.
     pub tz_offset: i64,
     pub disabled: bool,
     /// Feedback actions are never polled for this target.
     pub noactions: bool,
+    /// The address as written when it is not http(s) (Uniloader's `file:` and `mysql:`
+    /// back-ends): only a disabled target may have one, it is shown and never contacted.
+    pub foreign_uri: Option<String>,
 }
 
 impl Target {
     /// The endpoint, without credentials (safe to log).
     pub fn url(&self) -> String {
+        if let Some(uri) = &self.foreign_uri {
+            return uri.clone();
+        }
         let scheme = if self.https { "https" } else { "http" };
         let ctx = self.context.trim_matches('/');
         if ctx.is_empty() {
@@ -170,6 +185,18 @@ impl Split {
         self.targets.iter().enumerate().filter(|(_, t)| !t.disabled)
     }
 
+    /// Appends a rule, within [`MAX_RULES`].
+    fn push_rule(&mut self, rule: Rule) -> Result<(), ParseError> {
+        if self.rules.len() >= MAX_RULES {
+            return Err(ParseError::at(
+                rule.line,
+                format!("more than {MAX_RULES} rules"),
+            ));
+        }
+        self.rules.push(rule);
+        Ok(())
+    }
+
     /// Adds `t` for `rule`, or finds the target already writing to the same partition;
     /// two rules for one partition must agree on everything about it.
     fn intern(&mut self, t: Target, rule: &str, line: usize) -> Result<usize, String> {
@@ -191,6 +218,11 @@ impl Split {
                 ));
             }
             return Ok(i);
+        }
+        if self.targets.len() >= MAX_RULES {
+            return Err(format!(
+                "rule {rule:?} (line {line}): more than {MAX_RULES} targets"
+            ));
         }
         if self.targets.iter().filter(|o| !o.disabled).count() >= MAX_TARGETS && !t.disabled {
             return Err(format!(
@@ -259,12 +291,22 @@ impl fmt::Display for ParseError {
 /// with `[` or `{`, else wqloader's Perl list.
 pub fn load(path: &Path, defaults: &Target) -> Result<Split, RulesError> {
     let file = path.display().to_string();
-    let text = std::fs::read(path).map_err(|e| RulesError {
+    let cannot = |what: String| RulesError {
         file: file.clone(),
         line: 0,
         key: None,
-        what: format!("cannot read: {e}"),
-    })?;
+        what,
+    };
+    let mut text = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_RULES_FILE_BYTES + 1).read_to_end(&mut text))
+        .map_err(|e| cannot(format!("cannot read: {e}")))?;
+    if text.len() as u64 > MAX_RULES_FILE_BYTES {
+        return Err(cannot(format!(
+            "larger than {} KiB: not a rules file",
+            MAX_RULES_FILE_BYTES >> 10
+        )));
+    }
     let text = String::from_utf8(text).map_err(|e| RulesError {
         file: file.clone(),
         line: 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
@@ -352,7 +394,7 @@ pub fn describe(split: &Split) -> String {
             t.url(),
             t.token,
             t.user,
-            mask(&t.password),
+            mask(t.password.expose()),
             t.tz_offset,
             if t.disabled { ", DISABLED" } else { "" },
             if t.noactions {
@@ -456,7 +498,7 @@ mod tests {
         }
     }
 
-    fn row(queue: &str, agent: &str) -> Row {
+    pub(super) fn row(queue: &str, agent: &str) -> Row {
         Row {
             time: 1,
             call_id: "c".into(),
@@ -465,6 +507,64 @@ mod tests {
             verb: "V".into(),
             params: Default::default(),
         }
+    }
+
+    #[test]
+    fn time_zone_offsets_beyond_a_week_are_refused_in_both_formats() {
+        let json = |tz: &str| {
+            format!(
+                r#"[{{"clientname":"c","uri":"http://h/qm","token":"P","matcher":["q"],"timezoneOffset":{tz}}}]"#
+            )
+        };
+        assert_eq!(
+            parse(&json("604800"), &defaults()).unwrap().targets[0].tz_offset,
+            604_800
+        );
+        assert_eq!(
+            parse(&json("-604801"), &defaults())
+                .unwrap_err()
+                .to_string(),
+            "line 1: timezoneOffset: not whole seconds within ±604800"
+        );
+        assert!(parse(&json("9.3e18"), &defaults()).is_err());
+        let perl = |tz: &str| {
+            format!("({{ruleName=>'r', queueStarts=>1, queueToken=>'q', targetHost=>'h', timezoneOffset=>{tz}}});")
+        };
+        assert_eq!(
+            parse(&perl("-604_800"), &defaults()).unwrap().targets[0].tz_offset,
+            -604_800
+        );
+        assert!(parse(&perl("-9223372036854775808"), &defaults()).is_err());
+    }
+
+    #[test]
+    fn rules_files_are_bounded_in_size_and_count() {
+        let rule = |i: usize| {
+            format!("{{ruleName=>'r{i}', queueStarts=>1, queueToken=>'q{i}', targetHost=>'h', targetToken=>'P'}},\n")
+        };
+        let file = |n: usize| format!("my @r = (\n{});\n", (0..n).map(rule).collect::<String>());
+        assert_eq!(
+            parse(&file(MAX_RULES), &defaults()).unwrap().rules.len(),
+            MAX_RULES
+        );
+        assert_eq!(
+            parse(&file(MAX_RULES + 1), &defaults())
+                .unwrap_err()
+                .to_string(),
+            format!("line {}: more than {MAX_RULES} rules", MAX_RULES + 2)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("rules.pl");
+        let mut text = file(1);
+        text.push_str(&"#".repeat(MAX_RULES_FILE_BYTES as usize));
+        std::fs::write(&big, text).unwrap();
+        assert_eq!(
+            load(&big, &defaults()).unwrap_err().to_string(),
+            format!(
+                "{}:0: larger than 1024 KiB: not a rules file",
+                big.display()
+            )
+        );
     }
 
     fn target(name: &str, disabled: bool) -> Target {

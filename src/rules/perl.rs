@@ -410,31 +410,39 @@ fn rule(split: &mut Split, h: &Hash, line: usize, defaults: &Target) -> Result<(
         t.user = v.to_owned();
     }
     if let Some((v, _)) = get("targetPass") {
-        t.password = v.to_owned();
+        t.password = v.into();
     }
     if let Some((v, _)) = get("targetToken") {
         t.token = v.to_owned();
     }
     if let Some((v, l)) = get("timezoneOffset") {
-        t.tz_offset = v.replace('_', "").parse().map_err(|_| {
-            ParseError::key(
-                l,
-                "timezoneOffset",
-                format!("{v:?} is not a number of seconds"),
-            )
-        })?;
+        t.tz_offset = v
+            .replace('_', "")
+            .parse()
+            .ok()
+            .filter(|s: &i64| (-super::MAX_TZ_OFFSET_SECS..=super::MAX_TZ_OFFSET_SECS).contains(s))
+            .ok_or_else(|| {
+                ParseError::key(
+                    l,
+                    "timezoneOffset",
+                    format!(
+                        "{v:?} is not a number of seconds within ±{}",
+                        super::MAX_TZ_OFFSET_SECS
+                    ),
+                )
+            })?;
     }
     let target = split
         .intern(t, &name, line)
         .map_err(|e| ParseError::at(line, e))?;
-    split.rules.push(Rule {
+    split.push_rule(Rule {
         name,
         target,
         queue,
         agent,
         strip: false,
         line,
-    });
+    })?;
     Ok(())
 }
 
@@ -492,13 +500,14 @@ my @RULES = (
             c1.url(),
             "http://10.10.0.11:8080/queuemetrics/jsonQLoaderApi.do"
         );
-        assert_eq!(c1.password, "it's # not a comment");
+        assert_eq!(c1.password.expose(), "it's # not a comment");
         assert_eq!(c1.token, "P01");
         assert_eq!(c1.tz_offset, -3600);
         let c2 = &s.targets[1];
         assert_eq!(c2.url(), "http://qm2.example:8081/qm/jsonQLoaderApi.do");
         assert_eq!(
-            c2.password, r"sec\ret's",
+            c2.password.expose(),
+            r"sec\ret's",
             "only \\\\ and \\' are escapes in single quotes"
         );
         assert_eq!(c2.user, "webqloader", "defaults fill the gaps");
@@ -541,6 +550,7 @@ my @RULES = (
             (" queueStarts => 1, queueToken => 'q'", 2, Some("targetHost"), "missing"),
             (" queueStarts => 1, queueToken => 'q', targetHost => 'h', targetPort => 'http'", 4, Some("targetPort"), "not a port"),
             (" queueStarts => 1, queueToken => 'q', targetHost => 'h', timezoneOffset => 'CET'", 4, Some("timezoneOffset"), "not a number"),
+            (" queueStarts => 1, queueToken => 'q', targetHost => 'h', timezoneOffset => 9223372036854775807", 4, Some("timezoneOffset"), "within ±604800"),
             (" queueStarts => 1, queueToken => \"$q\", targetHost => 'h'", 4, None, "Perl variable"),
             (" queueStarts => 1, queueToken => 'q', queueToken => 'r', targetHost => 'h'", 4, Some("queueToken"), "twice"),
             (" queueStarts => 1, queueToken => 'q', targetHost => 'ftp://h/'", 4, Some("targetHost"), "not an http"),

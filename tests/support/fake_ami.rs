@@ -4,7 +4,8 @@
 //! closed), events interleaved before responses, responses carrying the ActionID, and
 //! Logoff answered `Goodbye`. It keeps queue membership so that QueueAdd / QueuePause /
 //! QueueRemove have visible effects and fail the way Asterisk fails. Faults: never
-//! answer a given action (a stalled Asterisk), or answer it late.
+//! answer a given action (a stalled Asterisk), answer it late, or answer it with an
+//! endless line (a hostile or broken peer on the AMI port).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ struct State {
     members: HashMap<String, Vec<(String, bool)>>,
     stall: Option<String>,
     delay: Option<(String, Duration)>,
+    flood: Option<String>,
 }
 
 struct Inner {
@@ -68,6 +70,12 @@ impl FakeAmi {
     /// Never answer `action` (case-insensitive) from now on; `None` answers again.
     pub fn stall_on(&self, action: Option<&str>) {
         self.inner.state.lock().unwrap().stall = action.map(str::to_string);
+    }
+
+    /// Answer `action` with one line that never ends (up to 1 MiB, or until the
+    /// client hangs up).
+    pub fn flood_on(&self, action: &str) {
+        self.inner.state.lock().unwrap().flood = Some(action.into());
     }
 
     /// Answer `action` only after `d`.
@@ -231,6 +239,23 @@ fn session(inner: &Inner, conn: TcpStream) {
                 .map(|(_, d)| *d);
             (stalled, delay)
         };
+        let flooded = inner
+            .state
+            .lock()
+            .unwrap()
+            .flood
+            .as_deref()
+            .is_some_and(|f| f.eq_ignore_ascii_case(&action));
+        if flooded {
+            let _ = out.write_all(b"Event: Flood\r\nData: ");
+            let chunk = [b'a'; 4096];
+            for _ in 0..256 {
+                if out.write_all(&chunk).is_err() {
+                    return;
+                }
+            }
+            return;
+        }
         if stalled {
             // Read and ignore everything else, like an Asterisk stuck on a lock.
             let mut sink = String::new();
