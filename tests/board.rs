@@ -68,6 +68,7 @@ fn every_shell_file_passes_shellcheck() {
         "cross/build",
         "cross/build-all",
         "cross/setup",
+        "scripts/check-vendor",
         "scripts/install",
         "scripts/test",
     ] {
