@@ -112,6 +112,155 @@ fn the_systemd_unit_verifies_clean() {
     assert!(said.contains("cannot connect"), "{said}");
 }
 
+/// The unit with ExecStart pointed at the qlship just built (verify and security
+/// check that the program exists), in a scratch dir.
+fn unit_in(dir: &Path) -> PathBuf {
+    let unit = std::fs::read_to_string(repo().join("board/systemd/qlship.service")).unwrap();
+    let path = dir.join("qlship.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/qlship", env!("CARGO_BIN_EXE_qlship")),
+    )
+    .unwrap();
+    path
+}
+
+/// The exposure score `systemd-analyze security` gives a unit file.
+fn exposure(unit: &Path) -> f64 {
+    let out = run(Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(unit));
+    let said = text(&out);
+    let line = said
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no score in:\n{said}"));
+    let score = line
+        .split(": ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    score.parse().unwrap_or_else(|_| panic!("{line}"))
+}
+
+#[test]
+fn the_systemd_unit_is_hardened_to_an_exposure_of_at_most_1_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_in(dir.path());
+    let score = exposure(&unit);
+    assert!(score <= 1.3, "exposure {score} > 1.3");
+    // The scorer itself tells a weaker unit apart (so the bound above can fail).
+    let weaker = std::fs::read_to_string(&unit)
+        .unwrap()
+        .replace("SystemCallFilter=~@privileged @resources\n", "")
+        .replace("PrivateMounts=yes\n", "");
+    std::fs::write(&unit, weaker).unwrap();
+    assert!(
+        exposure(&unit) > 1.3,
+        "the weakened unit scores {}",
+        exposure(&unit)
+    );
+}
+
+#[test]
+fn the_systemd_unit_works_on_systemd_before_240() {
+    let unit = std::fs::read_to_string(repo().join("board/systemd/qlship.service")).unwrap();
+    let commands: Vec<&str> = unit.lines().filter(|l| l.starts_with("Exec")).collect();
+    // ${STATE_DIRECTORY} and ${RUNTIME_DIRECTORY} are empty before systemd 240 (FreePBX
+    // 16 has 219, EL8 239): qlship would get `--state-dir ""`. $MAINPID is older (and
+    // ExecReload only).
+    for line in &commands {
+        let rest = line.replace("$MAINPID", "");
+        assert!(!rest.contains('$'), "an expansion in {line:?}");
+    }
+    assert!(commands[0].contains(" --state-dir /var/lib/qlship --run-dir /run/qlship "));
+    // And what qlship does with the empty path older systemd gave it: exit 2.
+    for flag in ["--state-dir", "--run-dir"] {
+        let dir = tempfile::tempdir().unwrap();
+        let said = dir.path().join("stderr");
+        let mut daemon = Command::new(env!("CARGO_BIN_EXE_qlship"))
+            .args([flag, "", "-p", "1", "ql"])
+            .current_dir(dir.path())
+            .stderr(std::fs::File::create(&said).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = daemon.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = daemon.kill();
+                panic!("qlship {flag} \"\" is still running");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let said = std::fs::read_to_string(said).unwrap();
+        assert_eq!(status.code(), Some(2), "{said}");
+        assert_eq!(
+            said,
+            format!("qlship: {flag}: an empty path is not allowed\n")
+        );
+    }
+    // A config error stops the unit instead of restarting it every 5 s.
+    assert!(unit.contains("\nRestartPreventExitStatus=2\n"));
+    assert!(unit.contains("\nUnsetEnvironment=QMPASS AMI_SECRET\n"));
+}
+
+/// Runs `qlship --drain` over a few rows with stdout and stderr in files; returns both.
+fn drain_logging(env: &Env, extra: &[&str], journal_stream: bool) -> (String, String) {
+    let (rows_text, _) = rows(0..3);
+    env.append(&rows_text);
+    let out = env.dir.path().join("stdout");
+    let err = env.dir.path().join("stderr");
+    let err_file = std::fs::File::create(&err).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qlship"));
+    let mut args = vec!["--drain"];
+    args.extend_from_slice(extra);
+    cmd.args(env.args(&args))
+        .stdout(std::fs::File::create(&out).unwrap())
+        .env_remove("JOURNAL_STREAM");
+    if journal_stream {
+        use std::os::unix::fs::MetadataExt;
+        let meta = err_file.metadata().unwrap();
+        cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+    }
+    let status = cmd.stderr(err_file).status().unwrap();
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+    assert!(status.success(), "{}{}", read(&out), read(&err));
+    (read(&out), read(&err))
+}
+
+#[test]
+fn logs_carry_priorities_and_no_timestamp_for_journald_and_procd() {
+    let is_timestamped = |l: &str| l.starts_with("20") && l.as_bytes().get(4) == Some(&b'-');
+    // stderr is the stream systemd named: a priority on every line, no own timestamp.
+    let (out, err) = drain_logging(&Env::new(), &[], true);
+    assert_eq!(out, "");
+    assert!(err.contains("<6>INFO  [qlship"), "{err}");
+    for line in err.lines() {
+        assert!(
+            line.starts_with('<') && !line.contains("Z INFO"),
+            "{line:?}"
+        );
+    }
+    // Another stream (a redirection under systemd): timestamps as on a terminal.
+    let (_, err) = drain_logging(&Env::new(), &[], false);
+    assert!(err.lines().all(is_timestamped), "{err}");
+    // procd: info on stdout (logd's LOG_INFO), nothing on stderr (LOG_ERR) when all is
+    // well, and no prefix logd would show as text.
+    let (out, err) = drain_logging(&Env::new(), &["--log-style", "procd"], false);
+    assert_eq!(err, "");
+    assert!(
+        out.lines()
+            .all(|l| l.starts_with("INFO  [qlship") || l.starts_with("DEBUG")),
+        "{out}"
+    );
+    assert!(out.contains("INFO  [qlship"), "{out}");
+}
+
 /// Stand-ins for OpenWrt's /lib/functions.sh and procd.sh: UCI values come from
 /// variables (`CONFIG_<section>_<option>`), and every procd call is recorded.
 const PROCD_STUBS: &str = r#"
