@@ -207,6 +207,9 @@ fn the_systemd_unit_works_on_systemd_before_240() {
     // A config error stops the unit instead of restarting it every 5 s.
     assert!(unit.contains("\nRestartPreventExitStatus=2\n"));
     assert!(unit.contains("\nUnsetEnvironment=QMPASS AMI_SECRET\n"));
+    // qlship speaks sd_notify (src/health/notify.rs): systemd knows when it is up, and
+    // restarts it when the pipeline stops moving.
+    assert!(unit.contains("\nType=notify\nWatchdogSec=60\n"));
 }
 
 /// Runs `qlship --drain` over a few rows with stdout and stderr in files; returns both.
