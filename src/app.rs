@@ -56,11 +56,7 @@ pub fn main(args: Vec<String>) -> i32 {
     } else {
         LevelFilter::Info
     };
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .with_module_level("sled", LevelFilter::Warn)
-        .with_utc_timestamps()
-        .init();
+    crate::logging::init(settings.log_style, level, settings.activity_log.is_some());
     run(settings)
 }
 

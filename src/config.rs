@@ -55,6 +55,8 @@ pub struct Settings {
     /// Rows waiting, none acknowledged this long while the target answers: stalled.
     pub stall_after: Duration,
     pub verbose: bool,
+    /// How log lines are marked for a system logger (`--log-style`, src/logging.rs).
+    pub log_style: crate::logging::Style,
     /// A `--config` file that holds QMPASS (checked for its permissions at start).
     pub password_file: Option<PathBuf>,
     /// `--rules FILE` (config key RULES): multi-target mode, with the file it came from.
@@ -179,6 +181,9 @@ options:
                        stalled (status exits 1, a log line, qlship_stalled) (default 600)
   --pid-file FILE      write the process id here
   -v, --verbose        debug logging
+  --log-style STYLE    auto (journald priorities when stderr is the journal, else
+                       timestamps), timestamped, journal, or procd (OpenWrt: warnings
+                       and errors on stderr, the rest on stdout, no timestamps)
   --version, --help";
 
 /// Raw values by name, each with where it came from (for error messages).
@@ -227,6 +232,7 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("--resync-settle", "RESYNC_SETTLE"),
     ("--summary-every", "SUMMARY_EVERY"),
     ("--stall-after", "STALL_AFTER"),
+    ("--log-style", "LOGSTYLE"),
     ("--pid-file", "PIDFILE"),
     ("--cacert", "CACERT"),
     ("--rules", "RULES"),
@@ -259,6 +265,7 @@ const FILE_KEYS: &[&str] = &[
     "SUMMARY_EVERY",
     "STALL_AFTER",
     "LOGLEVEL",
+    "LOGSTYLE",
     "AMI_HOSTS",
     "AMI_ACTIONS",
     "AMI_APPLICATIONS",
@@ -323,8 +330,12 @@ fn parse_status(args: &[String]) -> Result<Command, ConfigError> {
                 .map(|(_, v, _)| v);
         }
     }
+    let run_dir = run_dir.unwrap_or_else(|| DEFAULT_RUN_DIR.into());
+    if run_dir.trim().is_empty() {
+        return err("qlship status: an empty --run-dir is not allowed");
+    }
     Ok(Command::Status {
-        run_dir: PathBuf::from(run_dir.unwrap_or_else(|| DEFAULT_RUN_DIR.into())),
+        run_dir: PathBuf::from(run_dir),
         json,
     })
 }
@@ -435,7 +446,16 @@ fn unquote(v: &str) -> String {
 
 fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
     let text = |key: &str, default: &str| raw.get(key).map_or(default, |(v, _)| v).to_owned();
-    let path = |key: &str, default: &str| PathBuf::from(text(key, default));
+    // An empty path is refused rather than taken as the working directory: it is what an
+    // unexpanded `${STATE_DIRECTORY}` (systemd before 240) or an empty shell variable gives.
+    let path = |key: &str, default: &str| -> Result<PathBuf, ConfigError> {
+        match raw.get(key) {
+            Some((v, origin)) if v.trim().is_empty() => {
+                err(format!("{origin}: an empty path is not allowed"))
+            }
+            _ => Ok(PathBuf::from(text(key, default))),
+        }
+    };
     let optional_path = |key: &str| {
         raw.get(key)
             .map(|(v, _)| v)
@@ -503,6 +523,14 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
             Trust::CaFile(PathBuf::from(v))
         }
     };
+    let log_style = match raw.get("LOGSTYLE") {
+        None => crate::logging::Style::Auto,
+        Some((v, origin)) => crate::logging::Style::parse(v).ok_or_else(|| {
+            ConfigError(format!(
+                "{origin}: {v:?} is not a log style (auto, timestamped, journal, procd)"
+            ))
+        })?,
+    };
     let http_timeout = seconds("HTTP_TIMEOUT", 30.0)?.max(Duration::from_secs(1));
     let resync_settle = seconds("RESYNC_SETTLE", http_timeout.as_secs_f64() * 2.0)?;
     let mut s = Settings {
@@ -513,12 +541,12 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         password: text("QMPASS", "qloader").into(),
         https: flag("HTTPS")?,
         trust,
-        queue_log: path("QUEUELOG", "/var/log/asterisk/queue_log"),
+        queue_log: path("QUEUELOG", "/var/log/asterisk/queue_log")?,
         token,
         activity_log: optional_path("LOGFILE"),
         pid_file: optional_path("PIDFILE"),
-        state_dir: path("STATE_DIR", "/var/lib/qlship"),
-        run_dir: path("RUN_DIR", DEFAULT_RUN_DIR),
+        state_dir: path("STATE_DIR", "/var/lib/qlship")?,
+        run_dir: path("RUN_DIR", DEFAULT_RUN_DIR)?,
         ram_budget: usize::try_from(ram_budget).unwrap_or(usize::MAX),
         spool_max: size("SPOOL_MAX", 64 << 20)?,
         drain: flag("DRAIN")?,
@@ -535,6 +563,7 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         summary_every: seconds("SUMMARY_EVERY", 3600.0)?.max(Duration::from_secs(1)),
         stall_after: seconds("STALL_AFTER", 600.0)?.max(Duration::from_secs(1)),
         verbose: level == "debug" || level == "trace",
+        log_style,
         password_file: None,
         split: None,
     };
@@ -675,6 +704,44 @@ mod tests {
             run(&["a", "b", "c", "d"]).unwrap_err().0,
             "too many arguments: \"d\" (expected QUEUE_LOG [TOKEN [ACTIVITY_LOG]])"
         );
+    }
+
+    #[test]
+    fn empty_paths_are_refused_not_taken_as_the_working_directory() {
+        for (args, expected) in [
+            (
+                &["--state-dir", ""][..],
+                "--state-dir: an empty path is not allowed",
+            ),
+            (
+                &["--state-dir= "],
+                "--state-dir: an empty path is not allowed",
+            ),
+            (
+                &["--run-dir", ""],
+                "--run-dir: an empty path is not allowed",
+            ),
+            (&[""], "argument queuelog: an empty path is not allowed"),
+        ] {
+            assert_eq!(run(args).unwrap_err().0, expected, "{args:?}");
+        }
+        let dir = std::env::temp_dir().join(format!("qlship-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("sysconfig");
+        std::fs::write(&f, "HTTPHOST=a\nSTATE_DIR=\"\"\n").unwrap();
+        let f = f.to_str().unwrap();
+        assert_eq!(
+            run(&["--config", f]).unwrap_err().0,
+            format!("{f}:2 STATE_DIR: an empty path is not allowed")
+        );
+        assert_eq!(
+            parse_args(["status", "--run-dir", ""].map(String::from))
+                .unwrap_err()
+                .0,
+            "qlship status: an empty --run-dir is not allowed"
+        );
+        // LOGFILE and PIDFILE keep their documented meaning: empty is "none".
+        assert_eq!(run(&["--pid-file", ""]).unwrap().pid_file, None);
     }
 
     #[test]

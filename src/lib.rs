@@ -18,6 +18,7 @@ pub mod health;
 pub mod http;
 pub mod journal;
 pub mod lines;
+pub mod logging;
 pub mod machine;
 pub mod parse;
 pub mod protocol;

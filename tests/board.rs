@@ -63,11 +63,12 @@ fn every_shell_file_passes_shellcheck() {
     let files = shell_files();
     for expected in [
         ".ci/run",
-        "board/openwrt/files/qlship.init",
+        "board/qlship/files/qlship.init",
         "board/sysvinit/qlship",
         "cross/build",
         "cross/build-all",
         "cross/setup",
+        "scripts/check-vendor",
         "scripts/install",
         "scripts/test",
     ] {
@@ -111,8 +112,162 @@ fn the_systemd_unit_verifies_clean() {
     assert!(said.contains("cannot connect"), "{said}");
 }
 
-/// Stand-ins for OpenWrt's /lib/functions.sh and procd.sh: UCI values come from
-/// variables (`CONFIG_<section>_<option>`), and every procd call is recorded.
+/// The unit with ExecStart pointed at the qlship just built (verify and security
+/// check that the program exists), in a scratch dir.
+fn unit_in(dir: &Path) -> PathBuf {
+    let unit = std::fs::read_to_string(repo().join("board/systemd/qlship.service")).unwrap();
+    let path = dir.join("qlship.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/qlship", env!("CARGO_BIN_EXE_qlship")),
+    )
+    .unwrap();
+    path
+}
+
+/// The exposure score `systemd-analyze security` gives a unit file.
+fn exposure(unit: &Path) -> f64 {
+    let out = run(Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(unit));
+    let said = text(&out);
+    let line = said
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no score in:\n{said}"));
+    let score = line
+        .split(": ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    score.parse().unwrap_or_else(|_| panic!("{line}"))
+}
+
+#[test]
+fn the_systemd_unit_is_hardened_to_an_exposure_of_at_most_1_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_in(dir.path());
+    let score = exposure(&unit);
+    assert!(score <= 1.3, "exposure {score} > 1.3");
+    // The scorer itself tells a weaker unit apart (so the bound above can fail).
+    let weaker = std::fs::read_to_string(&unit)
+        .unwrap()
+        .replace("SystemCallFilter=~@privileged @resources\n", "")
+        .replace("PrivateMounts=yes\n", "");
+    std::fs::write(&unit, weaker).unwrap();
+    assert!(
+        exposure(&unit) > 1.3,
+        "the weakened unit scores {}",
+        exposure(&unit)
+    );
+}
+
+#[test]
+fn the_systemd_unit_works_on_systemd_before_240() {
+    let unit = std::fs::read_to_string(repo().join("board/systemd/qlship.service")).unwrap();
+    let commands: Vec<&str> = unit.lines().filter(|l| l.starts_with("Exec")).collect();
+    // ${STATE_DIRECTORY} and ${RUNTIME_DIRECTORY} are empty before systemd 240 (FreePBX
+    // 16 has 219, EL8 239): qlship would get `--state-dir ""`. $MAINPID is older (and
+    // ExecReload only).
+    for line in &commands {
+        let rest = line.replace("$MAINPID", "");
+        assert!(!rest.contains('$'), "an expansion in {line:?}");
+    }
+    assert!(commands[0].contains(" --state-dir /var/lib/qlship --run-dir /run/qlship "));
+    // And what qlship does with the empty path older systemd gave it: exit 2.
+    for flag in ["--state-dir", "--run-dir"] {
+        let dir = tempfile::tempdir().unwrap();
+        let said = dir.path().join("stderr");
+        let mut daemon = Command::new(env!("CARGO_BIN_EXE_qlship"))
+            .args([flag, "", "-p", "1", "ql"])
+            .current_dir(dir.path())
+            .stderr(std::fs::File::create(&said).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = daemon.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = daemon.kill();
+                panic!("qlship {flag} \"\" is still running");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let said = std::fs::read_to_string(said).unwrap();
+        assert_eq!(status.code(), Some(2), "{said}");
+        assert_eq!(
+            said,
+            format!("qlship: {flag}: an empty path is not allowed\n")
+        );
+    }
+    // A config error stops the unit instead of restarting it every 5 s.
+    assert!(unit.contains("\nRestartPreventExitStatus=2\n"));
+    assert!(unit.contains("\nUnsetEnvironment=QMPASS AMI_SECRET\n"));
+    // qlship speaks sd_notify (src/health/notify.rs): systemd knows when it is up, and
+    // restarts it when the pipeline stops moving.
+    assert!(unit.contains("\nType=notify\nWatchdogSec=60\n"));
+}
+
+/// Runs `qlship --drain` over a few rows with stdout and stderr in files; returns both.
+fn drain_logging(env: &Env, extra: &[&str], journal_stream: bool) -> (String, String) {
+    let (rows_text, _) = rows(0..3);
+    env.append(&rows_text);
+    let out = env.dir.path().join("stdout");
+    let err = env.dir.path().join("stderr");
+    let err_file = std::fs::File::create(&err).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qlship"));
+    let mut args = vec!["--drain"];
+    args.extend_from_slice(extra);
+    cmd.args(env.args(&args))
+        .stdout(std::fs::File::create(&out).unwrap())
+        .env_remove("JOURNAL_STREAM");
+    if journal_stream {
+        use std::os::unix::fs::MetadataExt;
+        let meta = err_file.metadata().unwrap();
+        cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+    }
+    let status = cmd.stderr(err_file).status().unwrap();
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+    assert!(status.success(), "{}{}", read(&out), read(&err));
+    (read(&out), read(&err))
+}
+
+#[test]
+fn logs_carry_priorities_and_no_timestamp_for_journald_and_procd() {
+    let is_timestamped = |l: &str| l.starts_with("20") && l.as_bytes().get(4) == Some(&b'-');
+    // stderr is the stream systemd named: a priority on every line, no own timestamp.
+    let (out, err) = drain_logging(&Env::new(), &[], true);
+    assert_eq!(out, "");
+    assert!(err.contains("<6>INFO  [qlship"), "{err}");
+    for line in err.lines() {
+        assert!(
+            line.starts_with('<') && !line.contains("Z INFO"),
+            "{line:?}"
+        );
+    }
+    // Another stream (a redirection under systemd): timestamps as on a terminal.
+    let (_, err) = drain_logging(&Env::new(), &[], false);
+    assert!(err.lines().all(is_timestamped), "{err}");
+    // procd: info on stdout (logd's LOG_INFO), nothing on stderr (LOG_ERR) when all is
+    // well, and no prefix logd would show as text.
+    let (out, err) = drain_logging(&Env::new(), &["--log-style", "procd"], false);
+    assert_eq!(err, "");
+    assert!(
+        out.lines()
+            .all(|l| l.starts_with("INFO  [qlship") || l.starts_with("DEBUG")),
+        "{out}"
+    );
+    assert!(out.contains("INFO  [qlship"), "{out}");
+}
+
+/// Stand-ins for OpenWrt's /lib/functions.sh, procd.sh and logger: UCI values come from
+/// variables (`CONFIG_<section>_<option>`), every procd call is recorded, `df` says
+/// what `FAKE_DF_FREE` (KiB) says when set, and `FAKE_MOUNTPOINT` is the block-mount
+/// mount point that holds every path.
 const PROCD_STUBS: &str = r#"
 config_load() { [ "$1" = qlship ] || exit 90; . "$UCI_VARS"; }
 config_get() {
@@ -125,20 +280,30 @@ config_get_bool() {
 	case "$__b" in 1 | on | true | yes | enabled) __b=1 ;; *) __b=0 ;; esac
 	eval "$1=\$__b"
 }
-procd_open_instance() { echo open >>"$PROCD_LOG"; }
+__log() { echo "$*" >>"$PROCD_LOG"; }
+procd_open_instance() { __log open; }
 procd_set_param() {
 	__name=$1
 	shift
-	for __a in "$@"; do echo "$__name	$__a" >>"$PROCD_LOG"; done
+	for __a in "$@"; do __log "$__name	$__a"; done
 }
-procd_close_instance() { echo close >>"$PROCD_LOG"; }
-procd_add_reload_trigger() { echo "trigger	$*" >>"$PROCD_LOG"; }
+procd_close_instance() { __log close; }
+procd_add_reload_trigger() { __log "trigger	$*"; }
+procd_add_restart_mount_trigger() { __log "mount_trigger	$*"; }
+procd_add_jail() { __log "jail	$*"; }
+procd_add_jail_mount() { for __a in "$@"; do __log "ro	$__a"; done; }
+procd_add_jail_mount_rw() { for __a in "$@"; do __log "rw	$__a"; done; }
+procd_get_mountpoints() { [ -z "${FAKE_MOUNTPOINT:-}" ] || echo "$FAKE_MOUNTPOINT"; }
+logger() { shift 4; __log "logger	$*"; }
+if [ -n "${FAKE_DF_FREE:-}" ]; then
+	df() { printf 'Filesystem 1024-blocks Used Available Capacity Mounted on\noverlay 9999 1 %s 1%% /overlay\n' "$FAKE_DF_FREE"; }
+fi
 "#;
 
 /// The shipped UCI file with `changes` applied, as shell assignments. UCI quotes its
 /// values the way the shell does, so `option name VALUE` becomes `CONFIG_main_name=VALUE`.
 fn uci_vars(changes: &[(&str, &str)]) -> String {
-    let uci = std::fs::read_to_string(repo().join("board/openwrt/files/qlship.config")).unwrap();
+    let uci = std::fs::read_to_string(repo().join("board/qlship/files/qlship.config")).unwrap();
     let mut section = String::new();
     let mut out = String::new();
     let mut seen = Vec::new();
@@ -171,90 +336,308 @@ fn uci_vars(changes: &[(&str, &str)]) -> String {
     out
 }
 
+/// The procd init script in a scratch dir, its paths, user and group moved there.
+struct Procd {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+    state: PathBuf,
+    user: String,
+    group: String,
+}
+
+impl Procd {
+    fn new() -> Procd {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("var/etc/qlship.conf");
+        let state = dir.path().join("flash/qlship");
+        let id = |flag: &str| {
+            let out = run(Command::new("id").arg(flag));
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        };
+        let (user, group) = (id("-un"), id("-gn"));
+        let init = std::fs::read_to_string(repo().join("board/qlship/files/qlship.init")).unwrap();
+        assert!(init.starts_with("#!/bin/sh /etc/rc.common\n"));
+        for line in [
+            "\nUSE_PROCD=1\n",
+            "\nCONF_FILE=/var/etc/qlship.conf\n",
+            "\nQLSHIP_USER=qlship\n",
+            "\nQLSHIP_GROUP=asterisk\n",
+            "\nPROC_MOUNTS=/proc/mounts\n",
+        ] {
+            assert!(init.contains(line), "{line:?}");
+        }
+        let init = init
+            .replace("/var/etc/qlship.conf", conf.to_str().unwrap())
+            .replace("QLSHIP_USER=qlship", &format!("QLSHIP_USER={user}"))
+            .replace("QLSHIP_GROUP=asterisk", &format!("QLSHIP_GROUP={group}"))
+            .replace(
+                "=/proc/mounts",
+                &format!("={}/mounts", dir.path().display()),
+            );
+        std::fs::write(dir.path().join("qlship.init"), init).unwrap();
+        std::fs::write(dir.path().join("stubs.sh"), PROCD_STUBS).unwrap();
+        std::fs::write(
+            dir.path().join("mounts"),
+            "overlayfs:/overlay / overlay rw 0 0\n",
+        )
+        .unwrap();
+        Procd {
+            dir,
+            conf,
+            state,
+            user,
+            group,
+        }
+    }
+
+    /// Runs `calls` after sourcing the script, with UCI `changes` (the state dir is the
+    /// scratch one unless changed) and stub settings `env`; returns what procd was told.
+    fn run(&self, changes: &[(&str, &str)], env: &[(&str, &str)], calls: &str) -> String {
+        let d = self.dir.path();
+        let mut all = vec![("state_dir", self.state.to_str().unwrap())];
+        all.extend_from_slice(changes);
+        std::fs::write(d.join("uci.sh"), uci_vars(&all)).unwrap();
+        let _ = std::fs::remove_file(d.join("procd.log"));
+        let out = run(Command::new("sh")
+            .current_dir(d)
+            .env("UCI_VARS", d.join("uci.sh"))
+            .env("PROCD_LOG", d.join("procd.log"))
+            .envs(env.iter().copied())
+            .arg("-euc")
+            .arg(format!(". ./stubs.sh; . ./qlship.init; {calls}")));
+        assert!(out.status.success(), "{}", text(&out));
+        std::fs::read_to_string(d.join("procd.log")).unwrap_or_default()
+    }
+
+    fn rendered(&self) -> String {
+        std::fs::read_to_string(&self.conf).unwrap()
+    }
+
+    fn spool_max(&self) -> String {
+        let rendered = self.rendered();
+        let line = rendered
+            .lines()
+            .find(|l| l.starts_with("SPOOL_MAX="))
+            .unwrap_or_else(|| panic!("no SPOOL_MAX in {rendered}"));
+        line["SPOOL_MAX=".len()..].trim_matches('\'').to_string()
+    }
+}
+
 #[test]
 fn procd_init_renders_the_config_and_keeps_secrets_off_the_command_line() {
-    let dir = tempfile::tempdir().unwrap();
+    let procd = Procd::new();
     let qm = FakeQm::start(FakeConfig {
         pass: "p@ss w'rd \"#1".into(),
         ..Default::default()
     });
-    let state = dir.path().join("flash/qlship");
     let port = qm.port().to_string();
-    let vars = uci_vars(&[
-        ("port", &port),
-        ("password", "p@ss w'rd \"#1"),
-        ("token", "P001"),
-        ("state_dir", state.to_str().unwrap()),
-        ("heartbeat", "0"),
-        ("log_level", "debug"),
-    ]);
-    std::fs::write(dir.path().join("uci.sh"), vars).unwrap();
-    std::fs::write(dir.path().join("stubs.sh"), PROCD_STUBS).unwrap();
-    let conf = dir.path().join("var/etc/qlship.conf");
-    let init = std::fs::read_to_string(repo().join("board/openwrt/files/qlship.init")).unwrap();
-    assert!(init.starts_with("#!/bin/sh /etc/rc.common\n"));
-    assert!(init.contains("\nUSE_PROCD=1\n"));
-    let init = init.replace("/var/etc/qlship.conf", conf.to_str().unwrap());
-    std::fs::write(dir.path().join("qlship.init"), init).unwrap();
-
-    let out = run(Command::new("sh")
-        .current_dir(dir.path())
-        .env("UCI_VARS", dir.path().join("uci.sh"))
-        .env("PROCD_LOG", dir.path().join("procd.log"))
-        .args([
-            "-euc",
-            ". ./stubs.sh; . ./qlship.init; start_service; service_triggers",
-        ]));
-    assert!(out.status.success(), "{}", text(&out));
-
-    let procd = std::fs::read_to_string(dir.path().join("procd.log")).unwrap();
+    let ql_dir = procd.dir.path().join("log/asterisk");
+    std::fs::create_dir_all(&ql_dir).unwrap();
+    let ql = ql_dir.join("queue_log");
+    std::fs::write(&ql, "").unwrap();
+    let run_dir = procd.dir.path().join("run/qlship");
+    let said = procd.run(
+        &[
+            ("enabled", "1"),
+            ("port", &port),
+            ("password", "p@ss w'rd \"#1"),
+            ("token", "P001"),
+            ("queue_log", ql.to_str().unwrap()),
+            ("run_dir", run_dir.to_str().unwrap()),
+            ("heartbeat", "0"),
+            ("log_level", "debug"),
+            ("ami_user", "qlship"),
+            ("ami_secret", "s3cr3t"),
+            ("ami_contexts", "from-queue"),
+        ],
+        &[("FAKE_DF_FREE", "100000000")],
+        "start_service; service_triggers",
+    );
+    let (instance, jail) = said.split_once("jail\t").unwrap();
     let expected = format!(
         "open\ncommand\t/usr/bin/qlship\ncommand\t--config\ncommand\t{}\n\
-         respawn\t3600\nrespawn\t5\nrespawn\t0\nstdout\t1\nstderr\t1\n\
-         file\t/etc/config/qlship\nterm_timeout\t30\nclose\ntrigger\tqlship\n",
-        conf.display()
+         command\t--log-style\ncommand\tprocd\nuser\t{}\ngroup\t{}\nno_new_privs\t1\n\
+         respawn\t60\nrespawn\t30\nrespawn\t0\nstdout\t1\nstderr\t1\n\
+         file\t/etc/config/qlship\nterm_timeout\t30\n",
+        procd.conf.display(),
+        procd.user,
+        procd.group
     );
-    assert_eq!(procd, expected);
-    assert!(!procd.contains("p@ss"));
+    assert_eq!(instance, expected);
+    assert!(!said.contains("p@ss") && !said.contains("s3cr3t"));
+    // The jail: the config and the queue_log's directory read-only, and nothing else of
+    // qlship's writable but its state and run dirs.
+    let mounts = |kind: &str| -> Vec<String> {
+        jail.lines()
+            .filter_map(|l| l.strip_prefix(kind))
+            .map(String::from)
+            .collect()
+    };
+    assert!(jail.starts_with("qlship log procfs\n"), "{jail}");
+    let ro = mounts("ro\t");
+    assert!(ro.contains(&procd.conf.display().to_string()), "{ro:?}");
+    assert!(ro.contains(&ql_dir.display().to_string()), "{ro:?}");
+    assert!(
+        ro.iter()
+            .all(|p| !p.starts_with(procd.state.to_str().unwrap())),
+        "{ro:?}"
+    );
+    assert_eq!(
+        mounts("rw\t"),
+        [
+            procd.state.display().to_string(),
+            run_dir.display().to_string()
+        ]
+    );
+    assert!(jail.ends_with("close\ntrigger\tqlship\n"), "{jail}");
 
-    let rendered = std::fs::read_to_string(&conf).unwrap();
     let expected = format!(
         "# Written by /etc/init.d/qlship from /etc/config/qlship; edit that instead.\n\
          HTTPHOST='127.0.0.1'\nHTTPPORT='{port}'\nHTTPCONTEXT='queuemetrics'\n\
          QMUSER='webqloader'\nQMPASS='p@ss w'rd \"#1'\nPARTITION='P001'\nHTTPS='0'\n\
-         QUEUELOG='/var/log/asterisk/queue_log'\nSTATE_DIR='{}'\nRUN_DIR='/var/run/qlship'\n\
-         RAM_BUDGET='1M'\nHEARTBEAT='0'\nFEEDBACK='0'\nLOGLEVEL='debug'\n",
-        state.display()
+         QUEUELOG='{}'\nSTATE_DIR='{}'\nRUN_DIR='{}'\n\
+         RAM_BUDGET='1M'\nHEARTBEAT='0'\nFEEDBACK='0'\nLOGLEVEL='debug'\n\
+         AMI_USER='qlship'\nAMI_SECRET='s3cr3t'\nAMI_CONTEXTS='from-queue'\n\
+         SPOOL_MAX='65536K'\n",
+        ql.display(),
+        procd.state.display(),
+        run_dir.display()
     );
-    assert_eq!(rendered, expected);
-    let mode = std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "rendered config mode {mode:o}");
-    let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o700, "state dir mode {mode:o}");
+    assert_eq!(procd.rendered(), expected);
+    for (path, want) in [
+        (&procd.conf, 0o600),
+        (&procd.state, 0o700),
+        (&run_dir, 0o700),
+    ] {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, want, "{} mode {mode:o}", path.display());
+    }
 
-    // qlship itself accepts the rendered file, password and all (with this machine's
-    // stand-in for /var/log/asterisk/queue_log, which `check` wants to exist).
-    let ql = dir.path().join("queue_log");
-    std::fs::write(&ql, "").unwrap();
+    // qlship itself accepts the rendered file, password and all, and the flag.
     let (code, said) = run_qlship(&[
         "check".into(),
         "--config".into(),
-        conf.display().to_string(),
-        ql.display().to_string(),
-        "P001".into(),
+        procd.conf.display().to_string(),
+        "--log-style".into(),
+        "procd".into(),
     ]);
     assert_eq!(code, 0, "{said}");
+}
 
-    // Disabled: nothing is started.
-    std::fs::write(dir.path().join("uci.sh"), uci_vars(&[("enabled", "0")])).unwrap();
-    std::fs::remove_file(dir.path().join("procd.log")).unwrap();
-    let out = run(Command::new("sh")
-        .current_dir(dir.path())
-        .env("UCI_VARS", dir.path().join("uci.sh"))
-        .env("PROCD_LOG", dir.path().join("procd.log"))
-        .args(["-euc", ". ./stubs.sh; . ./qlship.init; start_service"]));
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(!dir.path().join("procd.log").exists());
+#[test]
+fn procd_init_ships_disabled_and_then_only_renders_the_config() {
+    let procd = Procd::new();
+    let uci = std::fs::read_to_string(repo().join("board/qlship/files/qlship.config")).unwrap();
+    assert!(uci.contains("\n\toption enabled '0'\n"));
+    let said = procd.run(&[], &[], "start_service");
+    assert!(!said.contains("open"), "{said}");
+    assert!(
+        said.starts_with("logger\tdisabled: set the server"),
+        "{said}"
+    );
+    assert!(procd.rendered().contains("\nQMPASS='qloader'\n"));
+    assert!(
+        !procd.state.exists(),
+        "a disabled qlship creates no journal dir"
+    );
+}
+
+/// What start_service does first: the config rendered for the UCI state dir.
+const RENDER: &str = "config_load qlship; render_config \"$CONFIG_main_state_dir\"";
+
+#[test]
+fn procd_init_keeps_the_spool_cap_within_the_free_flash() {
+    let procd = Procd::new();
+    // A router's overlay with 4,000 KiB free: a quarter of it, not 64M, and the log
+    // says why.
+    let said = procd.run(&[], &[("FAKE_DF_FREE", "4000")], RENDER);
+    assert_eq!(procd.spool_max(), "1000K");
+    assert!(
+        said.contains("logger\tspool_max 64M does not fit the free space under"),
+        "{said}"
+    );
+    // A smaller configured cap is kept; so is one that fits.
+    procd.run(
+        &[("spool_max", "512K")],
+        &[("FAKE_DF_FREE", "4000")],
+        RENDER,
+    );
+    assert_eq!(procd.spool_max(), "512K");
+    procd.run(
+        &[("spool_max", "2M")],
+        &[("FAKE_DF_FREE", "100000")],
+        RENDER,
+    );
+    assert_eq!(procd.spool_max(), "2048K");
+    // The journal already on flash counts as room it may keep: 4 MiB of journal and
+    // nothing free leaves a cap of about 1 MiB, not none.
+    std::fs::create_dir_all(&procd.state).unwrap();
+    std::fs::write(procd.state.join("db"), vec![1u8; 4 << 20]).unwrap();
+    procd.run(&[], &[("FAKE_DF_FREE", "0")], RENDER);
+    let kib: u64 = procd.spool_max().trim_end_matches('K').parse().unwrap();
+    assert!((1024..1100).contains(&kib), "{kib}K");
+    // And with this machine's real df: within a quarter of what is free.
+    procd.run(&[("state_dir", "/tmp/qlship-not-there/x")], &[], RENDER);
+    let kib: u64 = procd.spool_max().trim_end_matches('K').parse().unwrap();
+    let out = run(Command::new("df").args(["-Pk", "/tmp"]));
+    let free: u64 = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        kib <= (free / 4).max(64) && kib <= 65536,
+        "{kib}K of {free}K free"
+    );
+}
+
+#[test]
+fn procd_init_waits_for_a_journal_on_usb_to_be_mounted() {
+    let procd = Procd::new();
+    let usb = [("FAKE_MOUNTPOINT", "/mnt/usb")];
+    let said = procd.run(&[("enabled", "1")], &usb, "start_service; service_triggers");
+    assert!(!said.contains("open"), "{said}");
+    assert!(
+        said.contains("logger\t/mnt/usb is not mounted yet"),
+        "{said}"
+    );
+    assert!(
+        said.ends_with("trigger\tqlship\nmount_trigger\t/mnt/usb\n"),
+        "{said}"
+    );
+    assert!(
+        !procd.state.exists(),
+        "no journal under the empty mount point"
+    );
+    // Once mounted, it starts.
+    std::fs::write(
+        procd.dir.path().join("mounts"),
+        "/dev/sda1 /mnt/usb ext4 rw 0 0\n",
+    )
+    .unwrap();
+    let said = procd.run(&[("enabled", "1")], &usb, "start_service");
+    assert!(said.starts_with("open\n"), "{said}");
+    // A CA and rules file: a reload restarts qlship when they change.
+    let ca = procd.dir.path().join("ca.pem");
+    std::fs::write(&ca, "x").unwrap();
+    let said = procd.run(
+        &[("enabled", "1"), ("cacert", ca.to_str().unwrap())],
+        &[],
+        "start_service",
+    );
+    assert!(
+        said.contains(&format!(
+            "file\t/etc/config/qlship\nfile\t{}\n",
+            ca.display()
+        )),
+        "{said}"
+    );
+    assert!(said.contains(&format!("ro\t{}\n", ca.display())), "{said}");
 }
 
 /// The sysvinit script with every path moved into a scratch dir.

@@ -290,14 +290,18 @@ fn the_page_shows_the_scripted_figures_and_graphs() {
         "{}",
         rate[1]
     );
-    // Time labels every 6 h UTC: the window starts at 14:15 the day before.
-    let labels: Vec<&str> = html
+    // Time labels every 6 h UTC: the window starts at 14:15 the day before; the last
+    // tick, at 18:00 today, is the point in progress, under "now".
+    let start = html.find("id=\"t0-graph-backlog\"").unwrap();
+    let graph = &html[start..start + html[start..].find("</figure>").unwrap()];
+    let labels: Vec<&str> = graph
         .split("text-anchor=\"middle\">")
         .skip(1)
-        .take(5)
         .map(|s| &s[..5])
         .collect();
-    assert_eq!(labels, ["18:00", "00:00", "06:00", "12:00", "18:00"]);
+    assert_eq!(labels, ["18:00", "00:00", "06:00", "12:00"]);
+    assert_eq!(graph.matches("<line class=\"tick\"").count(), 5);
+    assert!(figure(&html, "t1-graph-backlog").contains("no history yet"));
     assert!(areas(&html, "t1-graph-backlog").is_empty());
 }
 
@@ -556,6 +560,15 @@ fn spawn_with_env(env: &Env, vars: &[(&str, &str)], log: &str) -> Run {
     for (k, v) in vars {
         cmd.env(k, v);
     }
+    // The systemd unit's UMask=0077.
+    // SAFETY: umask is async-signal-safe; nothing else runs in the child before exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::umask(0o077);
+            Ok(())
+        });
+    }
     Run(cmd.spawn().unwrap())
 }
 
@@ -618,6 +631,15 @@ fn systemd_hears_ready_status_watchdog_and_stopping_on_its_socket() {
         "{got:?}\n{}",
         logs()
     );
+    // Under the unit's umask the web server and node_exporter can still read them.
+    for name in ["status.html", "qlship.prom", "status.json"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(run_dir(&env).join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644, "{name}");
+    }
     signal(&run.0, libc::SIGTERM);
     let got = listen(&sock, Duration::from_secs(5), |g| {
         g.iter().any(|m| m == "STOPPING=1")

@@ -57,12 +57,22 @@ pub fn render(g: &Graph) -> String {
     );
     let base = PLOT_Y + PLOT_H;
     let right = PLOT_X + g.values.len() as f64;
-    // Grid: 0, half and the maximum.
-    for (v, y) in [
-        (0.0, base),
-        (max / 2.0, y_of(max / 2.0, max)),
-        (max, PLOT_Y),
-    ] {
+    if g.values.iter().all(Option::is_none) {
+        let _ = write!(
+            o,
+            r#"<text class="axis" x="{x}" y="{y}" text-anchor="middle">no history yet</text></svg></figure>"#,
+            x = PLOT_X + g.values.len() as f64 / 2.0,
+            y = PLOT_Y + PLOT_H / 2.0
+        );
+        return o;
+    }
+    // Grid: 0, half and the maximum; the half unlabelled (half a row means nothing).
+    let half = y_of(max / 2.0, max);
+    let _ = write!(
+        o,
+        r#"<line class="grid" x1="{PLOT_X}" y1="{half}" x2="{right}" y2="{half}"/>"#
+    );
+    for (v, y) in [(0.0, base), (max, PLOT_Y)] {
         let _ = write!(
             o,
             r#"<line class="grid" x1="{PLOT_X}" y1="{y}" x2="{right}" y2="{y}"/><text class="axis" x="{x}" y="{ty}" text-anchor="end">{label}</text>"#,
@@ -78,9 +88,16 @@ pub fn render(g: &Graph) -> String {
             let hour = t.rem_euclid(86_400) / 3600;
             let _ = write!(
                 o,
-                r#"<line class="tick" x1="{x}" y1="{PLOT_Y}" x2="{x}" y2="{base}"/><text class="axis" x="{x}" y="{ty}" text-anchor="middle">{hour:02}:00</text>"#,
-                ty = base + 14.0
+                r#"<line class="tick" x1="{x}" y1="{PLOT_Y}" x2="{x}" y2="{base}"/>"#
             );
+            // Not under the "now" at the right end.
+            if x < right - 40.0 {
+                let _ = write!(
+                    o,
+                    r#"<text class="axis" x="{x}" y="{ty}" text-anchor="middle">{hour:02}:00</text>"#,
+                    ty = base + 14.0
+                );
+            }
         }
     }
     // One area per run of recorded points.
@@ -111,6 +128,19 @@ pub fn render(g: &Graph) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_history_says_so() {
+        let svg = render(&Graph {
+            title: "backlog",
+            id: "g",
+            first_bucket: 0,
+            values: &[None; 10],
+            label: |v| format!("{v}"),
+        });
+        assert!(svg.contains(">no history yet</text>"), "{svg}");
+        assert!(!svg.contains("<path"));
+    }
 
     #[test]
     fn round_maxima() {
@@ -148,8 +178,10 @@ mod tests {
                 "M61,108L61,88.0L62,108Z"
             ]
         );
-        // Bucket 0 is 00:00 UTC: a time label there.
-        assert!(svg.contains(">00:00</text>"), "{svg}");
-        assert!(svg.contains(">250</text>") && svg.contains(">500</text>"));
+        // Bucket 0 is 00:00 UTC: a tick there (its label would sit under "now").
+        assert!(svg.contains(r#"<line class="tick" x1="56""#), "{svg}");
+        assert!(!svg.contains(">00:00</text>"), "{svg}");
+        assert!(svg.contains(">0</text>") && svg.contains(">500</text>"));
+        assert!(!svg.contains(">250</text>"));
     }
 }

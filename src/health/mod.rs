@@ -213,11 +213,18 @@ impl Drop for Reporter {
     }
 }
 
-/// Replaces a run-dir file atomically, never through a planted symlink. None of these
-/// files holds a secret (URLs are without credentials): any local user, the web server
-/// and node_exporter may read them.
+/// Replaces a run-dir file atomically, never through a planted symlink, readable by
+/// every user whatever the umask: the web server and node_exporter run as other users,
+/// and a umask such as the systemd unit's 0077 would leave the files 0600. None of
+/// them holds a secret (URLs are without credentials, errors without passwords).
 fn publish(run_dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    crate::atomic_file::write_atomically(run_dir, name, bytes, crate::atomic_file::PUBLIC)
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    crate::atomic_file::write_atomically(run_dir, name, bytes, crate::atomic_file::PUBLIC)?;
+    let placed = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(run_dir.join(name))?;
+    placed.set_permissions(std::fs::Permissions::from_mode(crate::atomic_file::PUBLIC))
 }
 
 /// Rendered files for the run dir.

@@ -130,11 +130,11 @@ fn target(o: &mut String, i: usize, pt: &PageTarget, now: i64) {
     let pick = |f: fn(&super::history::Point) -> f64| -> Vec<Option<f64>> {
         window.iter().map(|p| p.as_ref().map(f)).collect()
     };
-    let hours = POINTS as i64 * STEP_SECS / 3600;
+    let hours = (POINTS as i64 * STEP_SECS + 1800) / 3600;
     for (id, title, values, label) in [
         (
             "backlog",
-            format!("backlog, rows (largest in each {STEP_SECS} s, last {hours} h, UTC)"),
+            format!("backlog, rows (largest in each {STEP_SECS} s; last {hours} h, UTC)"),
             pick(|p| p.backlog_rows as f64),
             (|v| thousands(v as u64)) as fn(f64) -> String,
         ),

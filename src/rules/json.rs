@@ -2,233 +2,10 @@
 //! `{clientname, uri, login, pass, token, matcher: [..], match, removematch, disabled,
 //! noactions}` (qlship also reads `timezoneOffset`). A disabled client is listed and
 //! otherwise ignored, whatever its address names. A small parser of our own, because
-//! errors must name the line and key, which miniserde does not report.
+//! errors must name the line and key, which miniserde does not report (`json_value`).
 
+use super::json_value::{read, Value};
 use super::{apply_uri, How, Matcher, ParseError, Rule, Split, Target};
-
-#[derive(Debug, Clone, PartialEq)]
-enum Value {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<(Value, usize)>),
-    /// Keys in file order with the line each starts on.
-    Obj(Vec<(String, Value, usize)>),
-}
-
-impl Value {
-    fn kind(&self) -> &'static str {
-        match self {
-            Value::Null => "null",
-            Value::Bool(_) => "a boolean",
-            Value::Num(_) => "a number",
-            Value::Str(_) => "a string",
-            Value::Arr(_) => "an array",
-            Value::Obj(_) => "an object",
-        }
-    }
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    at: usize,
-    line: usize,
-}
-
-impl Parser<'_> {
-    fn blank(&mut self) {
-        while let Some(&c) = self.s.get(self.at) {
-            match c {
-                b'\n' => self.line += 1,
-                b' ' | b'\t' | b'\r' => {}
-                _ => return,
-            }
-            self.at += 1;
-        }
-    }
-
-    fn err(&self, what: impl Into<String>) -> ParseError {
-        ParseError::at(self.line, what)
-    }
-
-    fn expect(&mut self, c: u8) -> Result<(), ParseError> {
-        self.blank();
-        if self.s.get(self.at) == Some(&c) {
-            self.at += 1;
-            Ok(())
-        } else {
-            Err(self.err(format!("expected {:?}", c as char)))
-        }
-    }
-
-    fn value(&mut self, depth: usize) -> Result<(Value, usize), ParseError> {
-        if depth > 32 {
-            return Err(self.err("nested too deeply"));
-        }
-        self.blank();
-        let line = self.line;
-        let v =
-            match self.s.get(self.at) {
-                None => return Err(self.err("unexpected end of file")),
-                Some(b'{') => {
-                    self.at += 1;
-                    let mut fields = Vec::new();
-                    self.blank();
-                    if self.s.get(self.at) == Some(&b'}') {
-                        self.at += 1;
-                    } else {
-                        loop {
-                            self.blank();
-                            let key_line = self.line;
-                            if self.s.get(self.at) != Some(&b'"') {
-                                return Err(self.err("expected a quoted key"));
-                            }
-                            let key = self.string()?;
-                            self.expect(b':')?;
-                            let (v, _) = self.value(depth + 1)?;
-                            if fields
-                                .iter()
-                                .any(|(k, _, _): &(String, Value, usize)| *k == key)
-                            {
-                                return Err(ParseError::key(key_line, &key, "given twice"));
-                            }
-                            fields.push((key, v, key_line));
-                            self.blank();
-                            match self.s.get(self.at) {
-                                Some(b',') => self.at += 1,
-                                Some(b'}') => {
-                                    self.at += 1;
-                                    break;
-                                }
-                                _ => return Err(self.err("expected , or } after a value")),
-                            }
-                        }
-                    }
-                    Value::Obj(fields)
-                }
-                Some(b'[') => {
-                    self.at += 1;
-                    let mut items = Vec::new();
-                    self.blank();
-                    if self.s.get(self.at) == Some(&b']') {
-                        self.at += 1;
-                    } else {
-                        loop {
-                            items.push(self.value(depth + 1)?);
-                            self.blank();
-                            match self.s.get(self.at) {
-                                Some(b',') => self.at += 1,
-                                Some(b']') => {
-                                    self.at += 1;
-                                    break;
-                                }
-                                _ => return Err(self.err("expected , or ] after a value")),
-                            }
-                        }
-                    }
-                    Value::Arr(items)
-                }
-                Some(b'"') => Value::Str(self.string()?),
-                Some(_) => {
-                    let start = self.at;
-                    while self.s.get(self.at).is_some_and(|c| {
-                        c.is_ascii_alphanumeric() || matches!(c, b'-' | b'+' | b'.')
-                    }) {
-                        self.at += 1;
-                    }
-                    let word = std::str::from_utf8(&self.s[start..self.at]).unwrap_or("");
-                    match word {
-                        "true" => Value::Bool(true),
-                        "false" => Value::Bool(false),
-                        "null" => Value::Null,
-                        w => match w.parse::<f64>() {
-                            Ok(n) if !w.is_empty() => Value::Num(n),
-                            _ => {
-                                return Err(self.err(format!(
-                                    "unexpected {:?}: not JSON",
-                                    if w.is_empty() {
-                                        (self.s[self.at] as char).to_string()
-                                    } else {
-                                        w.to_owned()
-                                    }
-                                )))
-                            }
-                        },
-                    }
-                }
-            };
-        Ok((v, line))
-    }
-
-    fn string(&mut self) -> Result<String, ParseError> {
-        let line = self.line;
-        self.at += 1;
-        let mut out = String::new();
-        let mut run = self.at;
-        loop {
-            let Some(&c) = self.s.get(self.at) else {
-                return Err(ParseError::at(line, "string never closed"));
-            };
-            match c {
-                b'"' | b'\\' => {
-                    out.push_str(
-                        std::str::from_utf8(&self.s[run..self.at])
-                            .map_err(|_| self.err("string is not UTF-8"))?,
-                    );
-                    self.at += 1;
-                    if c == b'"' {
-                        return Ok(out);
-                    }
-                    let e = *self
-                        .s
-                        .get(self.at)
-                        .ok_or_else(|| self.err("string never closed"))?;
-                    self.at += 1;
-                    match e {
-                        b'"' => out.push('"'),
-                        b'\\' => out.push('\\'),
-                        b'/' => out.push('/'),
-                        b'b' => out.push('\u{8}'),
-                        b'f' => out.push('\u{c}'),
-                        b'n' => out.push('\n'),
-                        b'r' => out.push('\r'),
-                        b't' => out.push('\t'),
-                        b'u' => out.push(self.unicode()?),
-                        _ => return Err(self.err(format!("bad escape \\{}", e as char))),
-                    }
-                    run = self.at;
-                }
-                b'\n' => return Err(ParseError::at(line, "string never closed on its line")),
-                _ => self.at += 1,
-            }
-        }
-    }
-
-    fn hex4(&mut self) -> Result<u32, ParseError> {
-        let h = self
-            .s
-            .get(self.at..self.at + 4)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u32::from_str_radix(h, 16).ok())
-            .ok_or_else(|| self.err("bad \\u escape"))?;
-        self.at += 4;
-        Ok(h)
-    }
-
-    fn unicode(&mut self) -> Result<char, ParseError> {
-        let hi = self.hex4()?;
-        let code =
-            if (0xD800..0xDC00).contains(&hi) && self.s.get(self.at..self.at + 2) == Some(b"\\u") {
-                self.at += 2;
-                let lo = self.hex4()?;
-                0x10000 + ((hi - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF)
-            } else {
-                hi
-            };
-        char::from_u32(code).ok_or_else(|| self.err("bad \\u escape"))
-    }
-}
 
 /// Uniloader files are JSON: the first thing in them opens an array or object whose
 /// first key is a quoted string followed by `:` (Perl writes `=>`).
@@ -261,17 +38,7 @@ const KEYS: [&str; 11] = [
 ];
 
 pub(super) fn parse(text: &str, defaults: &Target) -> Result<Split, ParseError> {
-    let mut p = Parser {
-        s: text.as_bytes(),
-        at: 0,
-        line: 1,
-    };
-    let (v, _) = p.value(0)?;
-    p.blank();
-    if p.at < p.s.len() {
-        return Err(p.err("unexpected text after the JSON value"));
-    }
-    let clients = match v {
+    let clients = match read(text)? {
         Value::Arr(items) => items,
         // A single client without the array is forgiven.
         obj @ Value::Obj(_) => vec![(obj, 1)],
@@ -347,10 +114,16 @@ fn client_rule(
         ..defaults.clone()
     };
     // A disabled entry is listed and otherwise ignored: its address may name any of
-    // Uniloader's back-ends and its matcher may be empty, as in the closing entry of
-    // Loway's own template (`"uri": "file:…", "matcher": [""], "disabled": true`).
+    // Uniloader's back-ends or be left out, and its matcher may be empty or left out,
+    // as in the closing entry of Loway's own template (`"uri": "file:…", "matcher":
+    // [""], "disabled": true`). Only a malformed file (syntax, types, unknown keys)
+    // stops qlship.
     t.disabled = boolean("disabled")?;
-    let uri = string("uri")?.ok_or_else(|| ParseError::key(line, "uri", "missing"))?;
+    let uri = match string("uri")? {
+        Some(uri) => uri,
+        None if t.disabled => String::new(),
+        None => return Err(ParseError::key(line, "uri", "missing")),
+    };
     let uri_line = get("uri").map_or(line, |(_, l)| l);
     if let Err(e) = apply_uri(&mut t, &uri) {
         if !t.disabled {
@@ -412,6 +185,7 @@ fn client_rule(
         }
     };
     let tokens = match get("matcher") {
+        None if t.disabled => Vec::new(),
         None => return Err(ParseError::key(line, "matcher", "missing")),
         Some((Value::Str(s), _)) => vec![s.clone()],
         Some((Value::Arr(items), l)) => items
@@ -446,9 +220,16 @@ fn client_rule(
         }
     };
     let strip = boolean("removematch")?;
-    let target = split
-        .intern(t, &name, line)
-        .map_err(|e| ParseError::at(line, e))?;
+    let target = if t.disabled {
+        // Never merged with an enabled entry for the same partition (whose user,
+        // password and flags it need not repeat): it only drops the rows it matches.
+        split.targets.push(t);
+        split.targets.len() - 1
+    } else {
+        split
+            .intern(t, &name, line)
+            .map_err(|e| ParseError::at(line, e))?
+    };
     if tokens.is_empty() {
         // Only a disabled entry gets here: it is listed, and takes no rows.
         return Ok(());
@@ -491,6 +272,7 @@ fn other_backend(uri: &str) -> Option<String> {
 /// `@` (a MySQL address may carry `user:password@`).
 fn shown_uri(uri: &str) -> String {
     match (uri.split_once(':'), uri.rsplit_once('@')) {
+        _ if uri.is_empty() => "(no uri)".into(),
         (Some((scheme, _)), Some((_, host))) => format!("{scheme}:…@{host}"),
         _ => uri.to_owned(),
     }
@@ -653,6 +435,38 @@ mod tests {
             assert!(s.targets[0].disabled);
             assert_eq!(s.targets[0].url(), shown);
         }
+    }
+
+    #[test]
+    fn a_disabled_entry_never_stops_qlship() {
+        // Beside an enabled entry for the same partition (other password, no matcher,
+        // no uri at all in the third): each is accepted and only drops its own rows.
+        let text = r#"[
+ {"clientname": "off", "uri": "http://qm:8080/queuemetrics", "token": "P1", "pass": "old",
+  "matcher": ["old-"], "disabled": true},
+ {"clientname": "on", "uri": "http://qm:8080/queuemetrics", "token": "P1", "pass": "new",
+  "matcher": ["new-"]},
+ {"clientname": "bare", "disabled": true}
+]"#;
+        let s = super::super::parse(text, &defaults()).unwrap();
+        assert_eq!(s.targets.len(), 3, "{:?}", s.targets);
+        assert!(s.targets[0].disabled && !s.targets[1].disabled && s.targets[2].disabled);
+        assert_eq!(s.targets[1].password.expose(), "new");
+        assert_eq!(s.targets[2].url(), "(no uri)");
+        assert_eq!(s.rules.len(), 2);
+        let row = |q: &str| super::super::tests::row(q, "NONE");
+        assert_eq!(s.route(&row("old-x")), super::super::Route::Disabled(0));
+        assert!(matches!(
+            s.route(&row("new-x")),
+            super::super::Route::To(1, None)
+        ));
+        // Malformed is still malformed, disabled or not.
+        let e = super::super::parse(
+            r#"[{"clientname": "c", "disabled": true, "pass": 1}]"#,
+            &defaults(),
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("pass"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! (they are dropped, never leaked to a later catch-all rule of another tenant).
 
 mod json;
+mod json_value;
 mod perl;
 
 use crate::row::Row;
@@ -200,13 +201,17 @@ impl Split {
     /// Adds `t` for `rule`, or finds the target already writing to the same partition;
     /// two rules for one partition must agree on everything about it.
     fn intern(&mut self, t: Target, rule: &str, line: usize) -> Result<usize, String> {
-        if let Some(i) = self.targets.iter().position(|o| o.key() == t.key()) {
+        // Disabled targets are never shared (they are not contacted): see json.rs.
+        if let Some(i) = self
+            .targets
+            .iter()
+            .position(|o| !o.disabled && o.key() == t.key())
+        {
             let o = &self.targets[i];
             let differs = [
                 (o.user != t.user, "user"),
                 (o.password != t.password, "password"),
                 (o.tz_offset != t.tz_offset, "time-zone offset"),
-                (o.disabled != t.disabled, "disabled"),
                 (o.noactions != t.noactions, "noactions"),
             ];
             if let Some((_, what)) = differs.iter().find(|(d, _)| *d) {
