@@ -447,6 +447,7 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
     let mut tail = blocking(move || Tail::resume(&path, saved, &done, grace, chunk, region))
         .await
         .map_err(|e| Fatal::QueueLog(file_error(&sh.settings, &e)))?;
+    sh.journal.follow_source(tail.source_file());
     let mut missing_logged = false;
     let mut full_logged = false;
     let mut disk_logged = false;
@@ -605,6 +606,7 @@ fn step_into_journal(
         Step::Switched(pos) => {
             debug!("reading {:?} at {pos:?}", tail.current_file());
             let finished = tail.take_finished();
+            journal.follow_source(tail.source_file());
             // Rows of the file left behind must be durable before we stop tracking it.
             journal
                 .set_pos(pos, &finished)

@@ -25,12 +25,25 @@ pub struct Plan {
     pub already_stored: u64,
 }
 
+/// What the reader knows of a row's history.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// In the takeover region: an earlier loader may have uploaded it; each target
+    /// judges it against its watermark.
+    pub in_region: bool,
+    /// Read again after the file shrank or was rewritten (power cut, `sed -i`, an
+    /// editor, truncation without a copy): it may have been shipped already, so it is
+    /// resolved with checkRow, never sent blindly.
+    pub replayed: bool,
+}
+
 /// `rows` as read, each with whether it lies in the takeover region. Without a split
 /// (single-target mode) every row goes to every lane.
-pub fn plan(split: Option<&Split>, lanes: &[Lane], rows: Vec<(Row, bool)>) -> Plan {
+pub fn plan(split: Option<&Split>, lanes: &[Lane], rows: Vec<(Row, Origin)>) -> Plan {
     let mut out = Plan::default();
     out.rows.reserve(rows.len());
-    for (row, in_region) in rows {
+    for (row, origin) in rows {
+        let in_region = origin.in_region;
         // Which lanes want it, by rule index (None: every lane).
         let (row, only): (Row, Option<usize>) = match split.map(|s| s.route(&row)) {
             None | Some(Route::Everyone) => (row, None),
@@ -48,7 +61,7 @@ pub fn plan(split: Option<&Split>, lanes: &[Lane], rows: Vec<(Row, bool)>) -> Pl
             out.unrouted += 1;
             continue;
         }
-        let (mut want, mut doubt, mut takeover) = (0, 0, 0);
+        let (mut want, mut doubt, mut takeover, mut replay) = (0, 0, 0, 0);
         for lane in targets {
             let b = bit(lane.slot);
             let class = match (in_region, lane.takeover) {
@@ -64,6 +77,10 @@ pub fn plan(split: Option<&Split>, lanes: &[Lane], rows: Vec<(Row, bool)>) -> Pl
                 TakeoverClass::InDoubt => doubt |= b,
                 TakeoverClass::New => {}
             }
+            if origin.replayed {
+                doubt |= b;
+                replay |= b;
+            }
             want |= b;
         }
         if want == 0 {
@@ -75,6 +92,7 @@ pub fn plan(split: Option<&Split>, lanes: &[Lane], rows: Vec<(Row, bool)>) -> Pl
             want,
             doubt,
             takeover,
+            replay,
         });
     }
     out
@@ -83,6 +101,11 @@ pub fn plan(split: Option<&Split>, lanes: &[Lane], rows: Vec<(Row, bool)>) -> Pl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const REGION: Origin = Origin {
+        in_region: true,
+        replayed: false,
+    };
     use crate::rules::{How, Matcher, Rule, Target};
 
     fn row(time: i64, queue: &str, agent: &str) -> Row {
@@ -139,11 +162,11 @@ mod tests {
             Some(&split()),
             &lanes,
             vec![
-                (row(1, "a-sales", "x"), false),
-                (row(2, "b-sales", "x"), false),
-                (row(3, "NONE", "NONE"), false),
-                (row(4, "off-1", "x"), false),
-                (row(5, "zzz", "x"), false),
+                (row(1, "a-sales", "x"), Origin::default()),
+                (row(2, "b-sales", "x"), Origin::default()),
+                (row(3, "NONE", "NONE"), Origin::default()),
+                (row(4, "off-1", "x"), Origin::default()),
+                (row(5, "zzz", "x"), Origin::default()),
             ],
         );
         assert_eq!(p.unrouted, 2);
@@ -185,10 +208,10 @@ mod tests {
             None,
             &lanes,
             vec![
-                (row(9, "q", "a"), true),
-                (row(10, "q", "a"), true),
-                (row(11, "q", "a"), true),
-                (row(5, "q", "a"), false),
+                (row(9, "q", "a"), REGION),
+                (row(10, "q", "a"), REGION),
+                (row(11, "q", "a"), REGION),
+                (row(5, "q", "a"), Origin::default()),
             ],
         );
         let masks: Vec<(i64, u64, u64, u64)> = p
@@ -205,7 +228,7 @@ mod tests {
                 (5, 0b111, 0, 0)
             ]
         );
-        let only_first = plan(None, &lanes[..1], vec![(row(9, "q", "a"), true)]);
+        let only_first = plan(None, &lanes[..1], vec![(row(9, "q", "a"), REGION)]);
         assert_eq!((only_first.rows.len(), only_first.already_stored), (0, 1));
     }
 }

@@ -383,6 +383,9 @@ pub struct Entry {
     /// Targets that must judge it against their watermark first (read from the region
     /// before the target's takeover).
     pub takeover: u64,
+    /// Targets for which it is a row read again after the file shrank or was rewritten
+    /// (it may be the very row acknowledged before: the ring must not explain it away).
+    pub replay: u64,
     pub row: Row,
     /// Key of the spool chunk holding it.
     chunk: u64,
@@ -395,6 +398,9 @@ impl Entry {
     pub fn before_takeover(&self, slot: usize) -> bool {
         self.takeover & bit(slot) != 0
     }
+    pub fn replayed(&self, slot: usize) -> bool {
+        self.replay & bit(slot) != 0
+    }
 }
 
 /// A row to spool and who wants it.
@@ -404,6 +410,7 @@ pub struct Spooled {
     pub want: u64,
     pub doubt: u64,
     pub takeover: u64,
+    pub replay: u64,
 }
 
 /// The spool is a sequence of chunks, one per read step (up to a few hundred rows), each
@@ -412,7 +419,9 @@ pub struct Spooled {
 /// was written; each row inside carries its own sequence number and masks, so rows
 /// acknowledged out of a chunk's middle (resync, other targets) are removed by rewriting
 /// the chunk.
-const CHUNK_VERSION: u8 = 2;
+const CHUNK_VERSION: u8 = 3;
+/// Version 2: three masks (no replay mask).
+const CHUNK_V2: u8 = 2;
 /// Version 1: one target, a flags byte (1 = in doubt).
 const CHUNK_V1: u8 = 1;
 
@@ -431,7 +440,7 @@ fn ring_key(slot: usize) -> Vec<u8> {
     }
 }
 
-fn encode_chunk<'a>(rows: impl Iterator<Item = (u64, [u64; 3], &'a Row)>) -> Vec<u8> {
+fn encode_chunk<'a>(rows: impl Iterator<Item = (u64, [u64; 4], &'a Row)>) -> Vec<u8> {
     let mut v = vec![CHUNK_VERSION];
     let mut row_bytes = Vec::with_capacity(160);
     for (seq, masks, row) in rows {
@@ -442,7 +451,7 @@ fn encode_chunk<'a>(rows: impl Iterator<Item = (u64, [u64; 3], &'a Row)>) -> Vec
     v
 }
 
-fn put_chunk_row(v: &mut Vec<u8>, seq: u64, masks: [u64; 3], row_bytes: &[u8]) {
+fn put_chunk_row(v: &mut Vec<u8>, seq: u64, masks: [u64; 4], row_bytes: &[u8]) {
     put_varint(v, seq);
     for m in masks {
         put_varint(v, m);
@@ -459,6 +468,7 @@ struct RawEntry {
     want: u64,
     doubt: u64,
     takeover: u64,
+    replay: u64,
     row: std::ops::Range<usize>,
 }
 
@@ -470,6 +480,7 @@ impl RawEntry {
             want: self.want,
             doubt: self.doubt,
             takeover: self.takeover,
+            replay: self.replay,
             row,
             chunk,
         })
@@ -495,7 +506,7 @@ fn scan_chunk(chunk: u64, value: &[u8]) -> Result<Vec<RawEntry>, JournalError> {
         at: 0,
     };
     let version = c.u8().map_err(bad)?;
-    if version != CHUNK_VERSION && version != CHUNK_V1 {
+    if ![CHUNK_VERSION, CHUNK_V2, CHUNK_V1].contains(&version) {
         return Err(JournalError::Corrupt(format!(
             "spool chunk {chunk}: unknown version"
         )));
@@ -503,14 +514,18 @@ fn scan_chunk(chunk: u64, value: &[u8]) -> Result<Vec<RawEntry>, JournalError> {
     let mut out = Vec::new();
     while c.at < value.len() {
         let seq = c.varint().map_err(bad)?;
-        let (want, doubt, takeover) = if version == CHUNK_V1 {
-            (1, u64::from(c.u8().map_err(bad)? & 1), 0)
+        let (want, doubt, takeover, replay) = if version == CHUNK_V1 {
+            (1, u64::from(c.u8().map_err(bad)? & 1), 0, 0)
         } else {
-            (
-                c.varint().map_err(bad)?,
-                c.varint().map_err(bad)?,
-                c.varint().map_err(bad)?,
-            )
+            let want = c.varint().map_err(bad)?;
+            let doubt = c.varint().map_err(bad)?;
+            let takeover = c.varint().map_err(bad)?;
+            let replay = if version == CHUNK_V2 {
+                0
+            } else {
+                c.varint().map_err(bad)?
+            };
+            (want, doubt, takeover, replay)
         };
         let len =
             usize::try_from(c.varint().map_err(bad)?).map_err(|_| bad(DecodeError::Truncated))?;
@@ -521,6 +536,7 @@ fn scan_chunk(chunk: u64, value: &[u8]) -> Result<Vec<RawEntry>, JournalError> {
             want,
             doubt,
             takeover,
+            replay,
             row: start..c.at,
         });
     }
@@ -536,7 +552,7 @@ fn rewrite_chunk(
     chunk: u64,
     old: &[u8],
     rows: &[RawEntry],
-    masks: impl Fn(&RawEntry) -> [u64; 3],
+    masks: impl Fn(&RawEntry) -> [u64; 4],
 ) {
     let mut value = vec![CHUNK_VERSION];
     let mut kept = 0;
@@ -644,6 +660,9 @@ pub struct Journal {
     log_file: File,
     seal: Seal,
     state: Mutex<State>,
+    /// The queue_log file being read, made durable before every sync (see
+    /// [`Journal::follow_source`]).
+    source: Mutex<Option<File>>,
 }
 
 /// `journal.seal` beside the journal: the generation the journal had at its last
@@ -837,7 +856,19 @@ impl Journal {
                 path: seal.path.clone(),
             },
             state: Mutex::new(State { meta, rings, hints }),
+            source: Mutex::new(None),
         })
+    }
+
+    /// The file the reader reads from now on. Asterisk never fsyncs queue_log, so a
+    /// power cut can take back bytes qlship already read, spooled and shipped; the file
+    /// would then come back shorter than the journaled position and its surviving rows
+    /// be read again. Every sync first makes this file durable (fdatasync works on
+    /// qlship's read-only descriptor), so a durable position never lies beyond what the
+    /// file durably holds. It costs no extra flash writes to speak of: the kernel writes
+    /// those pages back within 30 s anyway; it only moves them earlier.
+    pub fn follow_source(&self, file: Option<File>) {
+        *self.source.lock().expect("source lock") = file;
     }
 
     pub fn dir(&self) -> &Path {
@@ -928,7 +959,12 @@ impl Journal {
                     }
                     let keep = !gone_mask;
                     rewrite_chunk(m, ops, chunk, &v, &rows, |e| {
-                        [e.want & keep, e.doubt & keep, e.takeover & keep]
+                        [
+                            e.want & keep,
+                            e.doubt & keep,
+                            e.takeover & keep,
+                            e.replay & keep,
+                        ]
                     });
                 }
                 for &i in &gone {
@@ -1001,7 +1037,7 @@ impl Journal {
                 let value = encode_chunk(
                     rows.iter()
                         .zip(first..)
-                        .map(|(r, seq)| (seq, [r.want, r.doubt, r.takeover], &r.row)),
+                        .map(|(r, seq)| (seq, [r.want, r.doubt, r.takeover, r.replay], &r.row)),
                 );
                 for r in &rows {
                     let mut want = r.want;
@@ -1146,7 +1182,12 @@ impl Journal {
                     } else {
                         u64::MAX
                     };
-                    [e.want & keep, e.doubt & settled, e.takeover & settled]
+                    [
+                        e.want & keep,
+                        e.doubt & settled,
+                        e.takeover & settled,
+                        e.replay & settled,
+                    ]
                 });
             }
             let t = &mut m.targets[slot];
@@ -1175,6 +1216,13 @@ impl Journal {
 
     /// Makes everything written so far durable. sled's flush alone is not a full fsync.
     pub fn sync(&self) -> Result<(), JournalError> {
+        if let Some(source) = self.source.lock().expect("source lock").as_ref() {
+            // Not fatal: the file is Asterisk's, and an error here only leaves the old
+            // risk (a replay after a power cut, resolved with checkRow) in place.
+            if let Err(e) = source.sync_data() {
+                log::debug!("fdatasync of queue_log failed: {e}");
+            }
+        }
         // Read before the flush: a commit racing with it may not be durable, and a seal
         // ahead of the disk would condemn a healthy journal after a crash.
         let generation = self.meta().generation;
@@ -1564,6 +1612,7 @@ mod tests {
             want,
             doubt,
             takeover: 0,
+            replay: 0,
         }
     }
 

@@ -87,6 +87,9 @@ impl AckedRing {
 pub struct Doubt {
     pub seq: u64,
     pub identity: u64,
+    /// Read again after the file shrank or was rewritten: it may be the very row the
+    /// ring remembers acknowledging.
+    pub replayed: bool,
 }
 
 /// The distinct identities to ask `checkRow` about, in first-seen order.
@@ -109,6 +112,10 @@ pub fn may_be_stored(time: i64, watermark: Option<i64>) -> bool {
 /// Splits the in-doubt rows into those the server already holds (to drop from the spool
 /// as acknowledged) and those it lacks (to send). `server_count` has the `checkRow`
 /// answer for every distinct identity; `ring` the acknowledged copies still remembered.
+///
+/// An identity with a replayed row among its doubts is not reduced by the ring: the
+/// acknowledged copy the ring remembers may be that same row, read again after a power
+/// cut shortened the file; subtracting it would send the row a second time.
 pub fn decide(
     doubts: &[Doubt],
     server_count: &HashMap<u64, u64>,
@@ -117,7 +124,9 @@ pub fn decide(
     let mut present_left: HashMap<u64, u64> = HashMap::new();
     for id in distinct(doubts) {
         let stored = server_count.get(&id).copied().unwrap_or(0);
-        present_left.insert(id, stored.saturating_sub(ring.count(id)));
+        let replayed = doubts.iter().any(|d| d.identity == id && d.replayed);
+        let acked = if replayed { 0 } else { ring.count(id) };
+        present_left.insert(id, stored.saturating_sub(acked));
     }
     let mut present = Vec::new();
     let mut absent = Vec::new();
@@ -218,6 +227,7 @@ mod tests {
             .map(|(i, &identity)| Doubt {
                 seq: 10 + i as u64,
                 identity,
+                replayed: false,
             })
             .collect()
     }

@@ -12,6 +12,7 @@
 //! new position; the caller journals them and only then [`Tail::commit`]s, so a failed
 //! journal write re-reads rather than loses.
 
+pub use crate::fanout::Origin;
 use crate::journal::{FileId, FilePos, Region};
 use crate::lines::{self, Piece};
 use crate::parse;
@@ -40,6 +41,10 @@ struct Source {
     /// Modification time (ns) when reading began, and whether it was QUEUE_LOG then.
     since: i64,
     live: bool,
+    /// Rows starting before this offset are read again: the file shrank or was
+    /// rewritten under an offset qlship had reached, so they may be rows it already
+    /// shipped (0: none).
+    replay_until: u64,
 }
 
 impl Source {
@@ -57,6 +62,7 @@ impl Source {
             last_data: Instant::now(),
             since: mtime_ns(&meta),
             live,
+            replay_until: 0,
         })
     }
 
@@ -96,11 +102,17 @@ impl Source {
         Ok(())
     }
 
-    fn rewind(&mut self) -> io::Result<()> {
+    /// Back to the start of the file, which shrank or was rewritten under an offset
+    /// qlship had reached (`reached`): every row up to that offset, or up to the file's
+    /// end if it is longer now (an edit may have moved old rows further on), may have
+    /// been shipped and is in doubt.
+    fn rewind(&mut self, reached: u64) -> io::Result<()> {
+        let meta = self.file.metadata()?;
+        self.replay_until = self.replay_until.max(reached).max(meta.len());
         self.offset = 0;
         self.fp.clear();
         self.skipping = false;
-        self.since = mtime_ns(&self.file.metadata()?);
+        self.since = mtime_ns(&meta);
         Ok(())
     }
 
@@ -123,9 +135,8 @@ pub struct BadLine {
 /// Rows read by one step, not yet committed.
 #[derive(Debug)]
 pub struct Read {
-    /// Rows in file order, each with whether it lies in the takeover region (an earlier
-    /// loader may have uploaded it; each target judges it against its watermark).
-    pub rows: Vec<(Row, bool)>,
+    /// Rows in file order, each with where it comes from.
+    pub rows: Vec<(Row, Origin)>,
     pub bad_lines: Vec<BadLine>,
     pub pos: FilePos,
     /// The bytes just before `pos.offset` (at most FP_MAX): the new fingerprint.
@@ -197,13 +208,17 @@ impl Tail {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        if let Some(mut src) = at_path.filter(|s| s.id == p.id) {
+        let (at_path, other_file) = match at_path {
+            Some(s) if s.id == p.id => (Some(s), None),
+            other => (None, other),
+        };
+        if let Some(mut src) = at_path {
             if src.holds(p)? {
                 src.seek_to(p)?;
                 self.cur = Some(src);
                 return Ok(());
             }
-            src.rewind()?;
+            src.rewind(p.offset)?;
             if let Some(mut copy) =
                 self.find_sibling(|s| s.id != p.id && s.holds(p).unwrap_or(false))?
             {
@@ -231,11 +246,15 @@ impl Tail {
         };
         let Some(mut old) = found else {
             self.notes.push(format!(
-                "the file qlship was reading (inode {}, offset {}) is gone; starting {} from the beginning",
+                "the file qlship was reading (inode {}, offset {}) is gone; starting {} from the beginning, checking with the server the rows it may have shipped (a rewrite such as sed -i leaves a new file with the old rows)",
                 p.id,
                 p.offset,
                 self.path.display()
             ));
+            if let Some(mut src) = other_file {
+                src.rewind(p.offset)?;
+                self.cur = Some(src);
+            }
             return Ok(());
         };
         old.seek_to(p)?;
@@ -302,6 +321,13 @@ impl Tail {
 
     pub fn pos(&self) -> Option<FilePos> {
         self.cur.as_ref().map(Source::pos)
+    }
+
+    /// Another descriptor of the file being read (for [`Journal::follow_source`]).
+    ///
+    /// [`Journal::follow_source`]: crate::journal::Journal::follow_source
+    pub fn source_file(&self) -> Option<File> {
+        self.cur.as_ref().and_then(|s| s.file.try_clone().ok())
     }
 
     /// The file being read, for status and logs.
@@ -429,7 +455,7 @@ impl Tail {
             ));
             return Ok(Step::Switched(self.pos()));
         }
-        cur.rewind()?;
+        cur.rewind(pos.offset)?;
         let copy = self.find_sibling(|s| s.id != pos.id && s.holds(&pos).unwrap_or(false))?;
         match copy {
             Some(mut copy) => {
@@ -489,8 +515,11 @@ fn build_read(
                     reason: e.to_string(),
                 }),
                 Ok(row) => {
-                    let in_region = region.is_some_and(|r| r.id == cur.id && at < r.end);
-                    rows.push((row, in_region));
+                    let origin = Origin {
+                        in_region: region.is_some_and(|r| r.id == cur.id && at < r.end),
+                        replayed: at < cur.replay_until,
+                    };
+                    rows.push((row, origin));
                 }
             },
         }
@@ -780,7 +809,7 @@ mod tests {
                     seen.extend(
                         r.rows
                             .iter()
-                            .map(|(row, doubt)| (row.call_id.clone(), *doubt)),
+                            .map(|(row, origin)| (row.call_id.clone(), origin.in_region)),
                     );
                     t.commit(r);
                 }
@@ -790,6 +819,89 @@ mod tests {
         }
         let expected: Vec<(String, bool)> = (0..7).map(|i| (format!("call{i}"), i < 5)).collect();
         assert_eq!(seen, expected, "rows appended after the region are new");
+    }
+
+    /// Every row read until idle, with whether it is read again (in doubt).
+    fn drain_replays(tail: &mut Tail) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            match tail.step().unwrap() {
+                Step::Read(r) => {
+                    let rows = r.rows.iter();
+                    out.extend(rows.map(|(row, o)| (row.call_id.clone(), o.replayed)));
+                    tail.commit(r);
+                }
+                Step::Switched(_) => {}
+                Step::Idle | Step::Missing => return out,
+            }
+        }
+        panic!("tail never went idle");
+    }
+
+    fn replays(read_again: std::ops::Range<u32>, new: std::ops::Range<u32>) -> Vec<(String, bool)> {
+        let again = read_again.map(|i| (format!("call{i}"), true));
+        again
+            .chain(new.map(|i| (format!("call{i}"), false)))
+            .collect()
+    }
+
+    #[test]
+    fn a_file_that_came_back_shorter_is_read_again_in_doubt() {
+        // A power cut took back the tail Asterisk never synced: the file (same inode)
+        // is shorter than where qlship had read, and Asterisk appends after it.
+        let dir = tempfile::tempdir().unwrap();
+        let ql = dir.path().join("queue_log");
+        append(&ql, &(0..10).map(line).collect::<String>());
+        let mut t = open_at(&ql, None);
+        assert_eq!(drain(&mut t), ids(0..10));
+        let saved = t.pos();
+        let keep = (0..6).map(line).collect::<String>().len() as u64;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&ql)
+            .unwrap()
+            .set_len(keep)
+            .unwrap();
+        append(&ql, &(20..24).map(line).collect::<String>());
+        let mut t = open_at(&ql, saved);
+        // Every row there when the shrink is found may have been shipped (the lines up
+        // to where qlship had read, or beyond if an edit moved them): in doubt. Rows
+        // appended after that are new.
+        append(&ql, &(24..27).map(line).collect::<String>());
+        let mut expected = replays(0..6, 0..0);
+        expected.extend(replays(20..24, 24..27));
+        assert_eq!(drain_replays(&mut t), expected);
+    }
+
+    #[test]
+    fn a_file_rewritten_by_sed_i_while_stopped_is_read_again_in_doubt() {
+        let dir = tempfile::tempdir().unwrap();
+        let ql = dir.path().join("queue_log");
+        append(&ql, &(0..8).map(line).collect::<String>());
+        let mut t = open_at(&ql, None);
+        assert_eq!(drain(&mut t), ids(0..8));
+        let saved = t.pos();
+        // sed -i writes a new file (a new inode) and renames it over the old one.
+        let edited = dir.path().join("queue_log.sed");
+        append(&edited, &(1..8).map(line).collect::<String>());
+        std::fs::rename(&edited, &ql).unwrap();
+        let mut t = open_at(&ql, saved);
+        assert_eq!(drain_replays(&mut t), replays(1..8, 0..0));
+    }
+
+    #[test]
+    fn a_file_truncated_without_a_copy_while_running_is_read_again_in_doubt() {
+        let dir = tempfile::tempdir().unwrap();
+        let ql = dir.path().join("queue_log");
+        append(&ql, &(0..8).map(line).collect::<String>());
+        let mut t = open_at(&ql, None);
+        assert_eq!(drain(&mut t), ids(0..8));
+        // Rewritten in place (an editor, `> queue_log` then a replay of old rows).
+        std::fs::write(&ql, (2..5).map(line).collect::<String>()).unwrap();
+        assert_eq!(drain_replays(&mut t), replays(2..5, 0..0));
+        append(&ql, &(10..20).map(line).collect::<String>());
+        // Up to the old end (8 lines) everything is in doubt; what lies past it is new.
+        assert_eq!(drain_replays(&mut t), replays(10..15, 15..20));
     }
 
     fn copytruncate(ql: &Path, to: &Path) {

@@ -72,3 +72,62 @@ fn a_proxy_that_gives_up_while_the_server_stores_later_doubles_nothing() {
         "no settle wait was logged:\n{logs}"
     );
 }
+
+/// Case 3: a power cut takes back the tail of queue_log that Asterisk never synced,
+/// after qlship shipped it. The file comes back shorter (same inode) and Asterisk
+/// appends where the lost rows were. Rows read again are resolved with checkRow: the
+/// shipped ones are not sent twice, the surviving and new ones arrive once. (Before,
+/// the file was read again from the start as new: every surviving row doubled.)
+#[test]
+fn a_queue_log_that_comes_back_shorter_doubles_nothing() {
+    let env = Env::new();
+    let (text, mut expected) = rows(0..3_000);
+    env.append(&text);
+    assert!(env.drain(&[]).success(), "{}", env.logs());
+    for round in 0..3u64 {
+        // The file loses its last 40%, then Asterisk writes new rows after what is left.
+        let len = std::fs::metadata(&env.ql).unwrap().len();
+        let keep = text_len_keeping_lines(&env.ql, len * 6 / 10);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&env.ql)
+            .unwrap()
+            .set_len(keep)
+            .unwrap();
+        let first = 10_000 * (round + 1);
+        let (text, new) = rows(first..first + 700);
+        env.append(&text);
+        expected.extend(new);
+        assert!(env.drain(&[]).success(), "{}", env.logs());
+    }
+    env.assert_exact(&expected);
+    assert!(env.logs().contains("rows in doubt are already stored"));
+}
+
+/// Case 3 again: `sed -i` (a new file with the old rows, one deleted) while qlship is
+/// stopped, then new rows.
+#[test]
+fn a_queue_log_rewritten_by_sed_i_doubles_nothing() {
+    let env = Env::new();
+    let (text, mut expected) = rows(0..2_000);
+    env.append(&text);
+    assert!(env.drain(&[]).success(), "{}", env.logs());
+    let edited: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    let tmp = env.ql.with_extension("sed");
+    std::fs::write(&tmp, edited).unwrap();
+    std::fs::rename(&tmp, &env.ql).unwrap();
+    let (text, new) = rows(5_000..5_500);
+    env.append(&text);
+    expected.extend(new);
+    assert!(env.drain(&[]).success(), "{}", env.logs());
+    env.assert_exact(&expected);
+}
+
+/// The length of the longest run of whole lines of `path` not longer than `max`.
+fn text_len_keeping_lines(path: &std::path::Path, max: u64) -> u64 {
+    let bytes = std::fs::read(path).unwrap();
+    let cut = &bytes[..max as usize];
+    cut.iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i as u64 + 1)
+}

@@ -30,6 +30,9 @@ impl Spooled for SlotEntry {
     fn before_takeover(&self) -> bool {
         self.entry.before_takeover(self.slot)
     }
+    fn replayed(&self) -> bool {
+        self.entry.replayed(self.slot)
+    }
 }
 
 fn wrap(slot: usize, entries: Vec<Entry>) -> Vec<SlotEntry> {

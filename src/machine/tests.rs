@@ -27,6 +27,9 @@ impl Spooled for E {
     fn before_takeover(&self) -> bool {
         false
     }
+    fn replayed(&self) -> bool {
+        false
+    }
 }
 
 fn row(i: u64) -> Row {

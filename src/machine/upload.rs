@@ -40,6 +40,8 @@ pub trait Spooled {
     fn in_doubt(&self) -> bool;
     /// Read from the takeover region before this target's watermark was known.
     fn before_takeover(&self) -> bool;
+    /// Read again after the file shrank or was rewritten (also in doubt).
+    fn replayed(&self) -> bool;
 }
 
 /// What became of a request that did not succeed.

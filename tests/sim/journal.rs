@@ -13,6 +13,7 @@ pub struct SpoolRow {
     pub line: usize,
     pub doubt: bool,
     pub takeover: bool,
+    pub replayed: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -131,6 +132,7 @@ fn apply(st: &mut State, op: &Op) {
                 if let Some(r) = st.spool.get_mut(seq) {
                     r.doubt = false;
                     r.takeover = false;
+                    r.replayed = false;
                 }
             }
             st.inflight = None;

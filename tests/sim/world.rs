@@ -32,6 +32,9 @@ impl Spooled for SimEntry {
     fn before_takeover(&self) -> bool {
         self.row.takeover
     }
+    fn replayed(&self) -> bool {
+        self.row.replayed
+    }
 }
 
 /// A schedule's shape, drawn from its seed (swarm testing: each seed its own mix).
@@ -346,6 +349,7 @@ impl World {
                 line,
                 doubt: false,
                 takeover: line < self.region,
+                replayed: false,
             })
             .collect();
         self.journal.append(rows, end);

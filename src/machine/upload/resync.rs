@@ -84,6 +84,7 @@ impl<E: Spooled> Uploader<E> {
                 Judgement::Ask => asked.push(Doubt {
                     seq: e.seq(),
                     identity: e.row().identity(),
+                    replayed: e.replayed(),
                 }),
             }
         }
