@@ -254,6 +254,8 @@ pub fn run(
                     skipping: false,
                     since: mtime_ns(&m),
                     live: true,
+                    replay_until: 0,
+                    replay_pass: 0,
                 }),
                 Some(Region {
                     id: id_of(&m),

@@ -31,10 +31,10 @@ pub struct Origin {
     /// In the takeover region: an earlier loader may have uploaded it; each target
     /// judges it against its watermark.
     pub in_region: bool,
-    /// Read again after the file shrank or was rewritten (power cut, `sed -i`, an
-    /// editor, truncation without a copy): it may have been shipped already, so it is
-    /// resolved with checkRow, never sent blindly.
-    pub replayed: bool,
+    /// The replay pass that read it again after the file shrank or was rewritten (power
+    /// cut, `sed -i`, an editor, truncation without a copy; 0: none): it may have been
+    /// shipped already, so it is resolved with checkRow, never sent blindly.
+    pub replay: u64,
 }
 
 /// `rows` as read, each with whether it lies in the takeover region. Without a split
@@ -61,7 +61,7 @@ pub fn plan(split: Option<&Split>, lanes: &[Lane], rows: Vec<(Row, Origin)>) -> 
             out.unrouted += 1;
             continue;
         }
-        let (mut want, mut doubt, mut takeover, mut replay) = (0, 0, 0, 0);
+        let (mut want, mut doubt, mut takeover) = (0, 0, 0);
         for lane in targets {
             let b = bit(lane.slot);
             let class = match (in_region, lane.takeover) {
@@ -77,9 +77,8 @@ pub fn plan(split: Option<&Split>, lanes: &[Lane], rows: Vec<(Row, Origin)>) -> 
                 TakeoverClass::InDoubt => doubt |= b,
                 TakeoverClass::New => {}
             }
-            if origin.replayed {
+            if origin.replay != 0 {
                 doubt |= b;
-                replay |= b;
             }
             want |= b;
         }
@@ -92,7 +91,7 @@ pub fn plan(split: Option<&Split>, lanes: &[Lane], rows: Vec<(Row, Origin)>) -> 
             want,
             doubt,
             takeover,
-            replay,
+            replay: origin.replay,
         });
     }
     out
@@ -104,7 +103,7 @@ mod tests {
 
     const REGION: Origin = Origin {
         in_region: true,
-        replayed: false,
+        replay: 0,
     };
     use crate::rules::{How, Matcher, Rule, Target};
 

@@ -45,6 +45,13 @@ pub struct FilePos {
     pub since: i64,
     /// Whether the file was QUEUE_LOG itself (live, may be truncated) when reading began.
     pub live: bool,
+    /// Rows starting before this offset are read again after the file shrank or was
+    /// rewritten, and are in doubt (0: none). Journaled, so that a crash in the middle
+    /// of reading them again does not turn the rest into new rows.
+    pub replay_until: u64,
+    /// The latest replay pass (counts every time a file is read again; the rows it
+    /// reads carry it).
+    pub replay_pass: u64,
 }
 
 /// The rows of queue_log that existed when the journal was created: an earlier loader
@@ -152,15 +159,23 @@ fn get_pos(c: &mut Cursor<'_>) -> Result<Option<FilePos>, DecodeError> {
                 dev: c.u64()?,
                 ino: c.u64()?,
             };
-            Some(FilePos {
+            let pos = FilePos {
                 id,
                 offset: c.u64()?,
                 fp_hash: c.u64()?,
-                fp_len: c.varint()? as u32,
+                fp_len: u32::try_from(c.varint()?).unwrap_or(u32::MAX),
                 skipping: c.u8()? != 0,
                 since: c.u64()? as i64,
                 live: c.u8()? != 0,
-            })
+                replay_until: 0,
+                replay_pass: 0,
+            };
+            // Never trusted: the reader subtracts the fingerprint's length from the
+            // offset and reads that many bytes.
+            if pos.fp_len > 256 || u64::from(pos.fp_len) > pos.offset {
+                return Err(DecodeError::OutOfRange("fingerprint length"));
+            }
+            Some(pos)
         }
     })
 }
@@ -238,6 +253,10 @@ impl Meta {
                 put_varint(&mut o, v);
             }
         }
+        // Appended after version 3's fields: a version-3 journal without it reads as 0,
+        // and an older qlship ignores it.
+        put_varint(&mut o, self.pos.map_or(0, |p| p.replay_until));
+        put_varint(&mut o, self.pos.map_or(0, |p| p.replay_pass));
         o
     }
 
@@ -291,6 +310,15 @@ impl Meta {
             t.acked_today = c.varint()?;
             t.acked_day = c.varint()?;
             targets.push(t);
+        }
+        let mut pos = pos;
+        if c.at < bytes.len() {
+            let replay_until = c.varint()?;
+            let replay_pass = c.varint()?;
+            if let Some(p) = pos.as_mut() {
+                p.replay_until = replay_until;
+                p.replay_pass = replay_pass;
+            }
         }
         Ok(Meta {
             generation,
@@ -383,8 +411,9 @@ pub struct Entry {
     /// Targets that must judge it against their watermark first (read from the region
     /// before the target's takeover).
     pub takeover: u64,
-    /// Targets for which it is a row read again after the file shrank or was rewritten
-    /// (it may be the very row acknowledged before: the ring must not explain it away).
+    /// The replay pass that read it again after the file shrank or was rewritten (0:
+    /// none). It may be the very row acknowledged before: only acknowledgements of the
+    /// same pass explain identical copies away (`resync::decide`).
     pub replay: u64,
     pub row: Row,
     /// Key of the spool chunk holding it.
@@ -398,8 +427,8 @@ impl Entry {
     pub fn before_takeover(&self, slot: usize) -> bool {
         self.takeover & bit(slot) != 0
     }
-    pub fn replayed(&self, slot: usize) -> bool {
-        self.replay & bit(slot) != 0
+    pub fn replayed(&self) -> bool {
+        self.replay != 0
     }
 }
 
@@ -420,7 +449,7 @@ pub struct Spooled {
 /// acknowledged out of a chunk's middle (resync, other targets) are removed by rewriting
 /// the chunk.
 const CHUNK_VERSION: u8 = 3;
-/// Version 2: three masks (no replay mask).
+/// Version 2: three masks (no replay pass).
 const CHUNK_V2: u8 = 2;
 /// Version 1: one target, a flags byte (1 = in doubt).
 const CHUNK_V1: u8 = 1;
@@ -640,7 +669,8 @@ impl JournalError {
 /// A change to one target's ring of acknowledged rows.
 struct RingEdit {
     slot: usize,
-    add: Vec<(i64, u64)>,
+    /// (time, identity, replay pass, a replayed row found already stored)
+    add: Vec<(i64, u64, u64, bool)>,
     /// The slot was freed: its ring goes.
     reset: bool,
 }
@@ -904,8 +934,8 @@ impl Journal {
             } else {
                 st.rings.get(edit.slot).cloned().unwrap_or_default()
             };
-            for (time, identity) in edit.add {
-                ring.add(time, identity);
+            for (time, identity, replay, found_again) in edit.add {
+                ring.add_as(time, identity, replay, found_again);
             }
             ring.prune();
             if edit.reset {
@@ -959,12 +989,7 @@ impl Journal {
                     }
                     let keep = !gone_mask;
                     rewrite_chunk(m, ops, chunk, &v, &rows, |e| {
-                        [
-                            e.want & keep,
-                            e.doubt & keep,
-                            e.takeover & keep,
-                            e.replay & keep,
-                        ]
+                        [e.want & keep, e.doubt & keep, e.takeover & keep, e.replay]
                     });
                 }
                 for &i in &gone {
@@ -1156,11 +1181,13 @@ impl Journal {
     /// it, and leave the spool when nobody else does; the ring remembers them with
     /// `times`, the times the server stored); `to_send` lose their doubt and takeover
     /// marks. Clears the in-flight mark.
+    /// `found`: `stored` were found on the server by a resync (not stored just now).
     pub fn settle(
         &self,
         slot: usize,
         stored: &[&Entry],
         to_send: &[&Entry],
+        found: bool,
     ) -> Result<(), JournalError> {
         let mut chunks: Vec<u64> = stored.iter().chain(to_send).map(|e| e.chunk).collect();
         chunks.sort_unstable();
@@ -1182,11 +1209,13 @@ impl Journal {
                     } else {
                         u64::MAX
                     };
+                    // A row to send keeps its replay pass: acknowledged, it goes into
+                    // the ring as a row of that pass (see `resync::decide`).
                     [
                         e.want & keep,
                         e.doubt & settled,
                         e.takeover & settled,
-                        e.replay & settled,
+                        e.replay,
                     ]
                 });
             }
@@ -1207,7 +1236,12 @@ impl Journal {
                 slot,
                 add: stored
                     .iter()
-                    .map(|e| (e.row.time, e.row.identity()))
+                    .map(|e| {
+                        // Still in doubt: the replayed row was never sent by this
+                        // pass, so the copy found is not one of its own.
+                        let found_again = found && e.replay != 0 && e.in_doubt(slot);
+                        (e.row.time, e.row.identity(), e.replay, found_again)
+                    })
                     .collect(),
                 reset: false,
             }])
@@ -1498,10 +1532,12 @@ mod tests {
             id: FileId { dev: 1, ino: 2 },
             offset,
             fp_hash: 3,
-            fp_len: 4,
+            fp_len: offset.min(4) as u32,
             skipping: false,
             since: 1_700_000_000_000_000_000,
             live: true,
+            replay_until: offset / 2,
+            replay_pass: offset / 3,
         }
     }
 
@@ -1544,6 +1580,25 @@ mod tests {
     }
 
     #[test]
+    fn journal_fields_out_of_range_are_refused_not_trusted() {
+        // A fingerprint longer than the offset would make the reader subtract past the
+        // start of the file (it used to panic at every start: a restart loop).
+        for (offset, fp_len) in [(10, 11), (1 << 20, 257)] {
+            let m = Meta {
+                pos: Some(FilePos {
+                    fp_len,
+                    ..pos(offset)
+                }),
+                ..Meta::default()
+            };
+            assert_eq!(
+                Meta::decode(&m.encode()),
+                Err(DecodeError::OutOfRange("fingerprint length"))
+            );
+        }
+    }
+
+    #[test]
     fn a_journal_from_before_targets_is_read_as_the_single_target() {
         // Version 2 meta, as the previous release wrote it: generation 7, pos, seq 5,
         // 2 rows / 99 bytes spooled, in flight 3..=4 sent at 1000, takeover done at
@@ -1569,7 +1624,16 @@ mod tests {
         let m = Meta::decode(&v).unwrap();
         assert_eq!(
             (m.generation, m.pos, m.next_seq, m.spool_rows),
-            (7, Some(pos(30)), 5, 2)
+            (
+                7,
+                Some(FilePos {
+                    replay_until: 0,
+                    replay_pass: 0,
+                    ..pos(30)
+                }),
+                5,
+                2
+            )
         );
         assert_eq!(
             m.region,
@@ -1635,7 +1699,7 @@ mod tests {
             assert!(all[1].in_doubt(0));
             j.mark_inflight(0, 0, 1).unwrap();
             let batch = j.range(0, 0, 1).unwrap();
-            j.settle(0, &[&batch[0]], &[&batch[1]]).unwrap();
+            j.settle(0, &[&batch[0]], &[&batch[1]], false).unwrap();
             j.sync().unwrap();
         }
         let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
@@ -1679,16 +1743,17 @@ mod tests {
         assert_eq!(seqs(j.peek(0, 10).unwrap()), [0, 1]);
         assert_eq!(seqs(j.peek(1, 10).unwrap()), [0, 2]);
         let a = j.peek(0, 10).unwrap();
-        j.settle(0, &a.iter().collect::<Vec<_>>(), &[]).unwrap();
+        j.settle(0, &a.iter().collect::<Vec<_>>(), &[], false)
+            .unwrap();
         assert_eq!(j.meta().spool_rows, 2, "row 0 stays for b");
         assert_eq!(seqs(j.peek(0, 10).unwrap()), Vec::<u64>::new());
         let b = j.peek(1, 10).unwrap();
         assert!(b[1].in_doubt(1) && !b[0].in_doubt(1));
-        j.settle(1, &[&b[0]], &[&b[1]]).unwrap();
+        j.settle(1, &[&b[0]], &[&b[1]], false).unwrap();
         let b = j.peek(1, 10).unwrap();
         assert_eq!(seqs(b.clone()), [2]);
         assert!(!b[0].in_doubt(1), "settled to be sent");
-        j.settle(1, &[&b[0]], &[]).unwrap();
+        j.settle(1, &[&b[0]], &[], false).unwrap();
         let m = j.meta();
         assert_eq!((m.spool_rows, m.spool_bytes), (0, 0));
         assert_eq!((m.targets[0].acked_total, m.targets[1].acked_total), (2, 2));
@@ -1716,7 +1781,7 @@ mod tests {
             )
             .unwrap();
             let b = j.peek(1, 1).unwrap();
-            j.settle(1, &[&b[0]], &[]).unwrap();
+            j.settle(1, &[&b[0]], &[], false).unwrap();
             j.sync().unwrap();
         }
         let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();

@@ -12,7 +12,8 @@
 use crate::row::{put_varint, Cursor, DecodeError};
 use std::collections::{HashMap, VecDeque};
 
-/// Identities of recently acknowledged rows, with their times.
+/// Identities of recently acknowledged rows, with their times, and for rows read again
+/// after the file shrank or was rewritten, the pass over the file that read them.
 ///
 /// Only rows within [`RING_WINDOW_SECS`] of queue_log time of the last one acknowledged,
 /// either side, and at most [`RING_CAP`] of them, are kept: identical rows share their
@@ -20,15 +21,44 @@ use std::collections::{HashMap, VecDeque};
 /// other times cannot be confused with them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AckedRing {
-    entries: VecDeque<(i64, u64)>,
+    entries: VecDeque<Acked>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Acked {
+    time: i64,
+    identity: u64,
+    /// The replay pass that read it (0: read once, as new).
+    replay: u64,
+    /// A row read again and found already stored: no copy of its own on the server
+    /// (the copy is the one acknowledged when the line was first read, or shipped
+    /// before a power cut).
+    found_again: bool,
 }
 
 pub const RING_WINDOW_SECS: i64 = 300;
 pub const RING_CAP: usize = 2048;
+/// At least a batch (500 rows) and then some.
+pub const RING_RECENT: usize = 512;
+
+/// Marks the encoding with replay passes (a count can never be this large); the older
+/// encoding, count first, is still read.
+const FLAGGED: u64 = u64::MAX;
 
 impl AckedRing {
     pub fn add(&mut self, time: i64, identity: u64) {
-        self.entries.push_back((time, identity));
+        self.add_as(time, identity, 0, false);
+    }
+
+    /// `replay`: the pass that read the row again after the file shrank or was
+    /// rewritten (0: none); `found_again`: such a row, found already stored.
+    pub fn add_as(&mut self, time: i64, identity: u64, replay: u64, found_again: bool) {
+        self.entries.push_back(Acked {
+            time,
+            identity,
+            replay,
+            found_again,
+        });
     }
 
     /// Forgets entries outside the window and beyond the cap. The window is around the
@@ -36,19 +66,38 @@ impl AckedRing {
     /// boots a year in the past, its new rows are a year "older" than the ones before,
     /// and a window at the greatest time forgot every one of them at once, so a copy in
     /// doubt was taken for stored and lost (found by the simulator, clock steps).
+    ///
+    /// The last [`RING_RECENT`] acknowledgements are kept whatever their times: a file
+    /// read again after a power cut acknowledges rows of other times in between, and a
+    /// clock that stepped makes neighbours in the file years apart, so the window alone
+    /// forgot twins acknowledged a batch earlier (found by the simulator).
     pub fn prune(&mut self) {
-        let Some(&(last, _)) = self.entries.back() else {
+        let Some(last) = self.entries.back().map(|e| e.time) else {
             return;
         };
-        self.entries
-            .retain(|&(t, _)| t.abs_diff(last) <= RING_WINDOW_SECS.unsigned_abs());
+        let recent_from = self.entries.len().saturating_sub(RING_RECENT);
+        let mut i = 0;
+        self.entries.retain(|e| {
+            i += 1;
+            i > recent_from || e.time.abs_diff(last) <= RING_WINDOW_SECS.unsigned_abs()
+        });
         while self.entries.len() > RING_CAP {
             self.entries.pop_front();
         }
     }
 
+    /// Copies of `identity` acknowledged on the server, each one of its own (rows read
+    /// again and found already stored are the same copy as an earlier entry, or one
+    /// shipped long ago: not counted).
     pub fn count(&self, identity: u64) -> u64 {
-        self.entries.iter().filter(|e| e.1 == identity).count() as u64
+        let own = self.entries.iter().filter(|e| !e.found_again);
+        own.filter(|e| e.identity == identity).count() as u64
+    }
+
+    /// Acknowledged copies that were themselves read again, by replay pass `replay`.
+    pub fn count_replayed(&self, identity: u64, replay: u64) -> u64 {
+        let same_pass = self.entries.iter().filter(|e| e.replay == replay);
+        same_pass.filter(|e| e.identity == identity).count() as u64
     }
 
     pub fn len(&self) -> usize {
@@ -60,23 +109,36 @@ impl AckedRing {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(4 + self.entries.len() * 12);
+        let mut out = Vec::with_capacity(12 + self.entries.len() * 17);
+        put_varint(&mut out, FLAGGED);
         put_varint(&mut out, self.entries.len() as u64);
-        for &(t, id) in &self.entries {
-            out.extend_from_slice(&t.to_be_bytes());
-            out.extend_from_slice(&id.to_be_bytes());
+        for e in &self.entries {
+            out.extend_from_slice(&e.time.to_be_bytes());
+            out.extend_from_slice(&e.identity.to_be_bytes());
+            put_varint(&mut out, e.replay << 1 | u64::from(e.found_again));
         }
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut cur = Cursor { bytes, at: 0 };
-        let n = cur.varint()?;
+        let first = cur.varint()?;
+        let flagged = first == FLAGGED;
+        let n = if flagged { cur.varint()? } else { first };
+        if n > RING_CAP as u64 * 2 {
+            return Err(DecodeError::OutOfRange("acknowledged ring length"));
+        }
         let mut entries = VecDeque::new();
         for _ in 0..n {
-            let t = cur.u64()? as i64;
-            let id = cur.u64()?;
-            entries.push_back((t, id));
+            let time = cur.u64()? as i64;
+            let identity = cur.u64()?;
+            let flags = if flagged { cur.varint()? } else { 0 };
+            entries.push_back(Acked {
+                time,
+                identity,
+                replay: flags >> 1,
+                found_again: flags & 1 != 0,
+            });
         }
         Ok(Self { entries })
     }
@@ -87,9 +149,9 @@ impl AckedRing {
 pub struct Doubt {
     pub seq: u64,
     pub identity: u64,
-    /// Read again after the file shrank or was rewritten: it may be the very row the
-    /// ring remembers acknowledging.
-    pub replayed: bool,
+    /// The replay pass that read it again after the file shrank or was rewritten (0:
+    /// none): it may be the very row the ring remembers acknowledging.
+    pub replay: u64,
 }
 
 /// The distinct identities to ask `checkRow` about, in first-seen order.
@@ -113,9 +175,11 @@ pub fn may_be_stored(time: i64, watermark: Option<i64>) -> bool {
 /// as acknowledged) and those it lacks (to send). `server_count` has the `checkRow`
 /// answer for every distinct identity; `ring` the acknowledged copies still remembered.
 ///
-/// An identity with a replayed row among its doubts is not reduced by the ring: the
-/// acknowledged copy the ring remembers may be that same row, read again after a power
-/// cut shortened the file; subtracting it would send the row a second time.
+/// An identity with a replayed row among its doubts (all of one pass: the uploader never
+/// mixes passes in one resync) is reduced only by the rows of the same pass acknowledged
+/// before it (earlier lines of that pass over the file, stored or judged stored): any
+/// other acknowledged copy may be that very row, shipped before a power cut shortened
+/// the file or read by an earlier pass, and subtracting it would send it a second time.
 pub fn decide(
     doubts: &[Doubt],
     server_count: &HashMap<u64, u64>,
@@ -124,8 +188,11 @@ pub fn decide(
     let mut present_left: HashMap<u64, u64> = HashMap::new();
     for id in distinct(doubts) {
         let stored = server_count.get(&id).copied().unwrap_or(0);
-        let replayed = doubts.iter().any(|d| d.identity == id && d.replayed);
-        let acked = if replayed { 0 } else { ring.count(id) };
+        let replay = doubts.iter().find(|d| d.identity == id && d.replay != 0);
+        let acked = match replay {
+            Some(d) => ring.count_replayed(id, d.replay),
+            None => ring.count(id),
+        };
         present_left.insert(id, stored.saturating_sub(acked));
     }
     let mut present = Vec::new();
@@ -176,18 +243,23 @@ pub enum Judgement {
 /// judged against that recorded watermark (`takeover`; None: the partition was empty),
 /// never against the live one, which our own uploads have raised since. A row whose
 /// batch's fate is unknown can only be stored if it is not newer than the live watermark.
+/// A row read again (`replayed`) is new to the earlier loader but may be one this
+/// journal already sent: above the recorded watermark it is judged like any row in
+/// doubt (found by the simulator: a file rewritten while the takeover was pending).
 pub fn judge(
     time: i64,
     before_takeover: bool,
     takeover: Option<i64>,
     live: Option<i64>,
+    replayed: bool,
 ) -> Judgement {
     if before_takeover {
-        return match takeover.map(|w| takeover_class(time, w)) {
-            None | Some(TakeoverClass::New) => Judgement::Send,
-            Some(TakeoverClass::AlreadyStored) => Judgement::Stored,
-            Some(TakeoverClass::InDoubt) => Judgement::Ask,
-        };
+        match takeover.map(|w| takeover_class(time, w)) {
+            None | Some(TakeoverClass::New) if replayed => {}
+            None | Some(TakeoverClass::New) => return Judgement::Send,
+            Some(TakeoverClass::AlreadyStored) => return Judgement::Stored,
+            Some(TakeoverClass::InDoubt) => return Judgement::Ask,
+        }
     }
     if may_be_stored(time, live) {
         Judgement::Ask
@@ -202,13 +274,16 @@ mod tests {
     fn takeover_rows_use_the_recorded_watermark_not_the_live_one() {
         // Our own uploads raised the live watermark to 20; a row of the region at 15
         // was never stored by the earlier loader (its watermark was 10).
-        assert_eq!(judge(15, true, Some(10), Some(20)), Judgement::Send);
-        assert_eq!(judge(9, true, Some(10), Some(20)), Judgement::Stored);
-        assert_eq!(judge(10, true, Some(10), Some(20)), Judgement::Ask);
-        assert_eq!(judge(9, true, None, Some(20)), Judgement::Send);
-        assert_eq!(judge(15, false, Some(10), Some(20)), Judgement::Ask);
-        assert_eq!(judge(21, false, Some(10), Some(20)), Judgement::Send);
-        assert_eq!(judge(1, false, Some(10), None), Judgement::Send);
+        assert_eq!(judge(15, true, Some(10), Some(20), false), Judgement::Send);
+        assert_eq!(judge(9, true, Some(10), Some(20), false), Judgement::Stored);
+        assert_eq!(judge(10, true, Some(10), Some(20), false), Judgement::Ask);
+        assert_eq!(judge(9, true, None, Some(20), false), Judgement::Send);
+        assert_eq!(judge(15, false, Some(10), Some(20), false), Judgement::Ask);
+        assert_eq!(judge(21, false, Some(10), Some(20), false), Judgement::Send);
+        assert_eq!(judge(1, false, Some(10), None, false), Judgement::Send);
+        // Read again: above the earlier loader's watermark, but maybe sent by us.
+        assert_eq!(judge(15, true, Some(10), Some(20), true), Judgement::Ask);
+        assert_eq!(judge(9, true, Some(10), Some(20), true), Judgement::Stored);
     }
 
     use super::*;
@@ -227,7 +302,7 @@ mod tests {
             .map(|(i, &identity)| Doubt {
                 seq: 10 + i as u64,
                 identity,
-                replayed: false,
+                replay: 0,
             })
             .collect()
     }
@@ -295,18 +370,31 @@ mod tests {
     fn ring_prunes_by_window_and_cap_and_round_trips() {
         let mut ring = AckedRing::default();
         ring.add(0, 1);
-        ring.add(RING_WINDOW_SECS + 10, 2);
+        // More than the recent ones, all far from the first one's time.
+        for i in 0..RING_RECENT as u64 {
+            ring.add(RING_WINDOW_SECS + 10, 100 + i);
+        }
         ring.prune();
-        assert_eq!(ring.count(1), 0);
-        assert_eq!(ring.count(2), 1);
-        // The clock stepped a year back: the rows acknowledged since are kept, the ones
-        // from before the step are the ones forgotten.
+        assert_eq!(ring.count(1), 0, "outside the window and not recent");
+        assert_eq!(ring.count(100), 1);
+        // The clock stepped a year back: the rows acknowledged since are kept, and so
+        // are the last ones before the step (they may be a twin's neighbours in the
+        // file); older ones from before the step go.
         ring.add(10 - 365 * 86_400, 3);
         ring.add(11 - 365 * 86_400, 4);
         ring.prune();
-        assert_eq!((ring.count(2), ring.count(3), ring.count(4)), (0, 1, 1));
+        assert_eq!(
+            (
+                ring.count(100),
+                ring.count(101),
+                ring.count(3),
+                ring.count(4)
+            ),
+            (0, 0, 1, 1)
+        );
+        assert_eq!(ring.count(100 + RING_RECENT as u64 - 1), 1);
         for i in 0..(RING_CAP as u64 + 5) {
-            ring.add(RING_WINDOW_SECS + 10, i);
+            ring.add(11 - 365 * 86_400, i);
         }
         ring.prune();
         assert_eq!(ring.len(), RING_CAP);

@@ -78,6 +78,9 @@ pub enum DecodeError {
     Truncated,
     NotUtf8,
     TrailingBytes,
+    /// A field holds a value no writer produces (e.g. a fingerprint longer than 256
+    /// bytes, or reaching before the start of the file).
+    OutOfRange(&'static str),
 }
 
 impl fmt::Display for DecodeError {
@@ -86,6 +89,7 @@ impl fmt::Display for DecodeError {
             DecodeError::Truncated => write!(f, "spool record is truncated"),
             DecodeError::NotUtf8 => write!(f, "spool record holds invalid UTF-8"),
             DecodeError::TrailingBytes => write!(f, "spool record has trailing bytes"),
+            DecodeError::OutOfRange(what) => write!(f, "journal field out of range: {what}"),
         }
     }
 }

@@ -75,6 +75,8 @@ impl Source {
             skipping: self.skipping,
             since: self.since,
             live: self.live,
+            replay_until: self.replay_until,
+            replay_pass: 0,
         }
     }
 
@@ -99,6 +101,7 @@ impl Source {
         self.skipping = pos.skipping;
         self.since = pos.since;
         self.live = pos.live;
+        self.replay_until = pos.replay_until;
         Ok(())
     }
 
@@ -108,8 +111,9 @@ impl Source {
     /// been shipped and is in doubt.
     fn rewind(&mut self, reached: u64) -> io::Result<()> {
         let meta = self.file.metadata()?;
-        self.replay_until = self.replay_until.max(reached).max(meta.len());
-        self.offset = 0;
+        let resume = crate::machine::read::resume_in(reached, false, meta.len());
+        self.replay_until = self.replay_until.max(resume.replay_until);
+        self.offset = resume.offset;
         self.fp.clear();
         self.skipping = false;
         self.since = mtime_ns(&meta);
@@ -172,6 +176,8 @@ pub struct Tail {
     finished: Vec<(FileId, u64)>,
     /// Rotated files read to the end (journaled earlier, or this run): never read again.
     done: Vec<(FileId, u64)>,
+    /// The latest replay pass: counted up at every rewind, journaled with the position.
+    replay_pass: u64,
 }
 
 impl Tail {
@@ -195,6 +201,7 @@ impl Tail {
             notes: Vec::new(),
             finished: Vec::new(),
             done: done_before.to_vec(),
+            replay_pass: saved.map_or(0, |p| p.replay_pass),
         };
         if let Some(p) = saved {
             tail.recover(&p)?;
@@ -218,6 +225,7 @@ impl Tail {
                 self.cur = Some(src);
                 return Ok(());
             }
+            self.replay_pass += 1;
             src.rewind(p.offset)?;
             if let Some(mut copy) =
                 self.find_sibling(|s| s.id != p.id && s.holds(p).unwrap_or(false))?
@@ -252,6 +260,7 @@ impl Tail {
                 self.path.display()
             ));
             if let Some(mut src) = other_file {
+                self.replay_pass += 1;
                 src.rewind(p.offset)?;
                 self.cur = Some(src);
             }
@@ -320,7 +329,11 @@ impl Tail {
     }
 
     pub fn pos(&self) -> Option<FilePos> {
-        self.cur.as_ref().map(Source::pos)
+        let pos = self.cur.as_ref().map(Source::pos);
+        pos.map(|p| FilePos {
+            replay_pass: self.replay_pass,
+            ..p
+        })
     }
 
     /// Another descriptor of the file being read (for [`Journal::follow_source`]).
@@ -411,7 +424,8 @@ impl Tail {
             MAX_ROWS_PER_STEP,
         );
         if split.consumed > 0 || !split.pieces.is_empty() {
-            let read = build_read(cur, self.region.as_ref(), &self.chunk[..n], split);
+            let region = self.region.as_ref();
+            let read = build_read(cur, region, &self.chunk[..n], split, self.replay_pass);
             return Ok(Step::Read(read));
         }
         if is_final {
@@ -455,6 +469,7 @@ impl Tail {
             ));
             return Ok(Step::Switched(self.pos()));
         }
+        self.replay_pass += 1;
         cur.rewind(pos.offset)?;
         let copy = self.find_sibling(|s| s.id != pos.id && s.holds(&pos).unwrap_or(false))?;
         match copy {
@@ -489,7 +504,14 @@ impl Tail {
         cur.fp = read.fp;
         cur.offset = read.pos.offset;
         cur.skipping = read.pos.skipping;
-        debug_assert_eq!(cur.pos(), read.pos);
+        let replay_pass = read.pos.replay_pass;
+        debug_assert_eq!(
+            FilePos {
+                replay_pass,
+                ..cur.pos()
+            },
+            read.pos
+        );
     }
 }
 
@@ -498,6 +520,7 @@ fn build_read(
     region: Option<&Region>,
     chunk: &[u8],
     split: lines::Split<'_>,
+    replay_pass: u64,
 ) -> Read {
     let mut rows = Vec::with_capacity(split.pieces.len());
     let mut bad_lines = Vec::new();
@@ -517,7 +540,11 @@ fn build_read(
                 Ok(row) => {
                     let origin = Origin {
                         in_region: region.is_some_and(|r| r.id == cur.id && at < r.end),
-                        replayed: at < cur.replay_until,
+                        replay: if at < cur.replay_until {
+                            replay_pass
+                        } else {
+                            0
+                        },
                     };
                     rows.push((row, origin));
                 }
@@ -545,6 +572,8 @@ fn build_read(
             skipping: split.skipping,
             since: cur.since,
             live: cur.live,
+            replay_until: cur.replay_until,
+            replay_pass,
         },
         fp,
     }
@@ -828,7 +857,7 @@ mod tests {
             match tail.step().unwrap() {
                 Step::Read(r) => {
                     let rows = r.rows.iter();
-                    out.extend(rows.map(|(row, o)| (row.call_id.clone(), o.replayed)));
+                    out.extend(rows.map(|(row, o)| (row.call_id.clone(), o.replay != 0)));
                     tail.commit(r);
                 }
                 Step::Switched(_) => {}

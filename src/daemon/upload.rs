@@ -30,8 +30,8 @@ impl Spooled for SlotEntry {
     fn before_takeover(&self) -> bool {
         self.entry.before_takeover(self.slot)
     }
-    fn replayed(&self) -> bool {
-        self.entry.replayed(self.slot)
+    fn replay(&self) -> u64 {
+        self.entry.replay
     }
 }
 
@@ -122,13 +122,17 @@ pub(super) async fn uploader(sh: Arc<Shared>, lead: Arc<Lead>) -> Result<(), Fat
                 Input::Count(answer.map_err(|e| e.failure()))
             }
             Action::Ring => Input::Ring(sh.journal.ring(slot)),
-            Action::Settle { stored, to_send } => {
+            Action::Settle {
+                stored,
+                to_send,
+                found,
+            } => {
                 let j = sh.journal.clone();
                 blocking(move || {
                     let stored: Vec<&Entry> = stored.iter().map(|e: &SlotEntry| &e.entry).collect();
                     let to_send: Vec<&Entry> =
                         to_send.iter().map(|e: &SlotEntry| &e.entry).collect();
-                    j.settle(slot, &stored, &to_send)
+                    j.settle(slot, &stored, &to_send, found)
                 })
                 .await?;
                 sh.wake_reader.notify();

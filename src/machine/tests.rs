@@ -27,8 +27,8 @@ impl Spooled for E {
     fn before_takeover(&self) -> bool {
         false
     }
-    fn replayed(&self) -> bool {
-        false
+    fn replay(&self) -> u64 {
+        0
     }
 }
 
@@ -132,7 +132,9 @@ fn resync_through_failures(n: u64, fail_every: u64) -> (u64, Vec<u64>, Vec<u64>)
                 })
             }
             Action::Ring => Input::Ring(AckedRing::default()),
-            Action::Settle { stored: s, to_send } => {
+            Action::Settle {
+                stored: s, to_send, ..
+            } => {
                 stored = s.iter().map(|e| e.seq).collect();
                 sent = to_send.iter().map(|e| e.seq).collect();
                 Input::Done

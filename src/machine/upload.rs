@@ -40,8 +40,9 @@ pub trait Spooled {
     fn in_doubt(&self) -> bool;
     /// Read from the takeover region before this target's watermark was known.
     fn before_takeover(&self) -> bool;
-    /// Read again after the file shrank or was rewritten (also in doubt).
-    fn replayed(&self) -> bool;
+    /// The replay pass that read it again after the file shrank or was rewritten (0:
+    /// none; a replayed row is also in doubt).
+    fn replay(&self) -> u64;
 }
 
 /// What became of a request that did not succeed.
@@ -102,8 +103,13 @@ pub enum Action<E> {
     Ring,
     /// `stored` are acknowledged, `to_send` lose their doubt and takeover marks, the
     /// in-flight mark goes (no fsync needed: the mark is still durable if this is
-    /// lost); [`Input::Done`].
-    Settle { stored: Vec<E>, to_send: Vec<E> },
+    /// lost); `found`: `stored` were found on the server by a resync, not stored by an
+    /// insertAll just now; [`Input::Done`].
+    Settle {
+        stored: Vec<E>,
+        to_send: Vec<E>,
+        found: bool,
+    },
     /// Forget the in-flight mark (the request never left); [`Input::Done`].
     ClearInflight,
     /// Sleep until `until` (None: until new rows are spooled), then poll again.
@@ -398,8 +404,18 @@ impl<E: Spooled> Uploader<E> {
             }
             return;
         }
-        if entries.iter().any(|e| e.in_doubt() || e.before_takeover()) {
-            entries.retain(|e| e.in_doubt() || e.before_takeover());
+        // Only the leading run of rows alike goes: rows in doubt are resolved before the
+        // rows after them are sent, and rows before them are stored before they are
+        // resolved. A file read again after a power cut puts its replayed rows after
+        // the ones still spooled from before: those must be on the server when the
+        // replayed copies of the same lines are counted there, or both would go.
+        // A resync never mixes replay passes either (see `resync::decide`).
+        let kind = |e: &E| (e.in_doubt() || e.before_takeover(), e.replay());
+        let leading = kind(&entries[0]);
+        let run = entries.iter().take_while(|e| kind(e) == leading).count();
+        let leading = leading.0;
+        entries.truncate(run);
+        if leading {
             self.begin_resync(entries);
             return;
         }
@@ -437,6 +453,7 @@ impl<E: Spooled> Uploader<E> {
                 let settle = Action::Settle {
                     stored: batch,
                     to_send: Vec::new(),
+                    found: false,
                 };
                 self.queue(settle, Some(Awaiting::Settled { resync: false }));
             }

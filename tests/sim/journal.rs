@@ -13,13 +13,20 @@ pub struct SpoolRow {
     pub line: usize,
     pub doubt: bool,
     pub takeover: bool,
-    pub replayed: bool,
+    /// The replay pass that read it again (0: none).
+    pub replay: u64,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct State {
-    /// Rows of the source file read so far.
+    /// Rows of the queue_log read so far.
     pub pos: usize,
+    /// The fingerprint: the source line of the row just before `pos`.
+    pub fp: Option<usize>,
+    /// Rows before this index are read again, in doubt (`FilePos::replay_until`).
+    pub replay_until: usize,
+    /// The latest replay pass (`FilePos::replay_pass`).
+    pub replay_pass: u64,
     pub next_seq: u64,
     pub spool: BTreeMap<u64, SpoolRow>,
     pub inflight: Option<(u64, u64)>,
@@ -30,10 +37,20 @@ pub struct State {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Append { rows: Vec<SpoolRow>, pos: usize },
+    Append {
+        rows: Vec<SpoolRow>,
+        pos: usize,
+        fp: Option<usize>,
+        replay_until: usize,
+        replay_pass: u64,
+    },
     Takeover(Option<i64>),
     Inflight(Option<(u64, u64)>),
-    Settle { stored: Vec<u64>, to_send: Vec<u64> },
+    Settle {
+        stored: Vec<u64>,
+        to_send: Vec<u64>,
+        found: bool,
+    },
 }
 
 pub struct Journal {
@@ -77,8 +94,26 @@ impl Journal {
         self.unsynced.len()
     }
 
-    pub fn append(&mut self, rows: Vec<SpoolRow>, pos: usize) {
-        self.commit(Op::Append { rows, pos });
+    pub fn append(&mut self, rows: Vec<SpoolRow>, pos: usize, fp: Option<usize>) {
+        let (replay_until, replay_pass) = (self.now.replay_until, self.now.replay_pass);
+        self.commit(Op::Append {
+            rows,
+            pos,
+            fp,
+            replay_until,
+            replay_pass,
+        });
+    }
+
+    /// The position moves back to the start of a file read again up to `replay_until`.
+    pub fn rewind(&mut self, replay_until: usize, replay_pass: u64) {
+        self.commit(Op::Append {
+            rows: Vec::new(),
+            pos: 0,
+            fp: None,
+            replay_until,
+            replay_pass,
+        });
     }
 
     pub fn set_takeover(&mut self, w: Option<i64>) {
@@ -95,8 +130,12 @@ impl Journal {
         self.commit(Op::Inflight(None));
     }
 
-    pub fn settle(&mut self, stored: Vec<u64>, to_send: Vec<u64>) {
-        self.commit(Op::Settle { stored, to_send });
+    pub fn settle(&mut self, stored: Vec<u64>, to_send: Vec<u64>, found: bool) {
+        self.commit(Op::Settle {
+            stored,
+            to_send,
+            found,
+        });
     }
 
     pub fn peek(&self, max: usize) -> Vec<(u64, SpoolRow)> {
@@ -112,19 +151,34 @@ impl Journal {
 
 fn apply(st: &mut State, op: &Op) {
     match op {
-        Op::Append { rows, pos } => {
+        Op::Append {
+            rows,
+            pos,
+            fp,
+            replay_until,
+            replay_pass,
+        } => {
             for r in rows {
                 st.spool.insert(st.next_seq, r.clone());
                 st.next_seq += 1;
             }
             st.pos = *pos;
+            st.fp = *fp;
+            st.replay_until = *replay_until;
+            st.replay_pass = *replay_pass;
         }
         Op::Takeover(w) => st.takeover = Some(*w),
         Op::Inflight(i) => st.inflight = *i,
-        Op::Settle { stored, to_send } => {
+        Op::Settle {
+            stored,
+            to_send,
+            found,
+        } => {
             for seq in stored {
                 if let Some(r) = st.spool.remove(seq) {
-                    st.ring.add(r.row.time, r.row.identity());
+                    let found_again = *found && r.replay != 0 && r.doubt;
+                    st.ring
+                        .add_as(r.row.time, r.row.identity(), r.replay, found_again);
                 }
             }
             st.ring.prune();
@@ -132,7 +186,6 @@ fn apply(st: &mut State, op: &Op) {
                 if let Some(r) = st.spool.get_mut(seq) {
                     r.doubt = false;
                     r.takeover = false;
-                    r.replayed = false;
                 }
             }
             st.inflight = None;

@@ -1,7 +1,8 @@
 //! The deterministic simulator (issue 15): the real uploader state machine in a virtual
 //! world of crashes, power cuts, lossy servers, gateways that store late and clock
 //! steps, explored seed by seed. `QLSHIP_SEED=N` replays one schedule;
-//! `QLSHIP_SIM_SCHEDULES` sets how many the sweep runs (default 100,000).
+//! `QLSHIP_SIM_SCHEDULES` sets how many the sweep runs (default 100,000),
+//! `QLSHIP_SIM_BASE` which sweep; `QLSHIP_SIM_TRACE=1` prints what a replay does.
 
 mod journal;
 mod rng;
@@ -18,9 +19,13 @@ fn schedules() -> u64 {
         .unwrap_or(100_000)
 }
 
-/// The seed of schedule `i` of the sweep.
+/// The seed of schedule `i` of the sweep (`QLSHIP_SIM_BASE` picks another sweep).
 fn seed_of(i: u64) -> u64 {
-    Rng::new(0x5eed ^ i).next()
+    let base = std::env::var("QLSHIP_SIM_BASE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed);
+    Rng::new(base ^ i).next()
 }
 
 fn run_seed(seed: u64) -> Result<world::Report, String> {
@@ -95,6 +100,9 @@ fn shape() -> Params {
         timeout: 1_000,
         drain_under_faults: false,
         catch_up: false,
+        cut: 0,
+        rewrite: 0,
+        writeback: 30_000,
     }
 }
 

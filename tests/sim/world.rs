@@ -7,6 +7,9 @@
 use crate::journal::{Journal, SpoolRow, State};
 use crate::rng::Rng;
 use crate::server::{Faults, Server};
+use qlship::fanout::{self, Lane, Origin};
+use qlship::journal::Takeover;
+use qlship::machine::read::resume_in;
 use qlship::machine::upload::{Action, Config, Input, Spooled, Uploader};
 use qlship::protocol::Partition;
 use qlship::row::Row;
@@ -32,8 +35,8 @@ impl Spooled for SimEntry {
     fn before_takeover(&self) -> bool {
         self.row.takeover
     }
-    fn replayed(&self) -> bool {
-        self.row.replayed
+    fn replay(&self) -> u64 {
+        self.row.replay
     }
 }
 
@@ -58,6 +61,14 @@ pub struct Params {
     pub drain_under_faults: bool,
     /// The whole file is there at start: a catch-up, in full batches.
     pub catch_up: bool,
+    /// Per-mille of crashes that are power cuts: the queue_log loses what was not
+    /// written back (Asterisk never syncs it).
+    pub cut: u32,
+    /// Per-mille chance, per row written, that the file is rewritten with one earlier
+    /// row deleted (`sed -i`, an editor).
+    pub rewrite: u32,
+    /// The kernel writes dirty queue_log pages back after this long (ms).
+    pub writeback: u64,
 }
 
 impl Params {
@@ -93,6 +104,9 @@ impl Params {
             timeout: 1_000,
             drain_under_faults: false,
             catch_up: false,
+            cut: if rng.chance(500) { f(rng, 1000) } else { 0 },
+            rewrite: if rng.chance(200) { f(rng, 20) } else { 0 },
+            writeback: 5_000 + rng.below(25_000),
         }
     }
 }
@@ -121,8 +135,15 @@ struct World {
     p: Params,
     rng: Rng,
     now: u64,
-    /// The source file: every row ever written, in order.
+    /// Every row ever written to the queue_log, in order (its history).
     file: Vec<Row>,
+    /// The queue_log as it is now: lines of `file` (a power cut or a rewrite removes
+    /// some).
+    disk: Vec<usize>,
+    /// How many lines of `disk` are durable.
+    durable: usize,
+    next_writeback: u64,
+    cuts: u64,
     next_write: u64,
     /// Wall clock minus the virtual clock, ms (steps at boot).
     wall_offset: i64,
@@ -148,6 +169,10 @@ pub fn run(seed: u64, p: Params) -> Result<Report, String> {
         rng: Rng::new(rng.next()),
         now: 0,
         file: Vec::new(),
+        disk: Vec::new(),
+        durable: 0,
+        next_writeback: 0,
+        cuts: 0,
         next_write: 0,
         wall_offset: 0,
         proc: None,
@@ -177,6 +202,7 @@ pub fn run(seed: u64, p: Params) -> Result<Report, String> {
             return Err(format!("at {} ms: {v}", w.now));
         }
         w.write_rows();
+        w.write_back();
         if w.proc.is_none() && w.now >= w.restart_at {
             w.boot();
         }
@@ -215,6 +241,12 @@ pub fn run(seed: u64, p: Params) -> Result<Report, String> {
 }
 
 impl World {
+    /// The reader has read the queue_log as it is now.
+    fn caught_up(&self) -> bool {
+        let (pos, fp) = (self.journal.now.pos, self.journal.now.fp);
+        pos == self.disk.len() && (pos == 0 || Some(self.disk[pos - 1]) == fp)
+    }
+
     fn calm(&self) -> bool {
         self.now >= self.calm_at
     }
@@ -224,7 +256,10 @@ impl World {
     }
 
     fn new_row(&mut self) -> Row {
-        if let Some(prev) = self.file.last() {
+        // Two identical lines in the same second: only ever the line just written, and
+        // in the same second (not across a power cut, after which time has moved on).
+        let last = self.disk.last().map(|&l| &self.file[l]);
+        if let Some(prev) = last.filter(|r| r.time == self.wall_secs()) {
             if self.rng.chance(self.p.repeat) {
                 return prev.clone();
             }
@@ -267,13 +302,33 @@ impl World {
 
     fn push_row(&mut self, row: Row) {
         *self.server.source_counts.entry(row.identity()).or_default() += 1;
+        self.disk.push(self.file.len());
         self.file.push(row);
+    }
+
+    /// The kernel writes dirty pages back now and then; qlship's syncs do it at once.
+    fn write_back(&mut self) {
+        if self.now >= self.next_writeback {
+            self.durable = self.disk.len();
+            self.next_writeback = self.now + self.p.writeback;
+        }
+    }
+
+    /// What every journal sync does first (`Journal::follow_source`).
+    fn sync_source(&mut self) {
+        self.durable = self.disk.len();
     }
 
     fn write_rows(&mut self) {
         while self.file.len() < self.p.rows + self.region && self.next_write <= self.now {
             let row = self.new_row();
             self.push_row(row);
+            if self.disk.len() > 1 && self.rng.chance(self.p.rewrite) {
+                // sed -i: a new file without one earlier line, renamed over.
+                let gone = self.rng.below(self.disk.len() as u64 - 1) as usize;
+                self.disk.remove(gone);
+                self.durable = self.disk.len();
+            }
             // Bursts and pauses.
             self.next_write = self.now
                 + if self.p.catch_up {
@@ -322,6 +377,20 @@ impl World {
     /// The process dies here; the disk keeps the synced journal and a prefix of the rest.
     fn crash(&mut self) {
         self.crashes += 1;
+        if self.rng.chance(self.p.cut) {
+            self.cuts += 1;
+            trace(
+                self.now,
+                &format!(
+                    "power cut: queue_log {} -> {} rows",
+                    self.disk.len(),
+                    self.durable
+                ),
+            );
+            self.disk.truncate(self.durable);
+        } else {
+            trace(self.now, "crash");
+        }
         let kept = self.rng.below(self.journal.unsynced() as u64 + 1) as usize;
         self.journal.crash(kept);
         self.proc = None;
@@ -336,33 +405,77 @@ impl World {
         false
     }
 
-    /// The reader spools what the file has beyond its position, in one commit.
+    /// The reader spools what the file has beyond its position, in one commit. A file
+    /// that no longer holds the row before that position (the fingerprint) is read again
+    /// from the start, in doubt, as `machine::read` decides.
     fn read(&mut self) {
-        let pos = self.journal.now.pos;
-        if pos >= self.file.len() || self.journal.now.spool.len() >= 400 {
+        let (mut pos, fp) = (self.journal.now.pos, self.journal.now.fp);
+        let holds = pos <= self.disk.len() && (pos == 0 || Some(self.disk[pos - 1]) == fp);
+        if !holds {
+            let resume = resume_in(pos as u64, false, self.disk.len() as u64);
+            trace(
+                self.now,
+                &format!(
+                    "read again: at {pos} of {}, in doubt up to {}",
+                    self.disk.len(),
+                    resume.replay_until
+                ),
+            );
+            let replay_until = self
+                .journal
+                .now
+                .replay_until
+                .max(resume.replay_until as usize);
+            pos = resume.offset as usize;
+            // The tail reports a switch: the daemon journals it and syncs.
+            let pass = self.journal.now.replay_pass + 1;
+            self.journal.rewind(replay_until, pass);
+            self.sync_source();
+            self.journal.sync();
+            if self.maybe_crash() {
+                return;
+            }
+        }
+        if pos >= self.disk.len() || self.journal.now.spool.len() >= 400 {
             return;
         }
-        let end = self.file.len().min(pos + 1 + self.rng.below(40) as usize);
-        let rows = (pos..end)
-            .map(|line| SpoolRow {
-                row: self.file[line].clone(),
+        let (replay_until, pass) = (self.journal.now.replay_until, self.journal.now.replay_pass);
+        let end = self.disk.len().min(pos + 1 + self.rng.below(40) as usize);
+        // Which rows go to the spool and how sure the target is that each is new: the
+        // real read-side decision (takeover region, watermark, replay).
+        let lane = [Lane {
+            index: 0,
+            slot: 0,
+            takeover: self
+                .journal
+                .now
+                .takeover
+                .map_or(Takeover::Pending, Takeover::Done),
+        }];
+        let mut rows = Vec::new();
+        for i in pos..end {
+            let line = self.disk[i];
+            let origin = Origin {
+                in_region: line < self.region,
+                replay: if i < replay_until { pass } else { 0 },
+            };
+            let plan = fanout::plan(None, &lane, vec![(self.file[line].clone(), origin)]);
+            rows.extend(plan.rows.into_iter().map(|r| SpoolRow {
+                row: r.row,
                 line,
-                doubt: false,
-                takeover: line < self.region,
-                replayed: false,
-            })
-            .collect();
-        self.journal.append(rows, end);
+                doubt: r.doubt & 1 != 0,
+                takeover: r.takeover & 1 != 0,
+                replay: r.replay,
+            }));
+        }
+        self.journal.append(rows, end, Some(self.disk[end - 1]));
         self.woken = true;
         self.maybe_crash();
     }
 
     fn upload(&mut self) -> Result<(), String> {
         let written = self.file.len() == self.p.rows + self.region;
-        if (self.calm() || self.p.drain_under_faults)
-            && written
-            && self.journal.now.pos == self.file.len()
-        {
+        if (self.calm() || self.p.drain_under_faults) && written && self.caught_up() {
             if let Some(p) = self.proc.as_mut() {
                 p.core.set_reader_done();
             }
@@ -396,9 +509,7 @@ impl World {
                 return Ok(());
             }
             let action = p.core.poll(t);
-            if std::env::var_os("QLSHIP_SIM_TRACE").is_some() {
-                eprintln!("{now} ms: {}", describe(&action));
-            }
+            trace(now, &describe(&action));
             let boot = p.boot;
             let input = match action {
                 Action::Wait { until } => {
@@ -409,14 +520,27 @@ impl World {
                     p.drained = true;
                     return Ok(());
                 }
-                Action::Peek { max } => Input::Spool(wrap(self.journal.peek(max))),
+                Action::Peek { max } => {
+                    let rows = wrap(self.journal.peek(max));
+                    let show = rows.iter().map(|e| (e.row.line, e.row.doubt, e.row.replay));
+                    trace(
+                        now,
+                        &format!(
+                            "  peeked (line, doubt, replayed) {:?}",
+                            show.collect::<Vec<_>>()
+                        ),
+                    );
+                    Input::Spool(rows)
+                }
                 Action::Range { from, to } => Input::Spool(wrap(self.journal.range(from, to))),
                 Action::Ring => Input::Ring(self.journal.now.ring.clone()),
                 Action::RecordTakeover(w) => {
+                    self.sync_source();
                     self.journal.set_takeover(w);
                     Input::Done
                 }
                 Action::MarkInflight { from, to } => {
+                    self.sync_source();
                     self.journal.mark_inflight(from, to);
                     Input::Done
                 }
@@ -424,9 +548,13 @@ impl World {
                     self.journal.clear_inflight();
                     Input::Done
                 }
-                Action::Settle { stored, to_send } => {
+                Action::Settle {
+                    stored,
+                    to_send,
+                    found,
+                } => {
                     let seqs = |v: Vec<SimEntry>| v.into_iter().map(|e| e.seq).collect();
-                    self.journal.settle(seqs(stored), seqs(to_send));
+                    self.journal.settle(seqs(stored), seqs(to_send), found);
                     Input::Done
                 }
                 Action::CheckHwm | Action::CheckRow(_) | Action::Send { .. } => {
@@ -461,6 +589,7 @@ impl World {
             }
             Action::CheckRow(row) => {
                 let o = server.check_row(rng, &row);
+                trace(now, &format!("  checkRow answer {:?}", o.answer));
                 (o.after, Input::Count(o.answer))
             }
             Action::Send { rows, .. } => {
@@ -485,13 +614,14 @@ impl World {
         if self.file.len() < self.p.rows + self.region {
             next = next.min(self.next_write);
         }
+        next = next.min(self.next_writeback);
         if let Some(at) = self.server.next_late() {
             next = next.min(at);
         }
         match &self.proc {
             None => next = next.min(self.restart_at),
             Some(p) => {
-                if self.journal.now.pos < self.file.len() && self.journal.now.spool.len() < 400 {
+                if !self.caught_up() && self.journal.now.spool.len() < 400 {
                     next = next.min(self.now + 1);
                 }
                 if let Some((at, _)) = &p.busy {
@@ -510,18 +640,24 @@ impl World {
         next.max(self.now + 1)
     }
 
-    /// Exactly once, nothing invented, in file order.
+    /// Every row the queue_log holds at the end is stored; no row is stored more often
+    /// than it was ever written (rows a power cut or a rewrite took back may or may not
+    /// have been shipped, but never twice); stored rows keep the file's order.
     fn check(&self) -> Result<(), String> {
         let mut left: HashMap<u64, Vec<usize>> = HashMap::new();
         for (line, r) in self.file.iter().enumerate().rev() {
             left.entry(r.identity()).or_default().push(line);
         }
+        let mut stored: HashMap<u64, usize> = HashMap::new();
         let mut last = None;
-        for (row, _) in &self.server.stored {
-            let line = left
-                .get_mut(&row.identity())
+        // Copies are counted by identity (identical rows are one row to the protocol);
+        // order is checked on the line each stored copy was read from.
+        for (row, line) in &self.server.stored {
+            *stored.entry(row.identity()).or_default() += 1;
+            left.get_mut(&row.identity())
                 .and_then(|v| v.pop())
-                .ok_or_else(|| format!("stored a row the source lacks: {row:?}"))?;
+                .ok_or_else(|| format!("stored more copies than were written: {row:?}"))?;
+            let line = *line;
             if last.is_some_and(|l| line < l) {
                 return Err(format!(
                     "line {line} stored after line {}",
@@ -530,14 +666,26 @@ impl World {
             }
             last = Some(line);
         }
-        let lost: Vec<usize> = left.values().flatten().copied().collect();
+        let mut on_disk: HashMap<u64, usize> = HashMap::new();
+        for &line in &self.disk {
+            *on_disk.entry(self.file[line].identity()).or_default() += 1;
+        }
+        let mut lost: Vec<usize> = self
+            .disk
+            .iter()
+            .copied()
+            .filter(|&line| {
+                let id = self.file[line].identity();
+                stored.get(&id).copied().unwrap_or(0) < on_disk[&id]
+            })
+            .collect();
         if !lost.is_empty() {
-            let mut lost = lost;
-            lost.sort_unstable();
+            lost.dedup();
             return Err(format!(
-                "{} of {} rows never stored, first lines {:?}",
+                "{} of {} rows in the queue_log never stored ({} power cuts), first lines {:?}",
                 lost.len(),
-                self.file.len(),
+                self.disk.len(),
+                self.cuts,
                 &lost[..lost.len().min(8)]
             ));
         }
@@ -555,10 +703,23 @@ fn wrap(rows: Vec<(u64, SpoolRow)>) -> Vec<SimEntry> {
 fn describe(a: &Action<SimEntry>) -> String {
     match a {
         Action::Send { rows, .. } => format!("insertAll of {rows} rows"),
-        Action::Settle { stored, to_send } => {
-            format!("settle: {} stored, {} to send", stored.len(), to_send.len())
+        Action::Settle {
+            stored, to_send, ..
+        } => {
+            let lines = |v: &[SimEntry]| v.iter().map(|e| e.row.line).collect::<Vec<_>>();
+            format!(
+                "settle: lines {:?} stored, {:?} to send",
+                lines(stored),
+                lines(to_send)
+            )
         }
         Action::CheckRow(r) => format!("checkRow {} {}", r.time, r.call_id),
         other => format!("{other:?}"),
+    }
+}
+
+fn trace(now: u64, what: &str) {
+    if std::env::var_os("QLSHIP_SIM_TRACE").is_some() {
+        eprintln!("{now} ms: {what}");
     }
 }

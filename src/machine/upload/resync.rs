@@ -44,7 +44,13 @@ impl<E: Spooled> Uploader<E> {
                 r.to_ask = (0..r.entries.len())
                     .filter(|&i| {
                         let e = &r.entries[i];
-                        let j = resync::judge(e.row().time, e.before_takeover(), takeover, live);
+                        let j = resync::judge(
+                            e.row().time,
+                            e.before_takeover(),
+                            takeover,
+                            live,
+                            e.replay() != 0,
+                        );
                         j == Judgement::Ask && seen.insert(e.row().identity())
                     })
                     .collect();
@@ -78,13 +84,14 @@ impl<E: Spooled> Uploader<E> {
         let mut stored_outright = Vec::new();
         let mut asked = Vec::new();
         for e in &r.entries {
-            match resync::judge(e.row().time, e.before_takeover(), takeover, live) {
+            let replayed = e.replay() != 0;
+            match resync::judge(e.row().time, e.before_takeover(), takeover, live, replayed) {
                 Judgement::Stored => stored_outright.push(e.seq()),
                 Judgement::Send => {}
                 Judgement::Ask => asked.push(Doubt {
                     seq: e.seq(),
                     identity: e.row().identity(),
-                    replayed: e.replayed(),
+                    replay: e.replay(),
                 }),
             }
         }
@@ -102,7 +109,11 @@ impl<E: Spooled> Uploader<E> {
             requests: r.requests,
         });
         self.queue(
-            Action::Settle { stored, to_send },
+            Action::Settle {
+                stored,
+                to_send,
+                found: true,
+            },
             Some(Awaiting::Settled { resync: true }),
         );
     }
