@@ -3,8 +3,8 @@
 //! `procd_*`/`config_*` functions, the sysvinit script started, queried, restarted and
 //! stopped for real against the stand-in, and scripts/install into a scratch root.
 //!
-//! shellcheck and systemd-analyze must be installed (`.ci/run` installs them): a missing
-//! tool fails the test rather than skipping it.
+//! shellcheck, systemd-analyze and logrotate must be installed (`.ci/run` installs them):
+//! a missing tool fails the test rather than skipping it.
 
 mod support;
 
@@ -670,17 +670,24 @@ impl SysV {
     }
 
     fn run(&self, action: &str) -> (i32, String) {
+        self.run_with(action, &[])
+    }
+
+    /// `action` with more of the script's variables set (they win over the defaults).
+    fn run_with(&self, action: &str, vars: &[(&str, &str)]) -> (i32, String) {
         let d = self.env.dir.path();
         let user = String::from_utf8(run(Command::new("id").arg("-un")).stdout).unwrap();
         let out = run(Command::new(repo().join("board/sysvinit/qlship"))
             .arg(action)
             .env("QLSHIP_BIN", env!("CARGO_BIN_EXE_qlship"))
+            .env("QLSHIP_WANTED", d.join("qlship.wanted"))
             .env("QLSHIP_CONFIG", &self.config)
             .env("QLSHIP_PIDFILE", &self.pid_file)
             .env("QLSHIP_STATE_DIR", &self.env.state)
             .env("QLSHIP_RUN_DIR", d.join("run"))
             .env("QLSHIP_STDERR", d.join("qlship.log"))
-            .env("QLSHIP_USER", user.trim()));
+            .env("QLSHIP_USER", user.trim())
+            .envs(vars.iter().copied()));
         (out.status.code().unwrap_or(-1), text(&out))
     }
 
@@ -791,6 +798,109 @@ fn the_sysvinit_script_reports_a_bad_config_instead_of_claiming_success() {
     assert!(said.contains("HTTPPORT"), "{said}");
     assert!(!sv.pid_file.exists(), "a failed start leaves no pid file");
     assert_eq!(sv.run("status"), (3, "qlship is stopped\n".into()));
+}
+
+#[test]
+fn the_sysvinit_script_never_signals_a_pid_that_is_not_qlship() {
+    let sv = SysV::new();
+    // A stale pid file after a crash, its pid reused by another program.
+    let mut other = Command::new("sleep").arg("60").spawn().unwrap();
+    std::fs::write(&sv.pid_file, format!("{}\n", other.id())).unwrap();
+    assert_eq!(
+        sv.run("status"),
+        (1, "qlship is dead but its pid file exists\n".into())
+    );
+    assert_eq!(sv.run("reload").0, 1);
+    assert_eq!(sv.run("stop"), (0, "qlship is not running\n".into()));
+    assert!(
+        other.try_wait().unwrap().is_none(),
+        "the other program was signalled"
+    );
+    // start is not fooled either: it starts qlship.
+    std::fs::write(&sv.pid_file, format!("{}\n", other.id())).unwrap();
+    let (code, said) = sv.run("start");
+    assert_eq!(code, 0, "{said}\n{}", sv.log());
+    assert_ne!(sv.pid(), other.id());
+    let qlship = sv.pid();
+
+    // revive (cron, once a minute) restarts a qlship that died while meant to run...
+    // SAFETY: kill(2) on the qlship this test started.
+    unsafe { libc::kill(qlship as i32, libc::SIGKILL) };
+    wait_gone(qlship);
+    let (code, said) = sv.run("revive");
+    assert_eq!(code, 0, "{said}\n{}", sv.log());
+    assert!(said.contains("Starting qlship"), "{said}");
+    let revived = sv.pid();
+    assert!(alive(revived) && revived != qlship);
+    // ...and leaves one that was stopped on purpose alone.
+    sv.run("stop");
+    wait_gone(revived);
+    assert_eq!(sv.run("revive"), (0, String::new()));
+    assert!(!sv.pid_file.exists());
+    assert!(other.try_wait().unwrap().is_none());
+    let _ = other.kill();
+    let _ = other.wait();
+}
+
+#[test]
+fn the_sysvinit_script_takes_a_slow_start_for_a_start() {
+    let sv = SysV::new();
+    // A qlship that takes 3 s to open its journal (a big one after a power cut).
+    let slow = sv.env.dir.path().join("slow-qlship");
+    std::fs::write(
+        &slow,
+        format!(
+            "#!/bin/sh\nsleep 3\nexec {} \"$@\"\n",
+            env!("CARGO_BIN_EXE_qlship")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let vars = [
+        ("QLSHIP_BIN", slow.to_str().unwrap()),
+        ("QLSHIP_EXE", env!("CARGO_BIN_EXE_qlship")),
+        ("QLSHIP_START_WAIT", "1"),
+    ];
+    let (code, said) = sv.run_with("start", &vars);
+    assert_eq!(code, 0, "{said}\n{}", sv.log());
+    assert!(
+        said.contains("still opening its journal after 1s"),
+        "{said}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sv.run_with("status", &vars).0 != 0 {
+        assert!(Instant::now() < deadline, "never came up: {}", sv.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = sv.pid();
+    let (code, said) = sv.run_with("stop", &vars);
+    assert_eq!(
+        (code, said),
+        (0, format!("Stopping qlship (pid {pid}): OK\n"))
+    );
+    wait_gone(pid);
+}
+
+#[test]
+fn the_sysvinit_companions_are_valid() {
+    // logrotate's own parser, in debug mode (changes nothing).
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("qlship");
+    std::fs::copy(repo().join("board/sysvinit/qlship.logrotate"), &conf).unwrap();
+    let out = run(Command::new("logrotate")
+        .arg("-d")
+        .arg("-s")
+        .arg(dir.path().join("state"))
+        .arg(&conf));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("error"), "{}", text(&out));
+    // The cron line: five time fields, a user, and the revive action.
+    let cron = std::fs::read_to_string(repo().join("board/sysvinit/qlship.cron")).unwrap();
+    let lines: Vec<&str> = cron.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines,
+        ["* * * * * root [ -x /etc/init.d/qlship ] && /etc/init.d/qlship revive >/dev/null 2>&1"]
+    );
 }
 
 #[test]
