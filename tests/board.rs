@@ -914,9 +914,14 @@ fn install_script_places_files_and_uninstall_keeps_settings_unless_purged() {
         (out.status.code().unwrap_or(-1), text(&out))
     };
     let bin = env!("CARGO_BIN_EXE_qlship");
-    // An old wqloaderd box: its settings are carried over.
+    // An old wqloaderd box: its settings are carried over, but not its pid and log
+    // file, which the hardened service could not write (and would restart over).
     std::fs::create_dir_all(r.join("etc/sysconfig")).unwrap();
-    std::fs::write(r.join("etc/sysconfig/wqloaderd"), "HTTPHOST=qm.example\n").unwrap();
+    std::fs::write(
+        r.join("etc/sysconfig/wqloaderd"),
+        "HTTPHOST=qm.example\nPIDFILE=/var/run/wqloaderd.pid\n  export LOGFILE=/var/log/wq.log\n",
+    )
+    .unwrap();
 
     let (code, said) = install(&["--binary", bin, "--init", "systemd"]);
     assert_eq!(code, 0, "{said}");
@@ -924,18 +929,59 @@ fn install_script_places_files_and_uninstall_keeps_settings_unless_purged() {
     assert_eq!(mode("usr/local/bin/qlship"), 0o755);
     assert_eq!(mode("etc/systemd/system/qlship.service"), 0o644);
     assert_eq!(mode("etc/sysconfig/qlship"), 0o640);
+    let settings = std::fs::read_to_string(r.join("etc/sysconfig/qlship")).unwrap();
     assert_eq!(
-        std::fs::read_to_string(r.join("etc/sysconfig/qlship")).unwrap(),
-        "HTTPHOST=qm.example\n"
+        settings,
+        "HTTPHOST=qm.example\n\
+         # not for the qlship service (the init system has the pid and the log): PIDFILE=/var/run/wqloaderd.pid\n\
+         # not for the qlship service (the init system has the pid and the log):   export LOGFILE=/var/log/wq.log\n"
     );
     assert_eq!(
         std::fs::read(r.join("etc/systemd/system/qlship.service")).unwrap(),
         std::fs::read(repo().join("board/systemd/qlship.service")).unwrap()
     );
+    // Enabled in the image (real settings), the user and the settings' group left to
+    // first boot: run both steps here as that boot would, inside the scratch root.
+    let wants = r.join("etc/systemd/system/multi-user.target.wants/qlship.service");
+    assert_eq!(
+        std::fs::read_link(&wants).unwrap(),
+        PathBuf::from("/etc/systemd/system/qlship.service")
+    );
+    let out = run(Command::new("systemd-sysusers")
+        .arg(format!("--root={}", r.display()))
+        .arg(r.join("usr/lib/sysusers.d/qlship.conf")));
+    assert!(out.status.success(), "{}", text(&out));
+    let group = std::fs::read_to_string(r.join("etc/group")).unwrap();
+    assert!(
+        group
+            .lines()
+            .any(|l| l.starts_with("asterisk:") && l.ends_with(":qlship")),
+        "{group}"
+    );
+    let gid: u32 = group
+        .lines()
+        .find_map(|l| l.strip_prefix("qlship:x:"))
+        .unwrap()
+        .trim_end_matches(':')
+        .parse()
+        .unwrap();
+    let out = run(Command::new("systemd-tmpfiles")
+        .arg(format!("--root={}", r.display()))
+        .arg("--create")
+        .arg(r.join("usr/lib/tmpfiles.d/qlship.conf")));
+    assert!(out.status.success(), "{}", text(&out));
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(r.join("etc/sysconfig/qlship")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (0, gid, 0o640)
+    );
 
     let (code, said) = install(&["--binary", bin, "--init", "sysvinit"]);
     assert_eq!(code, 0, "{said}");
     assert_eq!(mode("etc/init.d/qlship"), 0o755);
+    assert_eq!(mode("etc/cron.d/qlship"), 0o644);
+    assert_eq!(mode("etc/logrotate.d/qlship"), 0o644);
 
     let (code, said) = install(&["--binary", "/nonexistent/qlship"]);
     assert_eq!(code, 1);
@@ -946,11 +992,80 @@ fn install_script_places_files_and_uninstall_keeps_settings_unless_purged() {
 
     let (code, said) = install(&["--uninstall"]);
     assert_eq!(code, 0, "{said}");
-    assert!(!r.join("usr/local/bin/qlship").exists());
-    assert!(!r.join("etc/systemd/system/qlship.service").exists());
-    assert!(!r.join("etc/init.d/qlship").exists());
+    for gone in [
+        "usr/local/bin/qlship",
+        "etc/systemd/system/qlship.service",
+        "etc/init.d/qlship",
+        "etc/cron.d/qlship",
+        "usr/lib/sysusers.d/qlship.conf",
+    ] {
+        assert!(!r.join(gone).exists(), "{gone} left behind");
+    }
+    assert!(
+        std::fs::symlink_metadata(&wants).is_err(),
+        "the enablement left behind"
+    );
     assert!(r.join("etc/sysconfig/qlship").exists(), "settings kept");
+    std::fs::create_dir_all(r.join("var/log/qlship")).unwrap();
+    std::fs::write(r.join("var/log/qlship.log.1"), "old").unwrap();
+    std::fs::write(r.join("var/log/qlship/qlship.log"), "log").unwrap();
     let (code, said) = install(&["--uninstall", "--purge"]);
     assert_eq!(code, 0, "{said}");
     assert!(!r.join("etc/sysconfig/qlship").exists());
+    assert!(!r.join("var/log/qlship.log.1").exists());
+    assert!(!r.join("var/log/qlship").exists());
+}
+
+#[test]
+fn install_script_does_not_enable_placeholder_settings() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let out = run(Command::new(repo().join("scripts/install"))
+        .args(["--root", r.to_str().unwrap(), "--init", "systemd"])
+        .args(["--binary", env!("CARGO_BIN_EXE_qlship")]));
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("not enabled: /etc/sysconfig/qlship holds placeholders"),
+        "{said}"
+    );
+    assert!(
+        said.contains("then: systemctl enable --now qlship"),
+        "{said}"
+    );
+    assert!(r.join("etc/systemd/system/qlship.service").exists());
+    assert!(!r
+        .join("etc/systemd/system/multi-user.target.wants")
+        .exists());
+}
+
+#[test]
+fn install_script_refuses_the_systemd_unit_on_systemd_before_240() {
+    // FreePBX 16 (SNG7) has systemd 219: the unit's directives need 240.
+    let dir = tempfile::tempdir().unwrap();
+    let systemctl = dir.path().join("systemctl");
+    std::fs::write(
+        &systemctl,
+        "#!/bin/sh\necho 'systemd 219'\necho '+PAM +AUDIT'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let out = run(Command::new(repo().join("scripts/install"))
+        .args([
+            "--init",
+            "systemd",
+            "--binary",
+            env!("CARGO_BIN_EXE_qlship"),
+        ])
+        .env("PATH", path));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(
+        text(&out),
+        "scripts/install: --init systemd needs systemd 240 or later (this one: 219); use --init sysvinit\n"
+    );
 }
