@@ -436,6 +436,7 @@ fn procd_init_renders_the_config_and_keeps_secrets_off_the_command_line() {
     let ql = ql_dir.join("queue_log");
     std::fs::write(&ql, "").unwrap();
     let run_dir = procd.dir.path().join("run/qlship");
+    let log_file = procd.dir.path().join("log/qlship.log");
     let said = procd.run(
         &[
             ("enabled", "1"),
@@ -446,6 +447,7 @@ fn procd_init_renders_the_config_and_keeps_secrets_off_the_command_line() {
             ("run_dir", run_dir.to_str().unwrap()),
             ("heartbeat", "0"),
             ("log_level", "debug"),
+            ("log_file", log_file.to_str().unwrap()),
             ("ami_user", "qlship"),
             ("ami_secret", "s3cr3t"),
             ("ami_contexts", "from-queue"),
@@ -486,9 +488,11 @@ fn procd_init_renders_the_config_and_keeps_secrets_off_the_command_line() {
         mounts("rw\t"),
         [
             procd.state.display().to_string(),
-            run_dir.display().to_string()
+            run_dir.display().to_string(),
+            log_file.display().to_string()
         ]
     );
+    assert!(log_file.exists(), "the log file is made for qlship");
     assert!(jail.ends_with("close\ntrigger\tqlship\n"), "{jail}");
 
     let expected = format!(
@@ -496,12 +500,13 @@ fn procd_init_renders_the_config_and_keeps_secrets_off_the_command_line() {
          HTTPHOST='127.0.0.1'\nHTTPPORT='{port}'\nHTTPCONTEXT='queuemetrics'\n\
          QMUSER='webqloader'\nQMPASS='p@ss w'rd \"#1'\nPARTITION='P001'\nHTTPS='0'\n\
          QUEUELOG='{}'\nSTATE_DIR='{}'\nRUN_DIR='{}'\n\
-         RAM_BUDGET='1M'\nHEARTBEAT='0'\nFEEDBACK='0'\nLOGLEVEL='debug'\n\
+         RAM_BUDGET='1M'\nHEARTBEAT='0'\nFEEDBACK='0'\nLOGFILE='{}'\nLOGLEVEL='debug'\n\
          AMI_USER='qlship'\nAMI_SECRET='s3cr3t'\nAMI_CONTEXTS='from-queue'\n\
          SPOOL_MAX='65536K'\n",
         ql.display(),
         procd.state.display(),
-        run_dir.display()
+        run_dir.display(),
+        log_file.display()
     );
     assert_eq!(procd.rendered(), expected);
     for (path, want) in [
