@@ -332,3 +332,41 @@ fn a_target_that_answers_but_never_acknowledges_is_reported_stalled() {
     let html = std::fs::read_to_string(run_dir(&env).join("status.html")).unwrap();
     assert!(figure(&html, "t0-state").starts_with("stalled: "));
 }
+
+#[test]
+fn feedback_actions_are_counted_by_result() {
+    let env = Env::new();
+    env.append("");
+    let labels = single(&env);
+    let ami = support::fake_ami::FakeAmi::start("admin", "amp111");
+    let login = "Action: Login\nUsername: admin\nSecret: amp111";
+    let add = "Action: QueueAdd\nQueue: q1\nInterface: SIP/7";
+    // Runs; then fails on the PBX (already a member); then refused by the policy.
+    env.qm
+        .push_actions("P001", "1", "127.0.0.1", ami.port(), &[login, add]);
+    env.qm
+        .push_actions("P001", "2", "127.0.0.1", ami.port(), &[login, add]);
+    env.qm.push_actions(
+        "P001",
+        "3",
+        "127.0.0.1",
+        ami.port(),
+        &[login, "Action: Command\nCommand: core stop now"],
+    );
+    let _daemon = env.spawn(&["--feedback", "0.2", "--ami-timeout", "1"]);
+    let result = |e: &prom_format::Exposition, r: &str| {
+        let mut l = labels.to_vec();
+        l.push(("result", r.into()));
+        value(e, "qlship_feedback_actions_total", &l)
+    };
+    let e = metrics_until(&env, Duration::from_secs(30), |e| {
+        ["ok", "failed", "refused"]
+            .iter()
+            .all(|r| result(e, r) == Some(1.0))
+    });
+    assert_eq!(result(&e, "interrupted"), Some(0.0));
+    let mut l = labels.to_vec();
+    l.push(("command", "checkFb".into()));
+    l.push(("outcome", "ok".into()));
+    assert!(value(&e, "qlship_requests_total", &l).unwrap() >= 2.0);
+}
