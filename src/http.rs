@@ -11,6 +11,8 @@ use std::io;
 
 /// Answers are a few hundred bytes; anything beyond this is not QueueMetrics talking.
 const MAX_ANSWER: usize = 64 * 1024;
+const MAX_STATUS_LINE: usize = 1024;
+const MAX_HEADERS: usize = 16 * 1024;
 
 #[derive(Debug)]
 pub enum HttpError {
@@ -130,6 +132,10 @@ impl Client {
             .with_body(body)
             .with_timeout(self.timeout_secs)
             .with_max_redirects(0)
+            // minreq 2 reads headers without bound unless told: a hostile or broken
+            // server (or anyone on a plain-HTTP path) could fill the box's memory.
+            .with_max_status_line_length(MAX_STATUS_LINE)
+            .with_max_headers_size(MAX_HEADERS)
             .send_lazy()
             .map_err(|e| self.classify(e))?;
         let status = response.status_code;

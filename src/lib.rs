@@ -7,6 +7,7 @@
 pub mod allocator;
 pub mod ami;
 pub mod ami_policy;
+pub mod ami_wire;
 pub mod app;
 pub mod atomic_file;
 pub mod backoff;

@@ -3,9 +3,11 @@
 //! qlship change Asterisk's queue, Asterisk's own queue_log then carries ADDMEMBER /
 //! PAUSE / REMOVEMEMBER, and qlship, following that queue_log, uploads those rows.
 //!
-//! And the policy holds against the real thing: an `Originate` of `System` is refused
-//! before Asterisk, and the same container with System allowed does run (so the probe
-//! would see it).
+//! And the policy holds against the real thing: an `Originate` of `System` and a
+//! `Getvar` of `SHELL()` are refused before Asterisk, and the same containers with
+//! System / SHELL allowed do run (so the probe would see it). The test Asterisk runs
+//! with `live_dangerously = yes`, as Asterisks before 12 do: its own guard (which
+//! blocks SHELL() from AMI, not Originate of System) is not what is tested.
 //!
 //! Runs when `QLSHIP_ASTERISK_ROOT` names the chroot (CI sets it after building it; a
 //! failed build fails CI there). Without it the tests are ignored (scripts/test runs them
@@ -46,13 +48,16 @@ impl Asterisk {
                 "[directories]\nastetcdir => {inside}/etc\nastlogdir => {inside}/log\n\
                  astrundir => {inside}/run\nastdbdir => {inside}/lib\nastvarlibdir => {inside}/lib\n\
                  astspooldir => {inside}/spool\nastmoddir => /usr/lib/x86_64-linux-gnu/asterisk/modules\n\
-                 astdatadir => /usr/share/asterisk\n[options]\nverbose = 0\n"
+                 astdatadir => /usr/share/asterisk\n[options]\nverbose = 0\n\
+                 ; As older Asterisks (before 12) behave: dialplan functions such as\n\
+                 ; SHELL() may be called from AMI. qlship must not rely on this guard.\n\
+                 live_dangerously = yes\n"
             ),
         );
         // Only what the test needs: the manager is built in, app_queue holds the queue.
         write(
             "modules.conf",
-            "[modules]\nautoload = no\nload => app_queue.so\nload => pbx_config.so\nload => func_strings.so\nload => app_system.so\n"
+            "[modules]\nautoload = no\nload => app_queue.so\nload => pbx_config.so\nload => func_strings.so\nload => app_system.so\nload => func_shell.so\n"
                 .into(),
         );
         write(
@@ -159,7 +164,7 @@ fn asterisk_root() -> PathBuf {
 
 #[test]
 #[ignore = "needs QLSHIP_ASTERISK_ROOT (tests/asterisk/setup makes the chroot, as root; CI sets it)"]
-fn an_originate_of_system_is_refused_and_nothing_runs_on_the_pbx() {
+fn originate_of_system_and_getvar_of_shell_are_refused_and_nothing_runs_on_the_pbx() {
     let root = asterisk_root();
     let port = free_port();
     let ast = Asterisk::start(&root, port);
@@ -206,6 +211,46 @@ fn an_originate_of_system_is_refused_and_nothing_runs_on_the_pbx() {
     assert_eq!(r.status, "OK", "{r:?}\n{}", env.logs());
     wait_until("System to touch its file", Duration::from_secs(10), || {
         marker.exists()
+    });
+
+    // The same for a dialplan function read through Getvar, refused whatever spelling.
+    let shell_marker = ast.dir.join("pwned-by-getvar");
+    let getvar = format!("Action: Getvar\nVariable: Shell (touch {inside}/pwned-by-getvar)");
+    env.qm
+        .push_actions("P001", "shell", "127.0.0.1", port, &[login, &getvar]);
+    let daemon = env.spawn(&["--feedback", "0.2", "--ami-timeout", "8"]);
+    let r = env.wait_fb_reports("shell", Duration::from_secs(20))[0].clone();
+    stop(daemon);
+    assert_eq!(
+        (r.status.as_str(), r.result.as_str()),
+        (
+            "KO",
+            "refused: Getvar Variable calls the dialplan function Shell, not allowed by AMI_FUNCTIONS"
+        )
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!shell_marker.exists(), "SHELL() ran on the PBX");
+    let getvar = format!("Action: Getvar\nVariable: SHELL(touch {inside}/pwned-by-getvar)");
+    env.qm.push_actions(
+        "P001",
+        "shell-allowed",
+        "127.0.0.1",
+        port,
+        &[login, &getvar],
+    );
+    let daemon = env.spawn(&[
+        "--feedback",
+        "0.2",
+        "--ami-timeout",
+        "8",
+        "--ami-functions",
+        "SHELL",
+    ]);
+    let r = env.wait_fb_reports("shell-allowed", Duration::from_secs(20))[0].clone();
+    stop(daemon);
+    assert_eq!(r.status, "OK", "{r:?}\n{}", env.logs());
+    wait_until("SHELL() to touch its file", Duration::from_secs(10), || {
+        shell_marker.exists()
     });
 }
 

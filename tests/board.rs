@@ -3,8 +3,8 @@
 //! `procd_*`/`config_*` functions, the sysvinit script started, queried, restarted and
 //! stopped for real against the stand-in, and scripts/install into a scratch root.
 //!
-//! shellcheck and systemd-analyze must be installed (`.ci/run` installs them): a missing
-//! tool fails the test rather than skipping it.
+//! shellcheck, systemd-analyze and logrotate must be installed (`.ci/run` installs them):
+//! a missing tool fails the test rather than skipping it.
 
 mod support;
 
@@ -436,6 +436,7 @@ fn procd_init_renders_the_config_and_keeps_secrets_off_the_command_line() {
     let ql = ql_dir.join("queue_log");
     std::fs::write(&ql, "").unwrap();
     let run_dir = procd.dir.path().join("run/qlship");
+    let log_file = procd.dir.path().join("log/qlship.log");
     let said = procd.run(
         &[
             ("enabled", "1"),
@@ -446,6 +447,7 @@ fn procd_init_renders_the_config_and_keeps_secrets_off_the_command_line() {
             ("run_dir", run_dir.to_str().unwrap()),
             ("heartbeat", "0"),
             ("log_level", "debug"),
+            ("log_file", log_file.to_str().unwrap()),
             ("ami_user", "qlship"),
             ("ami_secret", "s3cr3t"),
             ("ami_contexts", "from-queue"),
@@ -486,9 +488,11 @@ fn procd_init_renders_the_config_and_keeps_secrets_off_the_command_line() {
         mounts("rw\t"),
         [
             procd.state.display().to_string(),
-            run_dir.display().to_string()
+            run_dir.display().to_string(),
+            log_file.display().to_string()
         ]
     );
+    assert!(log_file.exists(), "the log file is made for qlship");
     assert!(jail.ends_with("close\ntrigger\tqlship\n"), "{jail}");
 
     let expected = format!(
@@ -496,12 +500,13 @@ fn procd_init_renders_the_config_and_keeps_secrets_off_the_command_line() {
          HTTPHOST='127.0.0.1'\nHTTPPORT='{port}'\nHTTPCONTEXT='queuemetrics'\n\
          QMUSER='webqloader'\nQMPASS='p@ss w'rd \"#1'\nPARTITION='P001'\nHTTPS='0'\n\
          QUEUELOG='{}'\nSTATE_DIR='{}'\nRUN_DIR='{}'\n\
-         RAM_BUDGET='1M'\nHEARTBEAT='0'\nFEEDBACK='0'\nLOGLEVEL='debug'\n\
+         RAM_BUDGET='1M'\nHEARTBEAT='0'\nFEEDBACK='0'\nLOGFILE='{}'\nLOGLEVEL='debug'\n\
          AMI_USER='qlship'\nAMI_SECRET='s3cr3t'\nAMI_CONTEXTS='from-queue'\n\
          SPOOL_MAX='65536K'\n",
         ql.display(),
         procd.state.display(),
-        run_dir.display()
+        run_dir.display(),
+        log_file.display()
     );
     assert_eq!(procd.rendered(), expected);
     for (path, want) in [
@@ -670,17 +675,24 @@ impl SysV {
     }
 
     fn run(&self, action: &str) -> (i32, String) {
+        self.run_with(action, &[])
+    }
+
+    /// `action` with more of the script's variables set (they win over the defaults).
+    fn run_with(&self, action: &str, vars: &[(&str, &str)]) -> (i32, String) {
         let d = self.env.dir.path();
         let user = String::from_utf8(run(Command::new("id").arg("-un")).stdout).unwrap();
         let out = run(Command::new(repo().join("board/sysvinit/qlship"))
             .arg(action)
             .env("QLSHIP_BIN", env!("CARGO_BIN_EXE_qlship"))
+            .env("QLSHIP_WANTED", d.join("qlship.wanted"))
             .env("QLSHIP_CONFIG", &self.config)
             .env("QLSHIP_PIDFILE", &self.pid_file)
             .env("QLSHIP_STATE_DIR", &self.env.state)
             .env("QLSHIP_RUN_DIR", d.join("run"))
             .env("QLSHIP_STDERR", d.join("qlship.log"))
-            .env("QLSHIP_USER", user.trim()));
+            .env("QLSHIP_USER", user.trim())
+            .envs(vars.iter().copied()));
         (out.status.code().unwrap_or(-1), text(&out))
     }
 
@@ -794,6 +806,109 @@ fn the_sysvinit_script_reports_a_bad_config_instead_of_claiming_success() {
 }
 
 #[test]
+fn the_sysvinit_script_never_signals_a_pid_that_is_not_qlship() {
+    let sv = SysV::new();
+    // A stale pid file after a crash, its pid reused by another program.
+    let mut other = Command::new("sleep").arg("60").spawn().unwrap();
+    std::fs::write(&sv.pid_file, format!("{}\n", other.id())).unwrap();
+    assert_eq!(
+        sv.run("status"),
+        (1, "qlship is dead but its pid file exists\n".into())
+    );
+    assert_eq!(sv.run("reload").0, 1);
+    assert_eq!(sv.run("stop"), (0, "qlship is not running\n".into()));
+    assert!(
+        other.try_wait().unwrap().is_none(),
+        "the other program was signalled"
+    );
+    // start is not fooled either: it starts qlship.
+    std::fs::write(&sv.pid_file, format!("{}\n", other.id())).unwrap();
+    let (code, said) = sv.run("start");
+    assert_eq!(code, 0, "{said}\n{}", sv.log());
+    assert_ne!(sv.pid(), other.id());
+    let qlship = sv.pid();
+
+    // revive (cron, once a minute) restarts a qlship that died while meant to run...
+    // SAFETY: kill(2) on the qlship this test started.
+    unsafe { libc::kill(qlship as i32, libc::SIGKILL) };
+    wait_gone(qlship);
+    let (code, said) = sv.run("revive");
+    assert_eq!(code, 0, "{said}\n{}", sv.log());
+    assert!(said.contains("Starting qlship"), "{said}");
+    let revived = sv.pid();
+    assert!(alive(revived) && revived != qlship);
+    // ...and leaves one that was stopped on purpose alone.
+    sv.run("stop");
+    wait_gone(revived);
+    assert_eq!(sv.run("revive"), (0, String::new()));
+    assert!(!sv.pid_file.exists());
+    assert!(other.try_wait().unwrap().is_none());
+    let _ = other.kill();
+    let _ = other.wait();
+}
+
+#[test]
+fn the_sysvinit_script_takes_a_slow_start_for_a_start() {
+    let sv = SysV::new();
+    // A qlship that takes 3 s to open its journal (a big one after a power cut).
+    let slow = sv.env.dir.path().join("slow-qlship");
+    std::fs::write(
+        &slow,
+        format!(
+            "#!/bin/sh\nsleep 3\nexec {} \"$@\"\n",
+            env!("CARGO_BIN_EXE_qlship")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let vars = [
+        ("QLSHIP_BIN", slow.to_str().unwrap()),
+        ("QLSHIP_EXE", env!("CARGO_BIN_EXE_qlship")),
+        ("QLSHIP_START_WAIT", "1"),
+    ];
+    let (code, said) = sv.run_with("start", &vars);
+    assert_eq!(code, 0, "{said}\n{}", sv.log());
+    assert!(
+        said.contains("still opening its journal after 1s"),
+        "{said}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sv.run_with("status", &vars).0 != 0 {
+        assert!(Instant::now() < deadline, "never came up: {}", sv.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = sv.pid();
+    let (code, said) = sv.run_with("stop", &vars);
+    assert_eq!(
+        (code, said),
+        (0, format!("Stopping qlship (pid {pid}): OK\n"))
+    );
+    wait_gone(pid);
+}
+
+#[test]
+fn the_sysvinit_companions_are_valid() {
+    // logrotate's own parser, in debug mode (changes nothing).
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("qlship");
+    std::fs::copy(repo().join("board/sysvinit/qlship.logrotate"), &conf).unwrap();
+    let out = run(Command::new("logrotate")
+        .arg("-d")
+        .arg("-s")
+        .arg(dir.path().join("state"))
+        .arg(&conf));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("error"), "{}", text(&out));
+    // The cron line: five time fields, a user, and the revive action.
+    let cron = std::fs::read_to_string(repo().join("board/sysvinit/qlship.cron")).unwrap();
+    let lines: Vec<&str> = cron.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines,
+        ["* * * * * root [ -x /etc/init.d/qlship ] && /etc/init.d/qlship revive >/dev/null 2>&1"]
+    );
+}
+
+#[test]
 fn install_script_places_files_and_uninstall_keeps_settings_unless_purged() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
@@ -804,9 +919,14 @@ fn install_script_places_files_and_uninstall_keeps_settings_unless_purged() {
         (out.status.code().unwrap_or(-1), text(&out))
     };
     let bin = env!("CARGO_BIN_EXE_qlship");
-    // An old wqloaderd box: its settings are carried over.
+    // An old wqloaderd box: its settings are carried over, but not its pid and log
+    // file, which the hardened service could not write (and would restart over).
     std::fs::create_dir_all(r.join("etc/sysconfig")).unwrap();
-    std::fs::write(r.join("etc/sysconfig/wqloaderd"), "HTTPHOST=qm.example\n").unwrap();
+    std::fs::write(
+        r.join("etc/sysconfig/wqloaderd"),
+        "HTTPHOST=qm.example\nPIDFILE=/var/run/wqloaderd.pid\n  export LOGFILE=/var/log/wq.log\n",
+    )
+    .unwrap();
 
     let (code, said) = install(&["--binary", bin, "--init", "systemd"]);
     assert_eq!(code, 0, "{said}");
@@ -814,18 +934,59 @@ fn install_script_places_files_and_uninstall_keeps_settings_unless_purged() {
     assert_eq!(mode("usr/local/bin/qlship"), 0o755);
     assert_eq!(mode("etc/systemd/system/qlship.service"), 0o644);
     assert_eq!(mode("etc/sysconfig/qlship"), 0o640);
+    let settings = std::fs::read_to_string(r.join("etc/sysconfig/qlship")).unwrap();
     assert_eq!(
-        std::fs::read_to_string(r.join("etc/sysconfig/qlship")).unwrap(),
-        "HTTPHOST=qm.example\n"
+        settings,
+        "HTTPHOST=qm.example\n\
+         # not for the qlship service (the init system has the pid and the log): PIDFILE=/var/run/wqloaderd.pid\n\
+         # not for the qlship service (the init system has the pid and the log):   export LOGFILE=/var/log/wq.log\n"
     );
     assert_eq!(
         std::fs::read(r.join("etc/systemd/system/qlship.service")).unwrap(),
         std::fs::read(repo().join("board/systemd/qlship.service")).unwrap()
     );
+    // Enabled in the image (real settings), the user and the settings' group left to
+    // first boot: run both steps here as that boot would, inside the scratch root.
+    let wants = r.join("etc/systemd/system/multi-user.target.wants/qlship.service");
+    assert_eq!(
+        std::fs::read_link(&wants).unwrap(),
+        PathBuf::from("/etc/systemd/system/qlship.service")
+    );
+    let out = run(Command::new("systemd-sysusers")
+        .arg(format!("--root={}", r.display()))
+        .arg(r.join("usr/lib/sysusers.d/qlship.conf")));
+    assert!(out.status.success(), "{}", text(&out));
+    let group = std::fs::read_to_string(r.join("etc/group")).unwrap();
+    assert!(
+        group
+            .lines()
+            .any(|l| l.starts_with("asterisk:") && l.ends_with(":qlship")),
+        "{group}"
+    );
+    let gid: u32 = group
+        .lines()
+        .find_map(|l| l.strip_prefix("qlship:x:"))
+        .unwrap()
+        .trim_end_matches(':')
+        .parse()
+        .unwrap();
+    let out = run(Command::new("systemd-tmpfiles")
+        .arg(format!("--root={}", r.display()))
+        .arg("--create")
+        .arg(r.join("usr/lib/tmpfiles.d/qlship.conf")));
+    assert!(out.status.success(), "{}", text(&out));
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(r.join("etc/sysconfig/qlship")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (0, gid, 0o640)
+    );
 
     let (code, said) = install(&["--binary", bin, "--init", "sysvinit"]);
     assert_eq!(code, 0, "{said}");
     assert_eq!(mode("etc/init.d/qlship"), 0o755);
+    assert_eq!(mode("etc/cron.d/qlship"), 0o644);
+    assert_eq!(mode("etc/logrotate.d/qlship"), 0o644);
 
     let (code, said) = install(&["--binary", "/nonexistent/qlship"]);
     assert_eq!(code, 1);
@@ -836,11 +997,80 @@ fn install_script_places_files_and_uninstall_keeps_settings_unless_purged() {
 
     let (code, said) = install(&["--uninstall"]);
     assert_eq!(code, 0, "{said}");
-    assert!(!r.join("usr/local/bin/qlship").exists());
-    assert!(!r.join("etc/systemd/system/qlship.service").exists());
-    assert!(!r.join("etc/init.d/qlship").exists());
+    for gone in [
+        "usr/local/bin/qlship",
+        "etc/systemd/system/qlship.service",
+        "etc/init.d/qlship",
+        "etc/cron.d/qlship",
+        "usr/lib/sysusers.d/qlship.conf",
+    ] {
+        assert!(!r.join(gone).exists(), "{gone} left behind");
+    }
+    assert!(
+        std::fs::symlink_metadata(&wants).is_err(),
+        "the enablement left behind"
+    );
     assert!(r.join("etc/sysconfig/qlship").exists(), "settings kept");
+    std::fs::create_dir_all(r.join("var/log/qlship")).unwrap();
+    std::fs::write(r.join("var/log/qlship.log.1"), "old").unwrap();
+    std::fs::write(r.join("var/log/qlship/qlship.log"), "log").unwrap();
     let (code, said) = install(&["--uninstall", "--purge"]);
     assert_eq!(code, 0, "{said}");
     assert!(!r.join("etc/sysconfig/qlship").exists());
+    assert!(!r.join("var/log/qlship.log.1").exists());
+    assert!(!r.join("var/log/qlship").exists());
+}
+
+#[test]
+fn install_script_does_not_enable_placeholder_settings() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let out = run(Command::new(repo().join("scripts/install"))
+        .args(["--root", r.to_str().unwrap(), "--init", "systemd"])
+        .args(["--binary", env!("CARGO_BIN_EXE_qlship")]));
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("not enabled: /etc/sysconfig/qlship holds placeholders"),
+        "{said}"
+    );
+    assert!(
+        said.contains("then: systemctl enable --now qlship"),
+        "{said}"
+    );
+    assert!(r.join("etc/systemd/system/qlship.service").exists());
+    assert!(!r
+        .join("etc/systemd/system/multi-user.target.wants")
+        .exists());
+}
+
+#[test]
+fn install_script_refuses_the_systemd_unit_on_systemd_before_240() {
+    // FreePBX 16 (SNG7) has systemd 219: the unit's directives need 240.
+    let dir = tempfile::tempdir().unwrap();
+    let systemctl = dir.path().join("systemctl");
+    std::fs::write(
+        &systemctl,
+        "#!/bin/sh\necho 'systemd 219'\necho '+PAM +AUDIT'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let out = run(Command::new(repo().join("scripts/install"))
+        .args([
+            "--init",
+            "systemd",
+            "--binary",
+            env!("CARGO_BIN_EXE_qlship"),
+        ])
+        .env("PATH", path));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(
+        text(&out),
+        "scripts/install: --init systemd needs systemd 240 or later (this one: 219); use --init sysvinit\n"
+    );
 }

@@ -270,6 +270,58 @@ fn calls_a_function(value: &str) -> bool {
     })
 }
 
+/// A valid file of `n` rules in either format, to be damaged by [`edits`].
+fn valid_rules(json: bool, n: usize) -> String {
+    if json {
+        let entry = |i: usize| {
+            format!(
+                "{{\"clientname\": \"c{i}\", \"uri\": \"https://h{i}:8443/qm\", \"login\": \"u\", \"pass\": \"p\\\"w\", \"token\": \"P{i}\", \"matcher\": [\"q{i}-\", \"x\"], \"match\": \"any\", \"removematch\": true, \"timezoneOffset\": -3600, \"noactions\": false}}"
+            )
+        };
+        format!(
+            "[\n{}\n]\n",
+            (0..n).map(entry).collect::<Vec<_>>().join(",\n")
+        )
+    } else {
+        let rule = |i: usize| {
+            format!(
+                "  {{ ruleName => 'r{i}', queueStarts => 1, queueEnds => 0, queueToken => \"q{i}\", agentStarts => 0, agentEnds => 1, agentToken => 'a{i}', targetHost => 'h{i}', targetPort => 8080, targetCtx => 'qm', targetUser => 'u', targetPass => 'it\\'s', targetToken => 'P{i}', timezoneOffset => -3_600 }}, # rule {i}\n"
+            )
+        };
+        format!(
+            "my @rules = (\n{});\n1;\n",
+            (0..n).map(rule).collect::<String>()
+        )
+    }
+}
+
+/// Random damage: (position, how many bytes to delete, what to insert), applied in turn
+/// at char boundaries.
+fn edits() -> impl Strategy<Value = Vec<(usize, usize, String)>> {
+    let insert = prop_oneof![
+        Just(String::new()),
+        proptest::sample::select(PERL).prop_map(str::to_string),
+        proptest::sample::select(JSON).prop_map(str::to_string),
+        any::<char>().prop_map(String::from),
+    ];
+    proptest::collection::vec((any::<usize>(), 0usize..12, insert), 1..6)
+}
+
+fn damage(mut text: String, edits: &[(usize, usize, String)]) -> String {
+    for (at, delete, insert) in edits {
+        let mut start = at % (text.len() + 1);
+        while !text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let mut end = (start + delete).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        text.replace_range(start..end, insert);
+    }
+    text
+}
+
 fn defaults() -> qlship::rules::Target {
     qlship::rules::Target {
         port: 8080,
@@ -382,6 +434,42 @@ proptest! {
     fn json_rules_parse_within_bounds(text in tokens(JSON, 400)) {
         let text = format!("[{text}");
         let (_, peak, took) = measured(|| qlship::rules::parse(&text, &defaults()).map(|s| s.rules.len()));
+        prop_assert!(took < SLOW);
+        prop_assert!(peak <= 128 * text.len() + 16 * 1024, "{peak} bytes for {}", text.len());
+    }
+
+    #[test]
+    fn damaged_rules_files_parse_within_bounds(json in any::<bool>(), n in 1usize..6, edits in edits()) {
+        let valid = valid_rules(json, n);
+        let parsed = qlship::rules::parse(&valid, &defaults());
+        prop_assert!(parsed.is_ok(), "the undamaged file must parse: {:?}\n{}", parsed.err(), valid);
+        let text = damage(valid, &edits);
+        let (_, peak, took) = measured(|| qlship::rules::parse(&text, &defaults()).map(|s| s.rules.len()));
+        prop_assert!(took < SLOW);
+        prop_assert!(peak <= 128 * text.len() + 16 * 1024, "{peak} bytes for {}", text.len());
+    }
+
+    #[test]
+    fn damaged_check_fb_answers_decode_within_bounds(edits in edits(), n in 1usize..4) {
+        let container = |i: usize| format!(
+            r#"{{"id":"{i}","host":"127.0.0.1","port":"5038","actions":["Action: Login\nUsername: a\nSecret: s","Action: Originate\nChannel: Local/1@agents\nApplication: ChanSpy\nData: SIP/1,q\nVariable: A=1"]}}"#
+        );
+        let valid = format!(
+            r#"{{"resultStatus":"OK","result":"","actions":[{}]}}"#,
+            (0..n).map(container).collect::<Vec<_>>().join(",")
+        );
+        let good = qlship::protocol::parse_answer(valid.as_bytes()).unwrap();
+        prop_assert!(good.actions.iter().all(|c| c.as_ref().is_ok_and(|c| feedback::vet(c, &feedback::Policy::default()).is_ok())));
+        let text = damage(valid, &edits);
+        let (_, peak, took) = measured(|| {
+            qlship::protocol::parse_answer(text.as_bytes()).map(|a| {
+                a.actions
+                    .iter()
+                    .flatten()
+                    .filter(|c| feedback::vet(c, &feedback::Policy::default()).is_ok())
+                    .count()
+            })
+        });
         prop_assert!(took < SLOW);
         prop_assert!(peak <= 128 * text.len() + 16 * 1024, "{peak} bytes for {}", text.len());
     }

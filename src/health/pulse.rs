@@ -110,26 +110,54 @@ pub async fn watchdog(pulses: Vec<Pulse>, limit: Duration) {
     };
     let mut silent = false;
     loop {
-        match stuck(&pulses, limit) {
-            None => {
-                super::notify::send("WATCHDOG=1");
-                if silent {
-                    info!("watchdog: the pipeline is moving again; telling systemd we are alive");
-                    silent = false;
-                }
-            }
-            Some((p, quiet)) if !silent => {
-                warn!(
+        let (pet, say) = turn(stuck(&pulses, limit), limit, &mut silent);
+        if pet {
+            super::notify::send("WATCHDOG=1");
+        }
+        match say {
+            Some(Say::Stopped(line)) => warn!("{line}"),
+            Some(Say::Resumed(line)) => info!("{line}"),
+            None => {}
+        }
+        smol::Timer::after(every).await;
+    }
+}
+
+/// A log line of the watchdog's.
+#[derive(Debug, PartialEq)]
+enum Say {
+    Stopped(String),
+    Resumed(String),
+}
+
+/// One watchdog turn: whether to pet systemd, and what to log when that changes.
+fn turn(
+    stuck: Option<(&Pulse, Duration)>,
+    limit: Duration,
+    silent: &mut bool,
+) -> (bool, Option<Say>) {
+    match stuck {
+        None => {
+            let say = std::mem::take(silent).then(|| {
+                Say::Resumed(
+                    "watchdog: the pipeline is moving again; telling systemd we are alive".into(),
+                )
+            });
+            (true, say)
+        }
+        Some((p, quiet)) if !*silent => {
+            *silent = true;
+            (
+                false,
+                Some(Say::Stopped(format!(
                     "watchdog: the {} has made no progress for {}s (limit {}s): no longer telling systemd we are alive, it will restart qlship",
                     p.name(),
                     quiet.as_secs(),
                     limit.as_secs()
-                );
-                silent = true;
-            }
-            Some(_) => {}
+                ))),
+            )
         }
-        smol::Timer::after(every).await;
+        Some(_) => (false, None),
     }
 }
 
@@ -154,6 +182,28 @@ mod tests {
         // It beats: both are within the limit again.
         pulses[1].0.last_ms.store(100_000, Ordering::Relaxed);
         assert!(stuck_at(&pulses, limit, 110_001).is_none());
+    }
+
+    #[test]
+    fn pets_only_while_nothing_is_stuck_and_says_so_once_each_way() {
+        let limit = Duration::from_secs(240);
+        let p = at("uploader for X", 0);
+        let mut silent = false;
+        assert_eq!(turn(None, limit, &mut silent), (true, None));
+        let (pet, say) = turn(Some((&p, Duration::from_secs(300))), limit, &mut silent);
+        assert!(!pet);
+        assert_eq!(
+            say,
+            Some(Say::Stopped("watchdog: the uploader for X has made no progress for 300s (limit 240s): no longer telling systemd we are alive, it will restart qlship".into()))
+        );
+        assert_eq!(
+            turn(Some((&p, Duration::from_secs(330))), limit, &mut silent),
+            (false, None)
+        );
+        let (pet, say) = turn(None, limit, &mut silent);
+        assert!(pet);
+        assert!(matches!(say, Some(Say::Resumed(_))));
+        assert_eq!(turn(None, limit, &mut silent), (true, None));
     }
 
     #[test]
