@@ -235,12 +235,23 @@ fn ago(t: Option<i64>, now: i64) -> String {
 }
 
 fn duration(secs: i64) -> String {
+    duration_as(secs, ["s", "m", "h", "d"])
+}
+
+/// A span of seconds the way a person reads it, with the units' spellings given
+/// (seconds, minutes, hours, days): `status` prints "3h05m", the page "3 h 05 min".
+pub fn duration_as(secs: i64, [sec, min, hour, day]: [&str; 4]) -> String {
     let s = secs.max(0);
     match s {
-        0..=119 => format!("{s}s"),
-        120..=7199 => format!("{}m", s / 60),
-        7200..=172_799 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+        0..=119 => format!("{s}{sec}"),
+        120..=7199 => format!("{}{min}", s / 60),
+        7200..=172_799 => format!("{}{hour}{:02}{min}", s / 3600, s % 3600 / 60),
+        _ => format!(
+            "{}{day}{:02}{}",
+            s / 86400,
+            s % 86400 / 3600,
+            hour.trim_end()
+        ),
     }
 }
 

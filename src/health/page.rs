@@ -222,13 +222,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 pub fn duration(secs: i64) -> String {
-    let s = secs.max(0);
-    match s {
-        0..=119 => format!("{s} s"),
-        120..=7199 => format!("{} min", s / 60),
-        7200..=172_799 => format!("{} h {:02} min", s / 3600, s % 3600 / 60),
-        _ => format!("{} d {:02} h", s / 86400, s % 86400 / 3600),
-    }
+    crate::status::duration_as(secs, [" s", " min", " h ", " d "])
 }
 
 pub fn thousands(n: u64) -> String {
