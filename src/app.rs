@@ -326,6 +326,10 @@ fn run(settings: Settings) -> i32 {
         let _ = std::fs::remove_file(pid_file);
     }
     match (result, synced) {
+        (Err(e @ daemon::Fatal::Stranded(_)), _) => {
+            daemon::report_fatal(&e);
+            EXIT_USAGE
+        }
         (Err(e), _) => {
             daemon::report_fatal(&e);
             if let daemon::Fatal::Journal(JournalError::Corrupt(_)) = e {

@@ -37,6 +37,9 @@ pub struct Settings {
     pub ram_budget: usize,
     pub spool_max: u64,
     pub drain: bool,
+    /// Drop the spooled rows of targets no longer configured instead of refusing to
+    /// start (issue 15, case 7).
+    pub drop_backlog: bool,
     pub heartbeat: Duration,
     pub feedback: Duration,
     /// What feedback actions may do on the local Asterisk.
@@ -156,6 +159,8 @@ options:
   --rules FILE         split rows to several QueueMetrics by wqloader's Perl rules or
                        Uniloader's splitter JSON (multi-target mode)
   --drain              upload to the end of QUEUE_LOG, wait for acknowledgement, exit 0
+  --drop-backlog       drop the unsent rows of targets the rules no longer name (or
+                       name differently, or disable); without it qlship refuses to start
   --heartbeat SECS     checkHb interval, 0 disables (default 900)
   --feedback SECS      checkFb interval, 0 disables (default 0)
   --ami-hosts LIST     AMI hosts feedback actions may reach (default 127.0.0.1,::1,localhost)
@@ -362,6 +367,7 @@ fn parse_daemon_args(args: Vec<String>) -> Result<Command, ConfigError> {
             "--help" => return Ok(Command::Help),
             "--version" | "-V" => return Ok(Command::Version),
             "--drain" => cli.set("DRAIN", "1".into(), name.clone()),
+            "--drop-backlog" => cli.set("DROP_BACKLOG", "1".into(), name.clone()),
             "--https" => cli.set("HTTPS", "1".into(), name.clone()),
             "-v" | "--verbose" => cli.set("LOGLEVEL", "debug".into(), name.clone()),
             "--config" => config_file = Some(value("--config")?),
@@ -550,6 +556,7 @@ fn settings_from(raw: &Raw) -> Result<Settings, ConfigError> {
         ram_budget: usize::try_from(ram_budget).unwrap_or(usize::MAX),
         spool_max: size("SPOOL_MAX", 64 << 20)?,
         drain: flag("DRAIN")?,
+        drop_backlog: flag("DROP_BACKLOG")?,
         heartbeat: seconds("HEARTBEAT", 900.0)?,
         feedback: seconds("FEEDBACK", 0.0)?,
         ami: crate::ami_policy::Policy::from_keys(|k| raw.get(k))

@@ -54,6 +54,9 @@ pub const DISK_RESERVE: u64 = 2 << 20;
 pub enum Fatal {
     Journal(JournalError),
     QueueLog(String),
+    /// Targets the rules no longer name still have rows to upload: starting would drop
+    /// them (exit 2; `--drop-backlog` says to).
+    Stranded(Vec<(String, u64)>),
 }
 
 impl std::fmt::Display for Fatal {
@@ -61,6 +64,23 @@ impl std::fmt::Display for Fatal {
         match self {
             Fatal::Journal(e) => write!(f, "{e}"),
             Fatal::QueueLog(e) => write!(f, "{e}"),
+            Fatal::Stranded(targets) => {
+                for (key, rows) in targets {
+                    let who = if key.is_empty() {
+                        "the single target".to_string()
+                    } else {
+                        format!("target {key}")
+                    };
+                    writeln!(
+                        f,
+                        "{who} is no longer configured (its URL, context or token changed, its rule is disabled or gone) but still has {rows} rows to upload;"
+                    )?;
+                }
+                write!(
+                    f,
+                    "not starting: put the old target back in the rules to deliver them, or start once with --drop-backlog (DROP_BACKLOG=1) to drop them"
+                )
+            }
         }
     }
 }
@@ -230,6 +250,10 @@ pub fn run(
         .map(|(i, (t, k))| (i, t, k))
         .collect();
     let keys: Vec<String> = enabled.iter().map(|(_, _, k)| (*k).clone()).collect();
+    let stranded = journal.stranded(&keys);
+    if !stranded.is_empty() && !settings.drop_backlog {
+        return Err(Fatal::Stranded(stranded));
+    }
     let (slots, dropped) = journal.bind(&keys)?;
     for (key, rows) in dropped {
         let key = if key.is_empty() {

@@ -960,6 +960,17 @@ impl Journal {
         Ok(())
     }
 
+    /// Targets with rows still to upload whose keys are not among `keys`: binding would
+    /// drop their rows.
+    pub fn stranded(&self, keys: &[String]) -> Vec<(String, u64)> {
+        let meta = self.meta();
+        let gone = meta.targets.iter().filter_map(|t| {
+            let key = t.key.as_ref()?;
+            (!keys.contains(key) && t.pending_rows > 0).then(|| (key.clone(), t.pending_rows))
+        });
+        gone.collect()
+    }
+
     /// Matches the configured targets (by partition key) with journal slots: a known key
     /// keeps its slot and cursor, a new one gets a free slot (its takeover pending), and
     /// a slot whose key is no longer configured is freed and its bit cleared from every

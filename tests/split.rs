@@ -510,3 +510,42 @@ fn loway_template_is_accepted_and_an_enabled_mysql_target_is_refused_plainly() {
     );
     assert!(!out.contains("Pa55"), "{out}");
 }
+
+/// Issue 15, case 7: a tenant's target is edited (its context changes) while it has a
+/// backlog. qlship used to drop the backlog with a warning; now it refuses to start
+/// (exit 2), naming the target and its backlog, until the operator says to drop it.
+#[test]
+fn an_edited_target_with_a_backlog_stops_the_start_until_the_operator_drops_it() {
+    let s = Split::new(Format::Json);
+    s.servers[2].stop();
+    let (text, expected) = mt_rows(0..3000, Format::Json);
+    s.env.append(&text);
+    let daemon = s.spawn(&[]);
+    s.wait(0, expected[0].len(), Duration::from_secs(30));
+    s.wait(1, expected[1].len(), Duration::from_secs(30));
+    stop_within(daemon, Duration::from_secs(10));
+    let rules = std::fs::read_to_string(&s.rules).unwrap();
+    std::fs::write(&s.rules, rules.replace("/qm2\"", "/qm2-new\"")).unwrap();
+    let mut refused = s.spawn(&[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = refused.child().try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "qlship started and dropped the backlog");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let logs = s.env.logs();
+    assert_eq!(status.code(), Some(2), "{logs}");
+    let backlog = format!("still has {} rows to upload", expected[2].len());
+    assert!(logs.contains(&backlog) && logs.contains("/qm2/"), "{logs}");
+    assert!(!logs.contains("were dropped from the spool"), "{logs}");
+    // The operator says so: the backlog goes, loudly, and qlship runs.
+    let daemon = s.spawn(&["--drop-backlog"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !s.env.logs().contains("were dropped from the spool") {
+        assert!(Instant::now() < deadline, "{}", s.env.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop_within(daemon, Duration::from_secs(10));
+}

@@ -410,7 +410,7 @@ impl<E: Spooled> Uploader<E> {
         // the ones still spooled from before: those must be on the server when the
         // replayed copies of the same lines are counted there, or both would go.
         // A resync never mixes replay passes either (see `resync::decide`).
-        let kind = |e: &E| (e.in_doubt() || e.before_takeover(), 0 * e.replay());
+        let kind = |e: &E| (e.in_doubt() || e.before_takeover(), e.replay());
         let leading = kind(&entries[0]);
         let run = entries.iter().take_while(|e| kind(e) == leading).count();
         let leading = leading.0;
