@@ -5,11 +5,12 @@
 //! replaces a symlink rather than following it. No fsync: these files live on tmpfs
 //! or are rewritten at every start.
 
+use crate::atomic64::AtomicU64;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 /// Mode of a file any local user may read (no secret in it: status, PID).
 pub const PUBLIC: u32 = 0o644;

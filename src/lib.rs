@@ -9,6 +9,7 @@ pub mod ami;
 pub mod ami_policy;
 pub mod ami_wire;
 pub mod app;
+pub mod atomic64;
 pub mod atomic_file;
 pub mod backoff;
 pub mod config;

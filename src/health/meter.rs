@@ -6,9 +6,10 @@
 //! All counters count since the process started (Prometheus handles the reset);
 //! the rows acknowledged come from the journal and count since it was created.
 
+use crate::atomic64::{AtomicI64, AtomicU64};
 use crate::http::HttpError;
 use crate::status::{RequestCount, TargetStatus};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {

@@ -10,9 +10,10 @@
 //! restarts a qlship that is running but no longer working. A stuck executor sends
 //! nothing at all, which systemd treats the same way.
 
+use crate::atomic64::AtomicU64;
 use crate::config::Settings;
 use log::{info, warn};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
