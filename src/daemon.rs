@@ -18,6 +18,7 @@ use crate::tail::{fnv, id_of, mtime_ns, Step, Tail};
 use log::{debug, error, info, warn};
 use smol::channel::{Receiver, Sender};
 use smol::Timer;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -217,13 +218,25 @@ impl Shared {
     }
 
     /// The reader's view of each target, from the journal's meta.
+    /// With several targets each has an equal share of `--spool-max`; one that is failing
+    /// and whose backlog fills its share (its server down for days) stops getting rows,
+    /// so that the spool never fills and pauses reading for the others. A target that
+    /// answers is never cut short, however far behind (a catch-up, a burst): then the
+    /// spool fills and reading pauses, and the file is the buffer.
     fn lanes(&self, meta: &crate::journal::Meta) -> Vec<Lane> {
+        let share = self.settings.spool_max / self.leads.len().max(1) as u64;
+        let row_bytes = meta.spool_bytes / meta.spool_rows.max(1);
         self.leads
             .iter()
-            .map(|l| Lane {
-                index: l.index,
-                slot: l.slot,
-                takeover: meta.targets[l.slot].takeover,
+            .map(|l| {
+                let backlog = meta.targets[l.slot].pending_rows.saturating_mul(row_bytes);
+                let failing = l.status().failing_since.is_some();
+                Lane {
+                    index: l.index,
+                    slot: l.slot,
+                    takeover: meta.targets[l.slot].takeover,
+                    over_share: self.leads.len() > 1 && failing && backlog >= share,
+                }
             })
             .collect()
     }
@@ -448,7 +461,9 @@ enum Progress {
     /// Less than the reserve is free (bytes free): nothing was read.
     DiskFull(u64),
     /// Rows were spooled; the time of the newest one.
-    Rows(Option<i64>),
+    /// Rows were spooled: the time of the newest one, and per lane the rows not kept
+    /// for it (its share of the spool being full).
+    Rows(Option<i64>, Vec<u64>),
     Switched,
     Idle,
     Missing,
@@ -478,6 +493,8 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
     let mut full_logged = false;
     let mut disk_logged = false;
     let mut file_errors = backoff(s);
+    // Targets over their share of the spool, with the rows not kept for them since.
+    let mut not_kept: HashMap<usize, u64> = HashMap::new();
     let _alive = sh.reader_pulse.finish_on_drop();
     loop {
         sh.reader_pulse.beat();
@@ -514,6 +531,7 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
         }
         let journal = sh.journal.clone();
         let lanes = sh.lanes(&meta);
+        announce_shares(&sh, &lanes, &mut not_kept);
         let shared = sh.clone();
         let (t, result) = blocking(move || {
             let split = shared.split.as_ref();
@@ -528,7 +546,7 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
                 .current_file()
                 .map_or(String::new(), |p| p.display().to_string());
             live.offset = tail.pos().map_or(0, |p| p.offset);
-            if let Ok(Progress::Rows(Some(t))) = result {
+            if let Ok(Progress::Rows(Some(t), _)) = result {
                 live.newest_time = Some(live.newest_time.map_or(t, |n| n.max(t)));
             }
         }
@@ -548,7 +566,12 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
                 }
                 sh.wake_reader.wait(POLL).await;
             }
-            Ok(Progress::Rows(_)) => {
+            Ok(Progress::Rows(_, shed)) => {
+                for (lead, n) in sh.leads.iter().zip(shed) {
+                    if let Some(count) = not_kept.get_mut(&lead.slot) {
+                        *count += n;
+                    }
+                }
                 sh.set_reader("reading");
                 file_errors.reset();
                 sh.wake_uploaders();
@@ -590,6 +613,32 @@ async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
     }
 }
 
+/// Says loudly when a target's backlog fills its share of the spool (rows read from
+/// then on are not kept for it) and when it has room again.
+fn announce_shares(sh: &Shared, lanes: &[Lane], not_kept: &mut HashMap<usize, u64>) {
+    let share = sh.settings.spool_max / sh.leads.len().max(1) as u64;
+    for (lead, lane) in sh.leads.iter().zip(lanes) {
+        match (lane.over_share, not_kept.contains_key(&lead.slot)) {
+            (true, false) => {
+                error!(
+                    "{}: its backlog fills its share of the spool ({share} bytes of --spool-max {}): rows read from now on are NOT kept for it and will be missing on its server; the other targets go on",
+                    lead.who(),
+                    sh.settings.spool_max
+                );
+                not_kept.insert(lead.slot, 0);
+            }
+            (false, true) => {
+                let n = not_kept.remove(&lead.slot).unwrap_or(0);
+                warn!(
+                    "{}: back under its share of the spool: rows are kept for it again; {n} rows read meanwhile were not and are missing on its server",
+                    lead.who()
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
 fn step_into_journal(
     tail: &mut Tail,
     journal: &Journal,
@@ -627,7 +676,7 @@ fn step_into_journal(
                 .map_err(ReadError::Journal)?;
             debug!("spooled {} rows, now at {:?}", plan.rows.len(), read.pos);
             tail.commit(read);
-            Ok(Progress::Rows(newest))
+            Ok(Progress::Rows(newest, plan.shed))
         }
         Step::Switched(pos) => {
             debug!("reading {:?} at {pos:?}", tail.current_file());

@@ -14,6 +14,9 @@ pub struct Lane {
     /// Journal slot: the row masks' bit.
     pub slot: usize,
     pub takeover: Takeover,
+    /// Its backlog fills its share of the spool (a tenant down for days): rows read now
+    /// are not kept for it, so that it never pauses reading for the others.
+    pub over_share: bool,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -23,6 +26,8 @@ pub struct Plan {
     pub unrouted: u64,
     /// Rows every target that wanted them already holds (below its takeover watermark).
     pub already_stored: u64,
+    /// Per lane (in `lanes` order): rows routed to it but not kept, its share being full.
+    pub shed: Vec<u64>,
 }
 
 /// What the reader knows of a row's history.
@@ -40,7 +45,10 @@ pub struct Origin {
 /// `rows` as read, each with whether it lies in the takeover region. Without a split
 /// (single-target mode) every row goes to every lane.
 pub fn plan(split: Option<&Split>, lanes: &[Lane], rows: Vec<(Row, Origin)>) -> Plan {
-    let mut out = Plan::default();
+    let mut out = Plan {
+        shed: vec![0; lanes.len()],
+        ..Plan::default()
+    };
     out.rows.reserve(rows.len());
     for (row, origin) in rows {
         let in_region = origin.in_region;
@@ -55,14 +63,21 @@ pub fn plan(split: Option<&Split>, lanes: &[Lane], rows: Vec<(Row, Origin)>) -> 
         };
         let mut targets = lanes
             .iter()
-            .filter(|l| only.is_none_or(|i| l.index == i))
+            .enumerate()
+            .filter(|(_, l)| only.is_none_or(|i| l.index == i))
             .peekable();
         if targets.peek().is_none() {
             out.unrouted += 1;
             continue;
         }
+        let mut shed = false;
         let (mut want, mut doubt, mut takeover) = (0, 0, 0);
-        for lane in targets {
+        for (n, lane) in targets {
+            if lane.over_share {
+                out.shed[n] += 1;
+                shed = true;
+                continue;
+            }
             let b = bit(lane.slot);
             let class = match (in_region, lane.takeover) {
                 (false, _) | (true, Takeover::Done(None)) => TakeoverClass::New,
@@ -83,7 +98,9 @@ pub fn plan(split: Option<&Split>, lanes: &[Lane], rows: Vec<(Row, Origin)>) -> 
             want |= b;
         }
         if want == 0 {
-            out.already_stored += 1;
+            if !shed {
+                out.already_stored += 1;
+            }
             continue;
         }
         out.rows.push(Spooled {
@@ -150,11 +167,13 @@ mod tests {
                 index: 0,
                 slot: 3,
                 takeover: Takeover::Done(None),
+                over_share: false,
             },
             Lane {
                 index: 1,
                 slot: 0,
                 takeover: Takeover::Done(None),
+                over_share: false,
             },
         ];
         let p = plan(
@@ -191,16 +210,19 @@ mod tests {
                 index: 0,
                 slot: 0,
                 takeover: Takeover::Done(Some(10)),
+                over_share: false,
             },
             Lane {
                 index: 1,
                 slot: 1,
                 takeover: Takeover::Pending,
+                over_share: false,
             },
             Lane {
                 index: 2,
                 slot: 2,
                 takeover: Takeover::Done(None),
+                over_share: false,
             },
         ];
         let p = plan(
@@ -229,5 +251,30 @@ mod tests {
         );
         let only_first = plan(None, &lanes[..1], vec![(row(9, "q", "a"), REGION)]);
         assert_eq!((only_first.rows.len(), only_first.already_stored), (0, 1));
+    }
+
+    #[test]
+    fn a_lane_over_its_share_gets_no_rows_and_they_are_counted() {
+        let lanes = [
+            Lane {
+                index: 0,
+                slot: 0,
+                takeover: Takeover::Done(None),
+                over_share: true,
+            },
+            Lane {
+                index: 1,
+                slot: 1,
+                takeover: Takeover::Done(None),
+                over_share: false,
+            },
+        ];
+        let rows = (0..5)
+            .map(|i| (row(i, "q", "a"), Origin::default()))
+            .collect();
+        let p = plan(None, &lanes, rows);
+        assert_eq!(p.shed, vec![5, 0]);
+        assert!(p.rows.iter().all(|r| r.want == 1 << 1), "{:?}", p.rows);
+        assert_eq!((p.rows.len(), p.already_stored, p.unrouted), (5, 0, 0));
     }
 }

@@ -255,7 +255,7 @@ pub fn judge(
 ) -> Judgement {
     if before_takeover {
         match takeover.map(|w| takeover_class(time, w)) {
-            None | Some(TakeoverClass::New) if replayed && false => {}
+            None | Some(TakeoverClass::New) if replayed => {}
             None | Some(TakeoverClass::New) => return Judgement::Send,
             Some(TakeoverClass::AlreadyStored) => return Judgement::Stored,
             Some(TakeoverClass::InDoubt) => return Judgement::Ask,

@@ -451,6 +451,7 @@ impl World {
                 .now
                 .takeover
                 .map_or(Takeover::Pending, Takeover::Done),
+            over_share: false,
         }];
         let mut rows = Vec::new();
         for i in pos..end {
