@@ -514,9 +514,13 @@ fn power_cuts_while_asterisk_appends_unsynced_rows_end_exact() {
         stored.len(),
         stored.len() - in_file.len()
     );
+    // Under emulation the volume varies a lot (a boot that starts by checking a replayed
+    // file may spend all of its seconds on that): what must have happened is that rows
+    // reached the final file and a cut took back rows already shipped, or forced a
+    // replay.
     assert!(
-        in_file.len() > 1_000,
-        "the writer wrote too little to test anything"
+        !in_file.is_empty() && (stored.len() > in_file.len() || replays > 0),
+        "no cut took back shipped rows or forced a replay: nothing was tested"
     );
 }
 
