@@ -7,14 +7,13 @@
 use crate::journal::{Journal, SpoolRow, State};
 use crate::rng::Rng;
 use crate::server::{Faults, Server};
-use qlship::fanout::{self, Lane, Origin};
-use qlship::journal::Takeover;
-use qlship::machine::read::resume_in;
 use qlship::machine::upload::{Action, Config, Input, Spooled, Uploader};
 use qlship::protocol::Partition;
 use qlship::row::Row;
-use std::collections::HashMap;
 use std::time::Duration;
+
+mod check;
+mod queue_log;
 
 #[derive(Clone, Debug)]
 pub struct SimEntry {
@@ -241,104 +240,8 @@ pub fn run(seed: u64, p: Params) -> Result<Report, String> {
 }
 
 impl World {
-    /// The reader has read the queue_log as it is now.
-    fn caught_up(&self) -> bool {
-        let (pos, fp) = (self.journal.now.pos, self.journal.now.fp);
-        pos == self.disk.len() && (pos == 0 || Some(self.disk[pos - 1]) == fp)
-    }
-
     fn calm(&self) -> bool {
         self.now >= self.calm_at
-    }
-
-    fn wall_secs(&self) -> i64 {
-        BASE_TIME + (self.now as i64 + self.wall_offset).div_euclid(1000)
-    }
-
-    fn new_row(&mut self) -> Row {
-        // Two identical lines in the same second: only ever the line just written, and
-        // in the same second (not across a power cut, after which time has moved on).
-        let last = self.disk.last().map(|&l| &self.file[l]);
-        if let Some(prev) = last.filter(|r| r.time == self.wall_secs()) {
-            if self.rng.chance(self.p.repeat) {
-                return prev.clone();
-            }
-        }
-        let pick = |rng: &mut Rng, options: &[&str]| {
-            options[rng.below(options.len() as u64) as usize].to_string()
-        };
-        Row {
-            time: self.wall_secs(),
-            call_id: format!("call-{}", self.rng.below(6)),
-            queue: pick(&mut self.rng, &["sales", "support"]),
-            agent: pick(&mut self.rng, &["NONE", "Agent/101", "Agent/102"]),
-            verb: pick(&mut self.rng, &["ENTERQUEUE", "CONNECT", "COMPLETECALLER"]),
-            params: [
-                pick(&mut self.rng, &["", "1", "2"]),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ],
-        }
-    }
-
-    /// An earlier loader stored the head of the file before this journal existed:
-    /// that head is the takeover region, judged against the watermark.
-    fn prepare_takeover(&mut self) {
-        let Some(stored) = self.p.preloaded else {
-            return;
-        };
-        let region = stored + self.rng.below(10) as usize;
-        for _ in 0..region {
-            let row = self.new_row();
-            self.push_row(row);
-            self.now += self.rng.below(700);
-        }
-        let head = self.file[..stored].iter().cloned().zip(0..).collect();
-        self.server.preload(head);
-        self.region = region;
-    }
-
-    fn push_row(&mut self, row: Row) {
-        *self.server.source_counts.entry(row.identity()).or_default() += 1;
-        self.disk.push(self.file.len());
-        self.file.push(row);
-    }
-
-    /// The kernel writes dirty pages back now and then; qlship's syncs do it at once.
-    fn write_back(&mut self) {
-        if self.now >= self.next_writeback {
-            self.durable = self.disk.len();
-            self.next_writeback = self.now + self.p.writeback;
-        }
-    }
-
-    /// What every journal sync does first (`Journal::follow_source`).
-    fn sync_source(&mut self) {
-        self.durable = self.disk.len();
-    }
-
-    fn write_rows(&mut self) {
-        while self.file.len() < self.p.rows + self.region && self.next_write <= self.now {
-            let row = self.new_row();
-            self.push_row(row);
-            if self.disk.len() > 1 && self.rng.chance(self.p.rewrite) {
-                // sed -i: a new file without one earlier line, renamed over.
-                let gone = self.rng.below(self.disk.len() as u64 - 1) as usize;
-                self.disk.remove(gone);
-                self.durable = self.disk.len();
-            }
-            // Bursts and pauses.
-            self.next_write = self.now
-                + if self.p.catch_up {
-                    0
-                } else if self.rng.chance(100) {
-                    self.rng.below(5_000)
-                } else {
-                    self.rng.below(300)
-                };
-        }
     }
 
     fn boot(&mut self) {
@@ -403,75 +306,6 @@ impl World {
             return true;
         }
         false
-    }
-
-    /// The reader spools what the file has beyond its position, in one commit. A file
-    /// that no longer holds the row before that position (the fingerprint) is read again
-    /// from the start, in doubt, as `machine::read` decides.
-    fn read(&mut self) {
-        let (mut pos, fp) = (self.journal.now.pos, self.journal.now.fp);
-        let holds = pos <= self.disk.len() && (pos == 0 || Some(self.disk[pos - 1]) == fp);
-        if !holds {
-            let resume = resume_in(pos as u64, false, self.disk.len() as u64);
-            trace(
-                self.now,
-                &format!(
-                    "read again: at {pos} of {}, in doubt up to {}",
-                    self.disk.len(),
-                    resume.replay_until
-                ),
-            );
-            let replay_until = self
-                .journal
-                .now
-                .replay_until
-                .max(resume.replay_until as usize);
-            pos = resume.offset as usize;
-            // The tail reports a switch: the daemon journals it and syncs.
-            let pass = self.journal.now.replay_pass + 1;
-            self.journal.rewind(replay_until, pass);
-            self.sync_source();
-            self.journal.sync();
-            if self.maybe_crash() {
-                return;
-            }
-        }
-        if pos >= self.disk.len() || self.journal.now.spool.len() >= 400 {
-            return;
-        }
-        let (replay_until, pass) = (self.journal.now.replay_until, self.journal.now.replay_pass);
-        let end = self.disk.len().min(pos + 1 + self.rng.below(40) as usize);
-        // Which rows go to the spool and how sure the target is that each is new: the
-        // real read-side decision (takeover region, watermark, replay).
-        let lane = [Lane {
-            index: 0,
-            slot: 0,
-            takeover: self
-                .journal
-                .now
-                .takeover
-                .map_or(Takeover::Pending, Takeover::Done),
-            over_share: false,
-        }];
-        let mut rows = Vec::new();
-        for i in pos..end {
-            let line = self.disk[i];
-            let origin = Origin {
-                in_region: line < self.region,
-                replay: if i < replay_until { pass } else { 0 },
-            };
-            let plan = fanout::plan(None, &lane, vec![(self.file[line].clone(), origin)]);
-            rows.extend(plan.rows.into_iter().map(|r| SpoolRow {
-                row: r.row,
-                line,
-                doubt: r.doubt & 1 != 0,
-                takeover: r.takeover & 1 != 0,
-                replay: r.replay,
-            }));
-        }
-        self.journal.append(rows, end, Some(self.disk[end - 1]));
-        self.woken = true;
-        self.maybe_crash();
     }
 
     fn upload(&mut self) -> Result<(), String> {
@@ -639,58 +473,6 @@ impl World {
             next = next.min(self.calm_at);
         }
         next.max(self.now + 1)
-    }
-
-    /// Every row the queue_log holds at the end is stored; no row is stored more often
-    /// than it was ever written (rows a power cut or a rewrite took back may or may not
-    /// have been shipped, but never twice); stored rows keep the file's order.
-    fn check(&self) -> Result<(), String> {
-        let mut left: HashMap<u64, Vec<usize>> = HashMap::new();
-        for (line, r) in self.file.iter().enumerate().rev() {
-            left.entry(r.identity()).or_default().push(line);
-        }
-        let mut stored: HashMap<u64, usize> = HashMap::new();
-        let mut last = None;
-        // Copies are counted by identity (identical rows are one row to the protocol);
-        // order is checked on the line each stored copy was read from.
-        for (row, line) in &self.server.stored {
-            *stored.entry(row.identity()).or_default() += 1;
-            left.get_mut(&row.identity())
-                .and_then(|v| v.pop())
-                .ok_or_else(|| format!("stored more copies than were written: {row:?}"))?;
-            let line = *line;
-            if last.is_some_and(|l| line < l) {
-                return Err(format!(
-                    "line {line} stored after line {}",
-                    last.unwrap_or(0)
-                ));
-            }
-            last = Some(line);
-        }
-        let mut on_disk: HashMap<u64, usize> = HashMap::new();
-        for &line in &self.disk {
-            *on_disk.entry(self.file[line].identity()).or_default() += 1;
-        }
-        let mut lost: Vec<usize> = self
-            .disk
-            .iter()
-            .copied()
-            .filter(|&line| {
-                let id = self.file[line].identity();
-                stored.get(&id).copied().unwrap_or(0) < on_disk[&id]
-            })
-            .collect();
-        if !lost.is_empty() {
-            lost.dedup();
-            return Err(format!(
-                "{} of {} rows in the queue_log never stored ({} power cuts), first lines {:?}",
-                lost.len(),
-                self.disk.len(),
-                self.cuts,
-                &lost[..lost.len().min(8)]
-            ));
-        }
-        Ok(())
     }
 }
 
