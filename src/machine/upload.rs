@@ -32,6 +32,9 @@ mod resync;
 /// Milliseconds on the driver's monotonic clock.
 pub type Millis = u64;
 
+/// Spooled rows in doubt resolved by one resync (one checkHWM, then checkRows).
+pub const RESYNC_CHUNK: usize = 64;
+
 /// A spooled row as one target sees it.
 pub trait Spooled {
     fn seq(&self) -> u64;
@@ -416,6 +419,10 @@ impl<E: Spooled> Uploader<E> {
         let leading = leading.0;
         entries.truncate(run);
         if leading {
+            // Rows read again after a power cut can be a whole file's worth: resolved a
+            // chunk at a time, each settled as it is done, so that repeated cuts (each
+            // losing the answers in memory) still make progress.
+            entries.truncate(RESYNC_CHUNK);
             self.begin_resync(entries);
             return;
         }
