@@ -32,7 +32,7 @@ mod resync;
 /// Milliseconds on the driver's monotonic clock.
 pub type Millis = u64;
 
-/// Spooled rows in doubt resolved by one resync (one checkHWM, then checkRows).
+/// Replayed rows resolved by one resync (one checkHWM, then a checkRow each).
 pub const RESYNC_CHUNK: usize = 64;
 
 /// A spooled row as one target sees it.
@@ -414,15 +414,20 @@ impl<E: Spooled> Uploader<E> {
         // replayed copies of the same lines are counted there, or both would go.
         // A resync never mixes replay passes either (see `resync::decide`).
         let kind = |e: &E| (e.in_doubt() || e.before_takeover(), e.replay());
-        let leading = kind(&entries[0]);
-        let run = entries.iter().take_while(|e| kind(e) == leading).count();
-        let leading = leading.0;
+        let (doubtful, replay) = kind(&entries[0]);
+        let peeked = entries.len();
+        let run = entries
+            .iter()
+            .take_while(|e| kind(e) == (doubtful, replay))
+            .count();
         entries.truncate(run);
-        if leading {
-            // Rows read again after a power cut can be a whole file's worth: resolved a
-            // chunk at a time, each settled as it is done, so that repeated cuts (each
-            // losing the answers in memory) still make progress.
-            entries.truncate(RESYNC_CHUNK);
+        if doubtful {
+            // Rows read again after a power cut can be a whole file's worth, each one a
+            // checkRow: resolved a chunk at a time, each settled as it is done, so that
+            // repeated cuts (each losing the answers in memory) still make progress.
+            if replay != 0 {
+                entries.truncate(RESYNC_CHUNK);
+            }
             self.begin_resync(entries);
             return;
         }
@@ -431,7 +436,9 @@ impl<E: Spooled> Uploader<E> {
             .iter()
             .take_while(|e| body.try_push(e.row(), &self.partition, self.cfg.batch_bytes))
             .count();
-        let partial = n < self.cfg.batch_rows && n == entries.len();
+        // Partial: the spool had nothing more to give (rows alike ending the run do not
+        // make a batch wait for more).
+        let partial = n < self.cfg.batch_rows && n == peeked;
         if partial && !self.reader_done {
             if let Some(until) = self.last_send.map(|t| t.saturating_add(self.cfg.linger)) {
                 if now < until {
