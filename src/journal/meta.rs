@@ -1,0 +1,265 @@
+//! The journal's meta record (positions, counters, one cursor per target) and its
+//! encodings: version 3 as written now, with the replay fields appended; version 2 (one
+//! target, before the split) still read.
+
+use super::{FileId, FilePos, Meta, Region, Takeover, TargetMeta, FINISHED_CAP};
+use crate::row::{put_varint, Cursor, DecodeError};
+
+/// 3: targets and masks. 2 (one target, no masks) is still read.
+const META_VERSION: u8 = 3;
+
+pub(super) fn put_pos(o: &mut Vec<u8>, pos: &Option<FilePos>) {
+    match pos {
+        None => o.push(0),
+        Some(p) => {
+            o.push(1);
+            for v in [p.id.dev, p.id.ino, p.offset, p.fp_hash] {
+                o.extend_from_slice(&v.to_be_bytes());
+            }
+            put_varint(o, u64::from(p.fp_len));
+            o.push(u8::from(p.skipping));
+            o.extend_from_slice(&p.since.to_be_bytes());
+            o.push(u8::from(p.live));
+        }
+    }
+}
+
+fn get_pos(c: &mut Cursor<'_>) -> Result<Option<FilePos>, DecodeError> {
+    Ok(match c.u8()? {
+        0 => None,
+        _ => {
+            let id = FileId {
+                dev: c.u64()?,
+                ino: c.u64()?,
+            };
+            let pos = FilePos {
+                id,
+                offset: c.u64()?,
+                fp_hash: c.u64()?,
+                fp_len: u32::try_from(c.varint()?).unwrap_or(u32::MAX),
+                skipping: c.u8()? != 0,
+                since: c.u64()? as i64,
+                live: c.u8()? != 0,
+                replay_until: 0,
+                replay_pass: 0,
+            };
+            // Never trusted: the reader subtracts the fingerprint's length from the
+            // offset and reads that many bytes.
+            if pos.fp_len > 256 || u64::from(pos.fp_len) > pos.offset {
+                return Err(DecodeError::OutOfRange("fingerprint length"));
+            }
+            Some(pos)
+        }
+    })
+}
+
+fn put_finished(o: &mut Vec<u8>, finished: &[(FileId, u64)]) {
+    put_varint(o, finished.len() as u64);
+    for (id, size) in finished {
+        for v in [id.dev, id.ino, *size] {
+            put_varint(o, v);
+        }
+    }
+}
+
+fn get_finished(c: &mut Cursor<'_>) -> Result<Vec<(FileId, u64)>, DecodeError> {
+    let n = c.varint()?.min(FINISHED_CAP as u64);
+    let mut finished = Vec::new();
+    for _ in 0..n {
+        let id = FileId {
+            dev: c.varint()?,
+            ino: c.varint()?,
+        };
+        finished.push((id, c.varint()?));
+    }
+    Ok(finished)
+}
+
+impl Meta {
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut o = vec![META_VERSION];
+        put_varint(&mut o, self.generation);
+        put_pos(&mut o, &self.pos);
+        for v in [self.next_seq, self.spool_rows, self.spool_bytes] {
+            put_varint(&mut o, v);
+        }
+        match self.region {
+            None => o.push(0),
+            Some(r) => {
+                o.push(1);
+                for v in [r.id.dev, r.id.ino, r.end] {
+                    o.extend_from_slice(&v.to_be_bytes());
+                }
+            }
+        }
+        put_varint(&mut o, self.bad_lines);
+        put_varint(&mut o, self.unrouted);
+        put_finished(&mut o, &self.finished);
+        put_varint(&mut o, self.targets.len() as u64);
+        for t in &self.targets {
+            match &t.key {
+                None => o.push(0),
+                Some(k) => {
+                    o.push(1);
+                    put_varint(&mut o, k.len() as u64);
+                    o.extend_from_slice(k.as_bytes());
+                }
+            }
+            match t.inflight {
+                None => o.push(0),
+                Some((a, b)) => {
+                    o.push(1);
+                    put_varint(&mut o, a);
+                    put_varint(&mut o, b);
+                    put_varint(&mut o, t.inflight_sent_ms);
+                }
+            }
+            match t.takeover {
+                Takeover::Pending => o.push(0),
+                Takeover::Done(None) => o.push(1),
+                Takeover::Done(Some(w)) => {
+                    o.push(2);
+                    o.extend_from_slice(&w.to_be_bytes());
+                }
+            }
+            for v in [t.pending_rows, t.acked_total, t.acked_today, t.acked_day] {
+                put_varint(&mut o, v);
+            }
+        }
+        // Appended after version 3's fields: a version-3 journal without it reads as 0,
+        // and an older qlship ignores it.
+        put_varint(&mut o, self.pos.map_or(0, |p| p.replay_until));
+        put_varint(&mut o, self.pos.map_or(0, |p| p.replay_pass));
+        o
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Result<Meta, DecodeError> {
+        let mut c = Cursor { bytes, at: 0 };
+        match c.u8()? {
+            2 => return Self::decode_v2(c),
+            META_VERSION => {}
+            _ => return Err(DecodeError::Truncated),
+        }
+        let generation = c.varint()?;
+        let pos = get_pos(&mut c)?;
+        let next_seq = c.varint()?;
+        let spool_rows = c.varint()?;
+        let spool_bytes = c.varint()?;
+        let region = match c.u8()? {
+            0 => None,
+            _ => Some(Region {
+                id: FileId {
+                    dev: c.u64()?,
+                    ino: c.u64()?,
+                },
+                end: c.u64()?,
+            }),
+        };
+        let bad_lines = c.varint()?;
+        let unrouted = c.varint()?;
+        let finished = get_finished(&mut c)?;
+        let n = c.varint()?.min(crate::rules::MAX_TARGETS as u64 * 2);
+        let mut targets = Vec::new();
+        for _ in 0..n {
+            let key = match c.u8()? {
+                0 => None,
+                _ => {
+                    let len = c.varint()? as usize;
+                    Some(String::from_utf8_lossy(c.take(len)?).into_owned())
+                }
+            };
+            let mut t = TargetMeta::new(key);
+            if c.u8()? != 0 {
+                t.inflight = Some((c.varint()?, c.varint()?));
+                t.inflight_sent_ms = c.varint()?;
+            }
+            t.takeover = match c.u8()? {
+                0 => Takeover::Pending,
+                1 => Takeover::Done(None),
+                _ => Takeover::Done(Some(c.u64()? as i64)),
+            };
+            t.pending_rows = c.varint()?;
+            t.acked_total = c.varint()?;
+            t.acked_today = c.varint()?;
+            t.acked_day = c.varint()?;
+            targets.push(t);
+        }
+        let mut pos = pos;
+        if c.at < bytes.len() {
+            let replay_until = c.varint()?;
+            let replay_pass = c.varint()?;
+            if let Some(p) = pos.as_mut() {
+                p.replay_until = replay_until;
+                p.replay_pass = replay_pass;
+            }
+        }
+        Ok(Meta {
+            generation,
+            pos,
+            next_seq,
+            spool_rows,
+            spool_bytes,
+            region,
+            bad_lines,
+            unrouted,
+            finished,
+            targets,
+        })
+    }
+
+    /// A journal written before targets existed: its one target is the single-target
+    /// mode's (key ""), and every spooled row is that target's.
+    pub(super) fn decode_v2(mut c: Cursor<'_>) -> Result<Meta, DecodeError> {
+        let generation = c.varint()?;
+        let pos = get_pos(&mut c)?;
+        let next_seq = c.varint()?;
+        let spool_rows = c.varint()?;
+        let spool_bytes = c.varint()?;
+        let mut t = TargetMeta::new(Some(String::new()));
+        if c.u8()? != 0 {
+            t.inflight = Some((c.varint()?, c.varint()?));
+            t.inflight_sent_ms = c.varint()?;
+        }
+        let region = match c.u8()? {
+            0 => {
+                // The takeover never happened: the region is the pinned file, whole.
+                t.takeover = Takeover::Pending;
+                pos.map(|p| Region {
+                    id: p.id,
+                    end: u64::MAX,
+                })
+            }
+            1 => {
+                t.takeover = Takeover::Done(None);
+                None
+            }
+            _ => {
+                let id = FileId {
+                    dev: c.u64()?,
+                    ino: c.u64()?,
+                };
+                let end = c.u64()?;
+                t.takeover = Takeover::Done(Some(c.u64()? as i64));
+                Some(Region { id, end })
+            }
+        };
+        let bad_lines = c.varint()?;
+        let finished = get_finished(&mut c)?;
+        t.acked_total = c.varint()?;
+        t.acked_today = c.varint()?;
+        t.acked_day = c.varint()?;
+        t.pending_rows = spool_rows;
+        Ok(Meta {
+            generation,
+            pos,
+            next_seq,
+            spool_rows,
+            spool_bytes,
+            region,
+            bad_lines,
+            unrouted: 0,
+            finished,
+            targets: vec![t],
+        })
+    }
+}
