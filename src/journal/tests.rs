@@ -1,5 +1,6 @@
 use super::meta::put_pos;
 use super::*;
+use crate::row::{put_varint, DecodeError};
 
 fn row(i: i64) -> Row {
     Row {
