@@ -1,4 +1,5 @@
 use super::meta::put_pos;
+use super::open::{suspect_marker, MAX_FAILED_OPENS};
 use super::*;
 use crate::row::{put_varint, DecodeError};
 
