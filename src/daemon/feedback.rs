@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// The daemon's log target, as before the daemon was split into files.
+const LOG: &str = "qlship::daemon";
+
 /// Polls `checkFb` every `--feedback` seconds: reports the results not yet accepted and
 /// runs the containers handed back, each at most once (see `Journal::fb_begin`). Its own
 /// task with its own backoff: a slow server or a stuck Asterisk never delays uploads.
@@ -17,11 +20,11 @@ pub(super) async fn feedback(sh: Arc<Shared>, lead: Arc<Lead>) {
         Ok(ids) => {
             for id in ids {
                 lead.status().feedback_interrupted += 1;
-                warn!("{}: feedback action {id} was running when qlship stopped: reported as interrupted, not run again", lead.who());
+                warn!(target: LOG, "{}: feedback action {id} was running when qlship stopped: reported as interrupted, not run again", lead.who());
             }
         }
         Err(e) => {
-            error!("feedback actions off: the journal cannot record them: {e}");
+            error!(target: LOG, "feedback actions off: the journal cannot record them: {e}");
             return std::future::pending().await;
         }
     }
@@ -41,7 +44,7 @@ pub(super) async fn feedback(sh: Arc<Shared>, lead: Arc<Lead>) {
             }
             Err(e) => {
                 let d = backoff.next_delay().max(every);
-                warn!(
+                warn!(target: LOG,
                     "{}: feedback poll failed: {e}; next in {:.1}s",
                     lead.who(),
                     d.as_secs_f64()
@@ -72,14 +75,14 @@ async fn poll_feedback(sh: &Arc<Shared>, lead: &Arc<Lead>) -> Result<bool, Strin
         blocking(move || j.fb_reported(&scope, &ids))
             .await
             .map_err(|e| e.to_string())?;
-        info!("feedback: {} result(s) reported", results.len());
+        info!(target: LOG, "feedback: {} result(s) reported", results.len());
     }
     let mut ran = false;
     for container in answer.actions {
         let (id, container) = match container {
             Ok(c) => (c.id.clone(), Ok(c)),
             Err((id, why)) if id.is_empty() => {
-                warn!("feedback: ignored an action container without an id: {why}");
+                warn!(target: LOG, "feedback: ignored an action container without an id: {why}");
                 continue;
             }
             Err((id, why)) => (id, Err(why)),
@@ -91,32 +94,32 @@ async fn poll_feedback(sh: &Arc<Shared>, lead: &Arc<Lead>) -> Result<bool, Strin
             .await
             .map_err(|e| e.to_string())?
         {
-            debug!("feedback action {id} already run; not again");
+            debug!(target: LOG, "feedback action {id} already run; not again");
             continue;
         }
         ran = true;
         let outcome = match container.and_then(|c| crate::feedback::vet(&c, &sh.settings.ami)) {
             Err(why) => {
-                warn!("feedback action {id} refused: {why}");
+                warn!(target: LOG, "feedback action {id} refused: {why}");
                 lead.status().feedback_refused += 1;
                 Err(format!("refused: {why}"))
             }
             Ok(vetted) => {
                 let names: Vec<&str> = vetted.transactions.iter().map(|t| t.action()).collect();
-                info!(
+                info!(target: LOG,
                     "feedback action {id}: {} on {}:{}",
                     names.join(", "),
                     vetted.host,
                     vetted.port
                 );
                 for t in &vetted.transactions {
-                    debug!("feedback action {id}: {}", t.redacted());
+                    debug!(target: LOG, "feedback action {id}: {}", t.redacted());
                 }
                 let (connect, reply) = (sh.settings.ami_timeout, sh.settings.ami_timeout);
                 let outcome = blocking(move || crate::ami::run(&vetted, connect, reply)).await;
                 match &outcome {
-                    Ok(text) => info!("feedback action {id} done: {text}"),
-                    Err(text) => warn!("feedback action {id} failed: {text}"),
+                    Ok(text) => info!(target: LOG, "feedback action {id} done: {text}"),
+                    Err(text) => warn!(target: LOG, "feedback action {id} failed: {text}"),
                 }
                 lead.status().feedback_ran(outcome.is_ok());
                 outcome

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// The daemon's log target, as before the daemon was split into files.
+const LOG: &str = "qlship::daemon";
+
 enum Progress {
     /// Less than the reserve is free (bytes free): nothing was read.
     DiskFull(u64),
@@ -30,7 +33,7 @@ pub(super) async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
     let chunk = (s.ram_budget / 8).clamp(crate::lines::MAX_LINE + 4096, 256 * 1024);
     let meta = sh.journal.meta();
     let (path, saved, done, region) = (s.queue_log.clone(), meta.pos, meta.finished, meta.region);
-    debug!("reader: resuming at {saved:?}, takeover region {region:?}");
+    debug!(target: LOG, "reader: resuming at {saved:?}, takeover region {region:?}");
     let mut tail = blocking(move || Tail::resume(&path, saved, &done, grace, chunk, region))
         .await
         .map_err(|e| Fatal::QueueLog(file_error(&sh.settings, &e)))?;
@@ -45,13 +48,13 @@ pub(super) async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
     loop {
         sh.reader_pulse.beat();
         for note in tail.take_notes() {
-            info!("{note}");
+            info!(target: LOG, "{note}");
         }
         let meta = sh.journal.meta();
         if meta.spool_bytes >= s.spool_max {
             sh.set_reader("paused: spool full");
             if !full_logged {
-                warn!(
+                warn!(target: LOG,
                     "spool full ({} rows, {} bytes >= {}): reading paused until the server catches up",
                     meta.spool_rows, meta.spool_bytes, s.spool_max
                 );
@@ -61,7 +64,7 @@ pub(super) async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
             continue;
         }
         if full_logged {
-            info!("spool has room again: reading resumed");
+            info!(target: LOG, "spool has room again: reading resumed");
             full_logged = false;
         }
         let least_behind = sh
@@ -97,14 +100,14 @@ pub(super) async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
             }
         }
         if !matches!(result, Ok(Progress::DiskFull(_))) && disk_logged {
-            info!("disk has room again: reading resumed");
+            info!(target: LOG, "disk has room again: reading resumed");
             disk_logged = false;
         }
         match result {
             Ok(Progress::DiskFull(free)) => {
                 sh.set_reader("paused: disk nearly full");
                 if !disk_logged {
-                    warn!(
+                    warn!(target: LOG,
                         "disk nearly full: {free} bytes free for the journal in {} (keeping {DISK_RESERVE} in reserve); reading paused until there is room",
                         sh.journal.dir().display()
                     );
@@ -139,7 +142,7 @@ pub(super) async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
             Ok(Progress::Missing) => {
                 sh.set_reader("waiting for the file to appear");
                 if !missing_logged {
-                    info!("waiting for {} to appear", s.queue_log.display());
+                    info!(target: LOG, "waiting for {} to appear", s.queue_log.display());
                     missing_logged = true;
                 }
                 if s.drain {
@@ -152,7 +155,7 @@ pub(super) async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
             Err(ReadError::Journal(e)) => return Err(Fatal::Journal(e)),
             Err(ReadError::File(e)) => {
                 let d = file_errors.next_delay();
-                warn!("{}; retrying in {d:?}", file_error(s, &e));
+                warn!(target: LOG, "{}; retrying in {d:?}", file_error(s, &e));
                 Timer::after(d).await;
             }
         }
@@ -166,7 +169,7 @@ fn announce_shares(sh: &Shared, lanes: &[Lane], not_kept: &mut HashMap<usize, u6
     for (lead, lane) in sh.leads.iter().zip(lanes) {
         match (lane.over_share, not_kept.contains_key(&lead.slot)) {
             (true, false) => {
-                error!(
+                error!(target: LOG,
                     "{}: its backlog fills its share of the spool ({share} bytes of --spool-max {}): rows read from now on are NOT kept for it and will be missing on its server; the other targets go on",
                     lead.who(),
                     sh.settings.spool_max
@@ -175,7 +178,7 @@ fn announce_shares(sh: &Shared, lanes: &[Lane], not_kept: &mut HashMap<usize, u6
             }
             (false, true) => {
                 let n = not_kept.remove(&lead.slot).unwrap_or(0);
-                warn!(
+                warn!(target: LOG,
                     "{}: back under its share of the spool: rows are kept for it again; {n} rows read meanwhile were not and are missing on its server",
                     lead.who()
                 );
@@ -199,7 +202,7 @@ fn step_into_journal(
     match step {
         Step::Read(mut read) => {
             for bad in &read.bad_lines {
-                warn!(
+                warn!(target: LOG,
                     "{} at byte {}: skipped, not a queue_log row: {}",
                     bad.file.display(),
                     bad.offset,
@@ -210,7 +213,7 @@ fn step_into_journal(
             crate::health::meter::count_rows_read(read.rows.len());
             let plan = fanout::plan(split, lanes, std::mem::take(&mut read.rows));
             if plan.already_stored > 0 {
-                debug!("{} rows below the watermark skipped", plan.already_stored);
+                debug!(target: LOG, "{} rows below the watermark skipped", plan.already_stored);
             }
             journal
                 .append(
@@ -220,12 +223,12 @@ fn step_into_journal(
                     plan.unrouted,
                 )
                 .map_err(ReadError::Journal)?;
-            debug!("spooled {} rows, now at {:?}", plan.rows.len(), read.pos);
+            debug!(target: LOG, "spooled {} rows, now at {:?}", plan.rows.len(), read.pos);
             tail.commit(read);
             Ok(Progress::Rows(newest, plan.shed))
         }
         Step::Switched(pos) => {
-            debug!("reading {:?} at {pos:?}", tail.current_file());
+            debug!(target: LOG, "reading {:?} at {pos:?}", tail.current_file());
             let finished = tail.take_finished();
             journal.follow_source(tail.source_file());
             // Rows of the file left behind must be durable before we stop tracking it.
