@@ -3,31 +3,42 @@
 //! work (file reads, sled, HTTP, AMI) runs on `workers` threads; the tasks only decide
 //! and wait. Targets never wait for each other: each has its own cursor in the journal,
 //! its own backoff and its own tasks.
+//!
+//! This file holds the limits, [`Fatal`] and [`run`], which spawns the tasks; `start`
+//! binds the targets to the journal before that, `shared` holds what the tasks share
+//! and their wake-ups, and each task has its own file (`read`, `upload`, `heartbeat`,
+//! `feedback`, `report` for the status file).
 
 mod feedback;
+mod heartbeat;
 mod read;
+mod report;
+mod shared;
+mod start;
 mod upload;
 
 use feedback::feedback;
+use heartbeat::heartbeat;
 use read::reader;
+use report::report_status;
+use shared::{Lead, Live, Shared, Wake};
+use start::start;
 
 use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::fanout::{self, Lane};
-use crate::health::pulse::Pulse;
-use crate::http::Client;
-use crate::journal::{FilePos, Journal, JournalError, Region};
-use crate::rules::{Split, Target};
-use crate::status::{self, Snapshot, TargetStatus};
-use crate::tail::{fnv, id_of, mtime_ns, Step, Tail};
+use crate::journal::{Journal, JournalError};
+use crate::rules::Split;
+use crate::status;
+use crate::tail::{Step, Tail};
 use log::{debug, error, info, warn};
-use smol::channel::{Receiver, Sender};
+use smol::channel::Receiver;
 use smol::Timer;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// At most this many rows per insertAll (the protocol's safe range is 100–500).
 pub const MAX_BATCH_ROWS: usize = 500;
@@ -97,154 +108,9 @@ impl From<JournalError> for Fatal {
     }
 }
 
-struct Wake {
-    tx: Sender<()>,
-    rx: Receiver<()>,
-}
-
-impl Wake {
-    fn new() -> Wake {
-        let (tx, rx) = smol::channel::bounded(1);
-        Wake { tx, rx }
-    }
-    fn notify(&self) {
-        let _ = self.tx.try_send(());
-    }
-    /// Sleeps until notified or until `d` has passed.
-    async fn wait(&self, d: Duration) {
-        smol::future::or(
-            async {
-                let _ = self.rx.recv().await;
-            },
-            async {
-                Timer::after(d).await;
-            },
-        )
-        .await;
-    }
-}
-
-/// One enabled target while the daemon runs.
-struct Lead {
-    /// Index in the rules' target list (0 in single-target mode).
-    index: usize,
-    /// Journal slot (the spool masks' bit).
-    slot: usize,
-    target: Target,
-    /// Feedback records' scope in the journal.
-    fb_scope: String,
-    client: Client,
-    wake: Wake,
-    status: Mutex<TargetStatus>,
-    /// Beaten at every turn of the uploader (the systemd watchdog's evidence).
-    pulse: Pulse,
-}
-
-impl Lead {
-    /// How the target is named in the log: its rule name in multi-target mode.
-    fn who(&self) -> String {
-        if self.target.name.is_empty() {
-            "server".into()
-        } else {
-            format!("target {:?}", self.target.name)
-        }
-    }
-
-    fn status(&self) -> std::sync::MutexGuard<'_, TargetStatus> {
-        self.status.lock().expect("status lock")
-    }
-
-    /// Records a success; returns whether the target had been failing.
-    fn ok(&self, rows: u64) -> bool {
-        let mut st = self.status();
-        let was_failing = st.failing_since.take().is_some();
-        st.last_success = Some(now_unix());
-        st.acked_since_start += rows;
-        was_failing
-    }
-
-    fn failed(&self, error: &dyn std::fmt::Display) {
-        let now = now_unix();
-        let mut st = self.status();
-        st.failing_since.get_or_insert(now);
-        st.last_error = Some(error.to_string());
-        st.last_error_at = Some(now);
-    }
-}
-
-struct Shared {
-    settings: Settings,
-    journal: Arc<Journal>,
-    split: Option<Split>,
-    leads: Vec<Arc<Lead>>,
-    wake_reader: Wake,
-    reader_done: AtomicBool,
-    /// inotify reports changes in the queue_log's directory: idle polls can be rare.
-    watching: AtomicBool,
-    started: i64,
-    live: Mutex<Live>,
-    reader_pulse: Pulse,
-}
-
-/// What the reader reports for `qlship status`.
-#[derive(Default)]
-struct Live {
-    reader: String,
-    reading: String,
-    offset: u64,
-    /// Time of the newest row read, for the backlog in seconds.
-    newest_time: Option<i64>,
-}
-
-impl Shared {
-    fn idle_poll(&self, events_suffice: bool) -> Duration {
-        if events_suffice && self.watching.load(Ordering::Relaxed) {
-            WATCHED_POLL
-        } else {
-            POLL
-        }
-    }
-
-    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
-        self.live.lock().expect("status lock")
-    }
-
-    fn set_reader(&self, state: &str) {
-        let mut live = self.live();
-        if live.reader != state {
-            live.reader = state.to_owned();
-        }
-    }
-
-    fn wake_uploaders(&self) {
-        for l in &self.leads {
-            l.wake.notify();
-        }
-    }
-
-    /// The reader's view of each target, from the journal's meta.
-    /// With several targets each has an equal share of `--spool-max`; one that is failing
-    /// and whose backlog fills its share (its server down for days) stops getting rows,
-    /// so that the spool never fills and pauses reading for the others. A target that
-    /// answers is never cut short, however far behind (a catch-up, a burst): then the
-    /// spool fills and reading pauses, and the file is the buffer.
-    fn lanes(&self, meta: &crate::journal::Meta) -> Vec<Lane> {
-        let share = self.settings.spool_max / self.leads.len().max(1) as u64;
-        let row_bytes = meta.spool_bytes / meta.spool_rows.max(1);
-        self.leads
-            .iter()
-            .map(|l| {
-                let backlog = meta.targets[l.slot].pending_rows.saturating_mul(row_bytes);
-                let failing = l.status().failing_since.is_some();
-                Lane {
-                    index: l.index,
-                    slot: l.slot,
-                    takeover: meta.targets[l.slot].takeover,
-                    over_share: self.leads.len() > 1 && failing && backlog >= share,
-                }
-            })
-            .collect()
-    }
+/// Logs a fatal error in the one-line form an operator reads.
+pub fn report_fatal(e: &Fatal) {
+    error!("{e}");
 }
 
 pub fn now_unix() -> i64 {
@@ -260,140 +126,7 @@ pub fn run(
     stop: Receiver<()>,
     usr1: Receiver<()>,
 ) -> Result<(), Fatal> {
-    let targets = settings.targets();
-    let enabled: Vec<(usize, &Target, &String)> = targets
-        .iter()
-        .enumerate()
-        .filter(|(_, (t, _))| !t.disabled)
-        .map(|(i, (t, k))| (i, t, k))
-        .collect();
-    let keys: Vec<String> = enabled.iter().map(|(_, _, k)| (*k).clone()).collect();
-    let stranded = journal.stranded(&keys);
-    if !stranded.is_empty() && !settings.drop_backlog {
-        return Err(Fatal::Stranded(stranded));
-    }
-    let (slots, dropped) = journal.bind(&keys)?;
-    for (key, rows) in dropped {
-        let key = if key.is_empty() {
-            "the single target".to_string()
-        } else {
-            key
-        };
-        warn!("{key} is no longer configured (or is disabled): its {rows} unacknowledged rows were dropped from the spool");
-    }
-    let fresh = journal.meta().generation <= 1;
-    if journal.meta().pos.is_none() {
-        // Pin the file QUEUE_LOG names now: if it is rotated before the first read, it
-        // is still found and read. A new journal also records the region an earlier
-        // loader may have uploaded: the file as it is now.
-        let (start, region) = match std::fs::metadata(&settings.queue_log) {
-            Ok(m) => (
-                Some(FilePos {
-                    id: id_of(&m),
-                    offset: 0,
-                    fp_hash: fnv(&[]),
-                    fp_len: 0,
-                    skipping: false,
-                    since: mtime_ns(&m),
-                    live: true,
-                    replay_until: 0,
-                    replay_pass: 0,
-                }),
-                Some(Region {
-                    id: id_of(&m),
-                    end: m.len(),
-                }),
-            ),
-            Err(_) => (None, None),
-        };
-        if fresh {
-            journal.begin(start, region)?;
-        } else if start.is_some() {
-            journal.set_pos(start, &[])?;
-            journal.sync()?;
-        }
-    }
-    let meta = journal.meta();
-    let leads: Vec<Arc<Lead>> = enabled
-        .iter()
-        .zip(&slots)
-        .map(|((index, t, key), &slot)| {
-            let client = Client::new(t, &settings);
-            Arc::new(Lead {
-                index: *index,
-                slot,
-                target: (*t).clone(),
-                fb_scope: crate::journal::fb_scope(key),
-                status: Mutex::new(TargetStatus {
-                    name: t.name.clone(),
-                    url: client.url().to_owned(),
-                    token: t.token.clone(),
-                    ..Default::default()
-                }),
-                pulse: Pulse::new(format!("uploader for {} token {:?}", client.url(), t.token)),
-                client,
-                wake: Wake::new(),
-            })
-        })
-        .collect();
-    let beat = if settings.heartbeat.is_zero() {
-        "off".to_string()
-    } else {
-        format!("{}s", settings.heartbeat.as_secs())
-    };
-    match &settings.split {
-        None => info!(
-            "qlship {} starting: {} -> {} as {}, token {:?}, heartbeat {beat}, journal {} ({} rows spooled){}",
-            env!("CARGO_PKG_VERSION"),
-            settings.queue_log.display(),
-            leads[0].client.url(),
-            settings.user,
-            settings.token,
-            journal.dir().display(),
-            meta.spool_rows,
-            if settings.drain { ", draining" } else { "" },
-        ),
-        Some((file, split)) => {
-            info!(
-                "qlship {} starting: {} split by {} to {} targets ({} disabled), heartbeat {beat}, journal {} ({} rows spooled){}",
-                env!("CARGO_PKG_VERSION"),
-                settings.queue_log.display(),
-                file.display(),
-                leads.len(),
-                split.targets.len() - leads.len(),
-                journal.dir().display(),
-                meta.spool_rows,
-                if settings.drain { ", draining" } else { "" },
-            );
-            for l in &leads {
-                info!(
-                    "target {:?}: {} token {:?} as {}, time-zone offset {}s{}",
-                    l.target.name,
-                    l.client.url(),
-                    l.target.token,
-                    l.target.user,
-                    l.target.tz_offset,
-                    if l.target.noactions { ", no feedback actions" } else { "" }
-                );
-            }
-        }
-    }
-    let split = settings.split.as_ref().map(|(_, s)| s.clone());
-    let shared = Arc::new(Shared {
-        journal,
-        split,
-        leads,
-        settings,
-        wake_reader: Wake::new(),
-        reader_done: AtomicBool::new(false),
-        watching: AtomicBool::new(false),
-        started: now_unix(),
-        live: Mutex::new(Live {
-            reader: "starting".into(),
-            ..Default::default()
-        }),
-        reader_pulse: Pulse::new("reader"),
-    });
+    let shared = Arc::new(start(settings, journal)?);
     let ex = smol::LocalExecutor::new();
     let (done_tx, done_rx) = smol::channel::unbounded::<Result<(), Fatal>>();
     let mut workers = 0;
@@ -458,33 +191,6 @@ fn backoff(s: &Settings) -> Backoff {
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     crate::workers::run(f).await
-}
-
-// ---------------------------------------------------------------- heartbeat
-
-/// `checkHb` every `--heartbeat` to one target, whatever its rows and the other targets
-/// do; a failure is logged and the next one comes at the next interval.
-async fn heartbeat(sh: Arc<Shared>, lead: Arc<Lead>) {
-    let every = sh.settings.heartbeat;
-    if every.is_zero() {
-        return std::future::pending().await;
-    }
-    loop {
-        Timer::after(every).await;
-        let client = lead.client.clone();
-        let now = now_unix();
-        match blocking(move || client.check_hb(now)).await {
-            Ok(()) => {
-                lead.status().last_heartbeat = Some(now);
-                debug!("{}: heartbeat sent", lead.who());
-            }
-            Err(e) => warn!(
-                "{}: heartbeat failed: {e}; next in {}s",
-                lead.who(),
-                every.as_secs()
-            ),
-        }
-    }
 }
 
 // ---------------------------------------------------------------- directory watch
@@ -557,139 +263,4 @@ fn watch_removed(mut events: &[u8]) -> bool {
         events = events.get(next..).unwrap_or_default();
     }
     false
-}
-
-// ---------------------------------------------------------------- status
-
-/// How often the status file is rewritten (tmpfs: no flash wear).
-const STATUS_EVERY: Duration = Duration::from_secs(5);
-/// An unchanged status is rewritten this often, well inside `status::STALE_AFTER_SECS`.
-const STATUS_REFRESH: Duration = Duration::from_secs(20);
-
-/// Writes the status file every few seconds; on SIGUSR1 also logs it.
-async fn report_status(sh: Arc<Shared>, usr1: Receiver<()>) {
-    let mut warned = false;
-    let mut summary_at = Instant::now();
-    let mut acked_at_summary: Vec<u64> = vec![0; sh.leads.len()];
-    let mut last: Option<Snapshot> = None;
-    let mut last_write = Instant::now();
-    let mut health = crate::health::Reporter::new(&sh.settings);
-    loop {
-        let mut snap = snapshot(&sh).await;
-        health.observe(&mut snap);
-        if summary_at.elapsed() >= sh.settings.summary_every {
-            for (t, at_summary) in snap.targets.iter().zip(acked_at_summary.iter_mut()) {
-                info!(
-                    "summary: target {}{} token {:?}: {}; {} rows acknowledged in the last {}s; backlog {} rows ({}s of queue_log time)",
-                    if t.name.is_empty() { String::new() } else { format!("{:?} ", t.name) },
-                    t.url,
-                    t.token,
-                    t.state(snap.written),
-                    t.acked_since_start - *at_summary,
-                    summary_at.elapsed().as_secs(),
-                    t.backlog_rows,
-                    t.backlog_secs
-                );
-                *at_summary = t.acked_since_start;
-            }
-            summary_at = Instant::now();
-        }
-        // Unchanged, it is only rewritten to show the daemon is alive: an idle box then
-        // wakes a worker and touches the run dir every STATUS_REFRESH, not every 5 s.
-        let same = Snapshot {
-            written: 0,
-            ..snap.clone()
-        };
-        if last.as_ref() == Some(&same) && last_write.elapsed() < STATUS_REFRESH {
-            wait_or_usr1(&sh, &usr1).await;
-            continue;
-        }
-        last = Some(same);
-        last_write = Instant::now();
-        let files = health.files(&snap);
-        let written = blocking(move || files.write()).await;
-        match written {
-            Ok(()) => warned = false,
-            Err(e) if !warned => {
-                warn!(
-                    "--run-dir {}: cannot write the status file: {e} (qlship status will not work)",
-                    sh.settings.run_dir.display()
-                );
-                warned = true;
-            }
-            Err(_) => {}
-        }
-        wait_or_usr1(&sh, &usr1).await;
-    }
-}
-
-/// Sleeps STATUS_EVERY; on SIGUSR1 meanwhile, logs the status first.
-async fn wait_or_usr1(sh: &Arc<Shared>, usr1: &Receiver<()>) {
-    let asked = smol::future::or(async { usr1.recv().await.is_ok() }, async {
-        Timer::after(STATUS_EVERY).await;
-        false
-    })
-    .await;
-    if asked {
-        info!(
-            "status:\n{}",
-            status::render(&snapshot(sh).await, now_unix()).trim_end()
-        );
-    }
-}
-
-async fn snapshot(sh: &Arc<Shared>) -> Snapshot {
-    let meta = sh.journal.meta();
-    let mut targets = Vec::with_capacity(sh.leads.len());
-    let newest = sh.live().newest_time;
-    for lead in &sh.leads {
-        let tm = &meta.targets[lead.slot];
-        let oldest = if tm.pending_rows == 0 {
-            None
-        } else {
-            let (j, slot) = (sh.journal.clone(), lead.slot);
-            blocking(move || j.peek(slot, 1))
-                .await
-                .ok()
-                .and_then(|e| e.first().map(|e| e.row.time))
-        };
-        let mut t = lead.status().clone();
-        lead.client.meter().fill(&mut t);
-        t.acked_total = tm.acked_total;
-        t.acked_today = if tm.acked_day == (now_unix() / 86_400) as u64 {
-            tm.acked_today
-        } else {
-            0
-        };
-        t.backlog_rows = tm.pending_rows;
-        t.backlog_secs = match (oldest, newest) {
-            (Some(o), Some(n)) => (n - o).max(0),
-            _ => 0,
-        };
-        targets.push(t);
-    }
-    let live = sh.live();
-    Snapshot {
-        version: env!("CARGO_PKG_VERSION").into(),
-        pid: std::process::id(),
-        started: sh.started,
-        written: now_unix(),
-        queue_log: sh.settings.queue_log.display().to_string(),
-        reading: live.reading.clone(),
-        offset: live.offset,
-        reader: live.reader.clone(),
-        spool_rows: meta.spool_rows,
-        spool_bytes: meta.spool_bytes,
-        spool_max: sh.settings.spool_max,
-        skipped_lines: meta.bad_lines,
-        unrouted_rows: meta.unrouted,
-        // Filled in by health::Reporter::observe.
-        rows_read: 0,
-        targets,
-    }
-}
-
-/// Logs a fatal error in the one-line form an operator reads.
-pub fn report_fatal(e: &Fatal) {
-    error!("{e}");
 }

@@ -1,0 +1,167 @@
+//! What the daemon's tasks share: the settings and journal, one [`Lead`] per enabled
+//! target with its client, status and wake-up, and what the reader reports for
+//! `qlship status`.
+
+use super::{now_unix, POLL, WATCHED_POLL};
+use crate::config::Settings;
+use crate::fanout::Lane;
+use crate::health::pulse::Pulse;
+use crate::http::Client;
+use crate::journal::Journal;
+use crate::rules::{Split, Target};
+use crate::status::TargetStatus;
+use smol::channel::{Receiver, Sender};
+use smol::Timer;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub(super) struct Wake {
+    tx: Sender<()>,
+    rx: Receiver<()>,
+}
+
+impl Wake {
+    pub(super) fn new() -> Wake {
+        let (tx, rx) = smol::channel::bounded(1);
+        Wake { tx, rx }
+    }
+    pub(super) fn notify(&self) {
+        let _ = self.tx.try_send(());
+    }
+    /// Sleeps until notified or until `d` has passed.
+    pub(super) async fn wait(&self, d: Duration) {
+        smol::future::or(
+            async {
+                let _ = self.rx.recv().await;
+            },
+            async {
+                Timer::after(d).await;
+            },
+        )
+        .await;
+    }
+}
+
+/// One enabled target while the daemon runs.
+pub(super) struct Lead {
+    /// Index in the rules' target list (0 in single-target mode).
+    pub(super) index: usize,
+    /// Journal slot (the spool masks' bit).
+    pub(super) slot: usize,
+    pub(super) target: Target,
+    /// Feedback records' scope in the journal.
+    pub(super) fb_scope: String,
+    pub(super) client: Client,
+    pub(super) wake: Wake,
+    pub(super) status: Mutex<TargetStatus>,
+    /// Beaten at every turn of the uploader (the systemd watchdog's evidence).
+    pub(super) pulse: Pulse,
+}
+
+impl Lead {
+    /// How the target is named in the log: its rule name in multi-target mode.
+    pub(super) fn who(&self) -> String {
+        if self.target.name.is_empty() {
+            "server".into()
+        } else {
+            format!("target {:?}", self.target.name)
+        }
+    }
+
+    pub(super) fn status(&self) -> std::sync::MutexGuard<'_, TargetStatus> {
+        self.status.lock().expect("status lock")
+    }
+
+    /// Records a success; returns whether the target had been failing.
+    pub(super) fn ok(&self, rows: u64) -> bool {
+        let mut st = self.status();
+        let was_failing = st.failing_since.take().is_some();
+        st.last_success = Some(now_unix());
+        st.acked_since_start += rows;
+        was_failing
+    }
+
+    pub(super) fn failed(&self, error: &dyn std::fmt::Display) {
+        let now = now_unix();
+        let mut st = self.status();
+        st.failing_since.get_or_insert(now);
+        st.last_error = Some(error.to_string());
+        st.last_error_at = Some(now);
+    }
+}
+
+pub(super) struct Shared {
+    pub(super) settings: Settings,
+    pub(super) journal: Arc<Journal>,
+    pub(super) split: Option<Split>,
+    pub(super) leads: Vec<Arc<Lead>>,
+    pub(super) wake_reader: Wake,
+    pub(super) reader_done: AtomicBool,
+    /// inotify reports changes in the queue_log's directory: idle polls can be rare.
+    pub(super) watching: AtomicBool,
+    pub(super) started: i64,
+    pub(super) live: Mutex<Live>,
+    pub(super) reader_pulse: Pulse,
+}
+
+/// What the reader reports for `qlship status`.
+#[derive(Default)]
+pub(super) struct Live {
+    pub(super) reader: String,
+    pub(super) reading: String,
+    pub(super) offset: u64,
+    /// Time of the newest row read, for the backlog in seconds.
+    pub(super) newest_time: Option<i64>,
+}
+
+impl Shared {
+    pub(super) fn idle_poll(&self, events_suffice: bool) -> Duration {
+        if events_suffice && self.watching.load(Ordering::Relaxed) {
+            WATCHED_POLL
+        } else {
+            POLL
+        }
+    }
+
+    pub(super) fn live(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().expect("status lock")
+    }
+
+    pub(super) fn set_reader(&self, state: &str) {
+        let mut live = self.live();
+        if live.reader != state {
+            live.reader = state.to_owned();
+        }
+    }
+
+    pub(super) fn wake_uploaders(&self) {
+        for l in &self.leads {
+            l.wake.notify();
+        }
+    }
+
+    /// The reader's view of each target, from the journal's meta.
+    /// With several targets each has an equal share of `--spool-max`; one that is failing
+    /// and whose backlog fills its share (its server down for days) stops getting rows,
+    /// so that the spool never fills and pauses reading for the others. A target that
+    /// answers is never cut short, however far behind (a catch-up, a burst): then the
+    /// spool fills and reading pauses, and the file is the buffer.
+    pub(super) fn lanes(&self, meta: &crate::journal::Meta) -> Vec<Lane> {
+        let share = self.settings.spool_max / self.leads.len().max(1) as u64;
+        let row_bytes = meta.spool_bytes / meta.spool_rows.max(1);
+        self.leads
+            .iter()
+            .map(|l| {
+                let backlog = meta.targets[l.slot].pending_rows.saturating_mul(row_bytes);
+                let failing = l.status().failing_since.is_some();
+                Lane {
+                    index: l.index,
+                    slot: l.slot,
+                    takeover: meta.targets[l.slot].takeover,
+                    over_share: self.leads.len() > 1 && failing && backlog >= share,
+                }
+            })
+            .collect()
+    }
+}
