@@ -79,8 +79,10 @@ pub struct TargetMeta {
     pub key: Option<String>,
     /// Inclusive spool range of the batch that may be on the server.
     pub inflight: Option<(u64, u64)>,
-    /// Wall-clock milliseconds when that batch was sent: its resync waits for a server
-    /// that may still be storing it.
+    /// Wall-clock milliseconds when that batch was sent. Written, not read: since the
+    /// uploader became a state machine a restart waits a whole settle window (the last
+    /// run's wall clock proves nothing). Kept because a qlship from before that reads it
+    /// to time its resync after a downgrade, and a 0 there would not wait at all.
     pub inflight_sent_ms: u64,
     pub takeover: Takeover,
     /// Spooled rows this target still wants.
