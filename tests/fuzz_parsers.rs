@@ -67,7 +67,10 @@ fn measured<T>(f: impl FnOnce() -> T) -> (T, usize, Duration) {
 const SLOW: Duration = Duration::from_secs(2);
 
 /// Text made of `tokens` (and a little noise), up to `n` of them.
-fn tokens(tokens: &'static [&'static str], n: usize) -> impl Strategy<Value = String> {
+fn tokens(
+    tokens: impl Into<std::borrow::Cow<'static, [&'static str]>>,
+    n: usize,
+) -> impl Strategy<Value = String> {
     let token = prop_oneof![
         8 => proptest::sample::select(tokens).prop_map(str::to_string),
         1 => "[a-zA-Z0-9 ]{0,6}",
@@ -76,7 +79,9 @@ fn tokens(tokens: &'static [&'static str], n: usize) -> impl Strategy<Value = St
     proptest::collection::vec(token, 0..n).prop_map(|v| v.concat())
 }
 
-const PERL: &[&str] = &[
+/// The Perl rules' grammar and some values; [`perl_tokens`] adds the keys the parser
+/// knows (the crate's own list, so a key added there is fuzzed too).
+const PERL_GRAMMAR: &[&str] = &[
     "my @rules = (",
     ");",
     "1;",
@@ -95,20 +100,6 @@ const PERL: &[&str] = &[
     "\n",
     " ",
     "$x",
-    "ruleName",
-    "queueStarts",
-    "queueEnds",
-    "queueToken",
-    "agentStarts",
-    "agentEnds",
-    "agentToken",
-    "targetHost",
-    "targetPort",
-    "targetCtx",
-    "targetUser",
-    "targetPass",
-    "targetToken",
-    "timezoneOffset",
     "1",
     "0",
     "-3600",
@@ -117,6 +108,11 @@ const PERL: &[&str] = &[
     "'h'",
     "_",
 ];
+
+fn perl_tokens() -> Vec<&'static str> {
+    let keys = qlship::rules::PERL_KEYS.iter();
+    PERL_GRAMMAR.iter().chain(keys).copied().collect()
+}
 
 const JSON: &[&str] = &[
     "[",
@@ -300,7 +296,7 @@ fn valid_rules(json: bool, n: usize) -> String {
 fn edits() -> impl Strategy<Value = Vec<(usize, usize, String)>> {
     let insert = prop_oneof![
         Just(String::new()),
-        proptest::sample::select(PERL).prop_map(str::to_string),
+        proptest::sample::select(perl_tokens()).prop_map(str::to_string),
         proptest::sample::select(JSON).prop_map(str::to_string),
         any::<char>().prop_map(String::from),
     ];
@@ -422,7 +418,7 @@ proptest! {
     }
 
     #[test]
-    fn perl_rules_parse_within_bounds(text in tokens(PERL, 400)) {
+    fn perl_rules_parse_within_bounds(text in tokens(perl_tokens(), 400)) {
         // Not starting with `[` or `{`: the Perl parser's.
         let text = format!("#\n{text}");
         let (_, peak, took) = measured(|| qlship::rules::parse(&text, &defaults()).map(|s| s.rules.len()));

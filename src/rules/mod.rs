@@ -11,6 +11,8 @@ mod json;
 mod json_value;
 mod perl;
 
+pub use perl::KEYS as PERL_KEYS;
+
 use crate::row::Row;
 use std::fmt;
 use std::io::Read;

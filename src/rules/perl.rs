@@ -297,7 +297,8 @@ fn hash(
     }
 }
 
-const KEYS: [&str; 14] = [
+/// The keys a rule may set; any other is refused with this list in the message.
+pub const KEYS: [&str; 14] = [
     "ruleName",
     "queueStarts",
     "queueEnds",
