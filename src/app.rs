@@ -299,10 +299,13 @@ fn run(settings: Settings) -> i32 {
     };
     if let Some(aside) = &report.moved_aside {
         error!(
-            "the journal was damaged ({}) and has been moved aside to {} (kept for inspection); starting a new one and resyncing from the server",
+            "the journal was damaged ({}) and has been moved aside to {} (kept for inspection); starting a new one with the rows it still spooled, and resyncing from the server",
             report.why,
             aside.display()
         );
+    }
+    for salvage in &report.salvaged {
+        salvage.log();
     }
     let journal = Arc::new(journal);
     if let Some(pid_file) = &settings.pid_file {

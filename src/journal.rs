@@ -701,9 +701,11 @@ mod chunk;
 mod feedback;
 mod meta;
 mod open;
+mod salvage;
 
 use open::Seal;
 pub use open::{mark_suspect, OpenReport};
+pub use salvage::SalvageReport;
 
 use chunk::*;
 

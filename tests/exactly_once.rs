@@ -131,3 +131,50 @@ fn text_len_keeping_lines(path: &std::path::Path, max: u64) -> u64 {
         .rposition(|&b| b == b'\n')
         .map_or(0, |i| i as u64 + 1)
 }
+
+/// Case 8: the journal is found damaged while the server is down and its spool holds
+/// the only copy of a rotated file's rows (the file was deleted since). Moved aside, its
+/// rows used to be dropped; now they are salvaged in doubt, checked with the server, and
+/// every row arrives exactly once.
+#[test]
+fn a_damaged_journals_spooled_rows_of_a_deleted_file_are_salvaged() {
+    let env = Env::new();
+    let (a, mut expected) = rows(0..300);
+    env.append(&a);
+    // A long settle: the batch of unknown fate below stays unresolved in the spool.
+    let child = env.spawn(&["--resync-settle", "30"]);
+    env.wait_for_rows(300, Duration::from_secs(30));
+    // The next batch is stored but its answer lost: spooled, in flight, yet on the
+    // server. Salvaged, it must be found there, not sent again.
+    env.qm.fail("insertAll", Fault::DropAfterStore, 1);
+    let (b, more) = rows(300..400);
+    env.append(&b);
+    expected.extend(more);
+    env.wait_for_rows(400, Duration::from_secs(30));
+    env.qm.stop();
+    let (b, more) = rows(400..600);
+    env.append(&b);
+    expected.extend(more);
+    std::thread::sleep(Duration::from_millis(1500));
+    let rotated = env.dir.path().join("queue_log.1");
+    std::fs::rename(&env.ql, &rotated).unwrap();
+    let (c, more) = rows(600..700);
+    env.append(&c);
+    expected.extend(more);
+    // Past --rotate-grace: the rotated file is read to its end and spooled.
+    std::thread::sleep(Duration::from_millis(2000));
+    stop(child);
+    std::fs::remove_file(&rotated).unwrap();
+    // What the daemon records when a journal record fails to decode while running:
+    // the next start moves the journal aside.
+    qlship::journal::mark_suspect(&env.state);
+    env.qm.resume();
+    assert!(env.drain(&[]).success(), "{}", env.logs());
+    env.assert_exact(&expected);
+    let logs = env.logs();
+    assert!(logs.contains("moved aside"), "{logs}");
+    assert!(
+        logs.contains("salvaged") && logs.contains("in doubt"),
+        "{logs}"
+    );
+}

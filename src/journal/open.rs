@@ -8,11 +8,11 @@ use super::*;
 /// successful fsync. Written after the fsync without one of its own: if the write is
 /// lost in a power cut the seal is merely older, which never raises a false alarm.
 pub(super) struct Seal {
-    path: PathBuf,
+    pub(super) path: PathBuf,
 }
 
 impl Seal {
-    fn read(&self) -> Option<u64> {
+    pub(super) fn read(&self) -> Option<u64> {
         let b = std::fs::read(&self.path).ok()?;
         let g = u64::from_be_bytes(b.get(0..8)?.try_into().ok()?);
         let check = u64::from_be_bytes(b.get(8..16)?.try_into().ok()?);
@@ -58,6 +58,9 @@ pub struct OpenReport {
     /// Why it was moved aside, for the log.
     pub why: String,
     pub fresh: bool,
+    /// Journals moved aside (now or by a start that did not finish) whose rows were
+    /// carried into this one, or could not be.
+    pub salvaged: Vec<SalvageReport>,
 }
 
 impl Journal {
@@ -103,6 +106,9 @@ impl Journal {
         // (tests/powercut.rs caught it).
         let _ = sync_dir(state_dir);
         let journal = opened?;
+        // After the suspect marker is gone: a sled that crashes on the moved-aside
+        // journal must not condemn the new one. Attempts are counted on their own.
+        report.salvaged = journal.salvage_pending(state_dir);
         report.fresh = journal.meta().generation == 0;
         Ok((journal, report))
     }
@@ -219,9 +225,27 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
+/// Moves the damaged journal aside, marked for salvage (see `salvage`), with its seal.
 fn move_aside(state_dir: &Path, dir: &Path) -> Result<PathBuf, JournalError> {
-    let aside = state_dir.join(format!("journal.corrupt-{}", unix_now()));
-    std::fs::rename(dir, &aside).map_err(|e| JournalError::Dir(dir.to_owned(), e))?;
-    let _ = std::fs::remove_file(state_dir.join("journal.seal"));
+    let stamp = unix_now();
+    // A clock without an RTC, or two moves in a second, must not reuse a name.
+    let aside = (0u32..)
+        .map(|n| match n {
+            0 => state_dir.join(format!("journal.corrupt-{stamp}")),
+            n => state_dir.join(format!("journal.corrupt-{stamp}-{n}")),
+        })
+        .find(|p| !p.exists() && !salvage::seal_beside(p).exists())
+        .expect("a free name");
+    let fail = |e| JournalError::Dir(dir.to_owned(), e);
+    // The marker first: a journal found moved aside without it is never salvaged.
+    salvage::mark_pending(&aside).map_err(fail)?;
+    // The seal goes with it: it tells whether the journal lost commits it had made
+    // durable, and the new journal starts its own.
+    match std::fs::rename(state_dir.join("journal.seal"), salvage::seal_beside(&aside)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(fail(e)),
+        _ => {}
+    }
+    std::fs::rename(dir, &aside).map_err(fail)?;
+    sync_dir(state_dir).map_err(JournalError::Fsync)?;
     Ok(aside)
 }

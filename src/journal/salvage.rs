@@ -1,0 +1,408 @@
+//! Salvaging a journal moved aside as damaged. Its spooled rows may be the only copy left
+//! (a rotated file that was deleted since), so they are carried into the new journal,
+//! every one of them in doubt: resolved against the server with checkRow, never sent
+//! blindly. Its position, rings, cursors and feedback records come along when they
+//! decode, so reading resumes where it was rather than from the start.
+//!
+//! Beside a moved-aside journal `journal.corrupt-…` lie `<it>.salvage`, which says its
+//! rows are still to be carried over and counts the attempts (sled may abort on a damaged
+//! log, and a crash loop must not follow), and `<it>.seal`, its seal. The new journal
+//! records each salvage under `x` + the moved-aside name, in the same atomic batch as the
+//! rows: after a crash the salvage is never repeated (identical rows in doubt are
+//! counted, not merged, so a second copy would be sent).
+
+use super::*;
+use std::fmt::Write as _;
+
+const PENDING: &str = ".salvage";
+const SEAL: &str = ".seal";
+/// Salvage attempts that did not finish before the journal is left to the operator.
+pub(super) const MAX_SALVAGE_ATTEMPTS: u32 = 3;
+/// Key prefix of the records of salvages made into this journal.
+const SALVAGED: u8 = b'x';
+
+/// What salvaging a moved-aside journal found, for the startup log.
+#[derive(Debug, Default)]
+pub struct SalvageReport {
+    pub aside: PathBuf,
+    /// Rows carried over per target key ("" in single-target mode), in slot order.
+    pub rows: Vec<(String, u64)>,
+    /// The reading position was kept, and with it what was salvaged (without one the
+    /// journal had read nothing, and the new one starts as any new journal).
+    pub position_kept: bool,
+    /// The journal had lost commits it had made durable: everything read from its
+    /// position on is in doubt.
+    pub stale: bool,
+    /// What could not be read (chunks, rows, rings), for the log.
+    pub lost: Vec<String>,
+    /// Nothing could be carried over: why. The directory is kept for the operator.
+    pub failed: Option<String>,
+    /// Carried over by an earlier start that stopped before it could tidy up.
+    pub earlier: bool,
+}
+
+impl SalvageReport {
+    /// Logs it: loud, because rows of files that may no longer exist are at stake.
+    pub fn log(&self) {
+        let aside = self.aside.display();
+        if let Some(why) = &self.failed {
+            log::error!(
+                "the damaged journal {aside} could not be salvaged ({why}): its spooled rows, which may include rows of rotated files that no longer exist, were NOT carried over; the directory is kept for the operator"
+            );
+            return;
+        }
+        if self.earlier {
+            log::warn!("the damaged journal {aside} was salvaged by an earlier start");
+            return;
+        }
+        if !self.position_kept {
+            log::warn!("the damaged journal {aside} had read nothing: nothing to salvage");
+            return;
+        }
+        let mut per_target = String::new();
+        for (key, n) in &self.rows {
+            let name = if key.is_empty() {
+                "the single target"
+            } else {
+                key
+            };
+            let _ = write!(per_target, "; {n} for {name}");
+        }
+        let total: u64 = self.rows.iter().map(|(_, n)| n).sum();
+        let position = if self.stale {
+            "it had lost commits it made durable, so every row read again from its position on is in doubt too"
+        } else {
+            "reading resumes where it was"
+        };
+        log::warn!(
+            "salvaged {total} spooled rows from the damaged journal {aside}{per_target}; every one is in doubt and is checked with the server (checkRow) before it is sent; {position}"
+        );
+        for what in &self.lost {
+            log::error!("salvaging {aside}: {what} could not be read and is lost");
+        }
+    }
+}
+
+fn pending_marker(aside: &Path) -> PathBuf {
+    sibling(aside, PENDING)
+}
+
+pub(super) fn seal_beside(aside: &Path) -> PathBuf {
+    sibling(aside, SEAL)
+}
+
+fn sibling(aside: &Path, suffix: &str) -> PathBuf {
+    let mut name = aside.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Called before a journal is moved to `aside`: its rows are to be salvaged.
+pub(super) fn mark_pending(aside: &Path) -> io::Result<()> {
+    std::fs::write(pending_marker(aside), "0\n")
+}
+
+/// The moved-aside journals whose rows are still to be carried over, newest name first.
+fn pending(state_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(state_dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let aside = name.strip_suffix(PENDING)?;
+            aside
+                .starts_with("journal.corrupt-")
+                .then(|| state_dir.join(aside))
+        })
+        .collect();
+    found.sort();
+    found.reverse();
+    found
+}
+
+fn salvaged_key(aside: &Path) -> Vec<u8> {
+    let mut k = vec![SALVAGED];
+    k.extend_from_slice(aside.file_name().unwrap_or_default().as_encoded_bytes());
+    k
+}
+
+/// What could be read from a moved-aside journal.
+struct Aside {
+    meta: Meta,
+    /// Raw, decoded once to check them, by slot.
+    rings: Vec<Option<(Vec<u8>, AckedRing)>>,
+    /// Rewritten chunks (key, value, rows kept).
+    chunks: Vec<(u64, Vec<u8>, u64)>,
+    /// Feedback and salvage records, copied as they are.
+    records: Vec<(Vec<u8>, Vec<u8>)>,
+    lost: Vec<String>,
+}
+
+impl Journal {
+    /// Carries the rows of journals moved aside and not yet salvaged into this one.
+    pub(super) fn salvage_pending(&self, state_dir: &Path) -> Vec<SalvageReport> {
+        let mut reports = Vec::new();
+        for aside in pending(state_dir) {
+            let marker = pending_marker(&aside);
+            let mut report = SalvageReport {
+                aside: aside.clone(),
+                ..SalvageReport::default()
+            };
+            if let Err(e) = self.salvage_one(&aside, &marker, &mut report) {
+                // A failed write of the new journal: tried again at the next start.
+                report.failed = Some(format!("{e}; it is tried again at the next start"));
+                reports.push(report);
+                continue;
+            }
+            // Only now that the new journal durably holds the rows (or nothing could
+            // be carried over) does the marker go.
+            let _ = std::fs::remove_file(&marker);
+            let _ = std::fs::remove_file(seal_beside(&aside));
+            let _ = sync_dir(state_dir);
+            reports.push(report);
+        }
+        reports
+    }
+
+    fn salvage_one(
+        &self,
+        aside: &Path,
+        marker: &Path,
+        report: &mut SalvageReport,
+    ) -> Result<(), JournalError> {
+        let key = salvaged_key(aside);
+        if self.db.get(&key)?.is_some() {
+            report.earlier = true;
+            return Ok(());
+        }
+        if !aside.is_dir() {
+            report.failed = Some("it is no longer there".into());
+            return Ok(());
+        }
+        if self.meta().generation != 0 {
+            // Sequence numbers and slots would collide with the new journal's own.
+            report.failed = Some("the new journal was already in use".into());
+            return Ok(());
+        }
+        let attempts: u32 = std::fs::read_to_string(marker)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        if attempts >= MAX_SALVAGE_ATTEMPTS {
+            report.failed = Some(format!(
+                "{attempts} attempts to read it did not finish: sled crashes on it"
+            ));
+            return Ok(());
+        }
+        // Counted before sled touches it, so that a sled aborting on it is given up on.
+        let counted = File::create(marker).and_then(|mut f| {
+            use std::io::Write;
+            writeln!(f, "{}", attempts + 1)?;
+            f.sync_all()
+        });
+        if let Err(e) = counted {
+            report.failed = Some(format!(
+                "cannot count the attempt in {}: {e}",
+                marker.display()
+            ));
+            return Ok(());
+        }
+        let read = std::panic::catch_unwind(|| read_aside(aside))
+            .unwrap_or_else(|_| Err("sled panicked while reading it".into()));
+        let old = match read {
+            Ok(old) => old,
+            Err(why) => {
+                report.failed = Some(why);
+                return Ok(());
+            }
+        };
+        if old.meta.pos.is_none() {
+            // It never read anything: the new journal starts as any new one does (the
+            // daemon sets up its start and takeover region only in a journal never
+            // written to, and reading from 0 without them would send rows again).
+            if !old.chunks.is_empty() {
+                report.failed = Some("it holds spooled rows but no reading position".into());
+            }
+            return Ok(());
+        }
+        let sealed = Seal {
+            path: seal_beside(aside),
+        }
+        .read();
+        report.stale = sealed.is_some_and(|g| old.meta.generation < g);
+        report.lost = old.lost;
+        report.position_kept = old.meta.pos.is_some();
+        let mut per_slot = vec![0u64; old.meta.targets.len()];
+        let stale = report.stale;
+        self.commit(|m, ops| {
+            let mut targets = old.meta.targets.clone();
+            for t in &mut targets {
+                t.pending_rows = 0;
+            }
+            for (chunk, value, _) in &old.chunks {
+                for e in scan_chunk(*chunk, value)? {
+                    let mut want = e.want;
+                    while want != 0 {
+                        let slot = want.trailing_zeros() as usize;
+                        if let Some(t) = targets.get_mut(slot) {
+                            t.pending_rows += 1;
+                            per_slot[slot] += 1;
+                        }
+                        want &= want - 1;
+                    }
+                    m.next_seq = m.next_seq.max(e.seq + 1);
+                }
+                m.spool_bytes += (value.len() + 9) as u64;
+                ops.insert(&spool_key(*chunk)[..], value.clone());
+            }
+            m.spool_rows = old.chunks.iter().map(|c| c.2).sum();
+            m.next_seq = m.next_seq.max(old.meta.next_seq);
+            m.pos = old.meta.pos.map(|mut p| {
+                if stale {
+                    // Rows the lost commits had read beyond it may have been shipped.
+                    p.replay_until = u64::MAX;
+                    p.replay_pass += 1;
+                }
+                p
+            });
+            m.region = old.meta.region;
+            m.finished = old.meta.finished.clone();
+            m.bad_lines = old.meta.bad_lines;
+            m.unrouted = old.meta.unrouted;
+            m.targets = targets;
+            for (slot, ring) in old.rings.iter().enumerate() {
+                if let Some((raw, _)) = ring {
+                    ops.insert(ring_key(slot), raw.clone());
+                }
+            }
+            for (k, v) in &old.records {
+                ops.insert(k.clone(), v.clone());
+            }
+            ops.insert(key.clone(), &b"1"[..]);
+            Ok(Vec::new())
+        })?;
+        {
+            let mut st = self.state.lock().expect("journal lock");
+            for (slot, ring) in old.rings.into_iter().enumerate() {
+                if let (Some((_, ring)), Some(r)) = (ring, st.rings.get_mut(slot)) {
+                    *r = ring;
+                }
+            }
+        }
+        self.sync()?;
+        report.rows = old
+            .meta
+            .targets
+            .iter()
+            .zip(per_slot)
+            .filter_map(|(t, n)| Some((t.key.clone()?, n)))
+            .collect();
+        Ok(())
+    }
+}
+
+/// Reads what still decodes from the journal at `aside`. Every spooled row comes back in
+/// doubt for every target that still wanted it: its fate is unknown (it may have been
+/// sent, and the in-flight mark that said so may be among what was lost).
+fn read_aside(aside: &Path) -> Result<Aside, String> {
+    let db = sled::Config::new()
+        .path(aside)
+        .cache_capacity(1 << 20)
+        .flush_every_ms(None)
+        .open()
+        .map_err(|e| format!("sled cannot open it: {e}"))?;
+    let meta = match db.get(b"m") {
+        Ok(Some(v)) => Meta::decode(&v).map_err(|e| {
+            format!(
+                "its meta record does not decode ({e}), so its rows cannot be told apart by target"
+            )
+        })?,
+        Ok(None) => Meta::default(),
+        Err(e) => return Err(format!("its meta record cannot be read: {e}")),
+    };
+    let mut lost = Vec::new();
+    let mut rings = Vec::new();
+    for slot in 0..meta.targets.len() {
+        rings.push(match db.get(ring_key(slot)) {
+            Ok(Some(v)) => match AckedRing::decode(&v) {
+                Ok(ring) => Some((v.to_vec(), ring)),
+                Err(e) => {
+                    lost.push(format!(
+                        "the ring of acknowledged rows of slot {slot} ({e})"
+                    ));
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                lost.push(format!(
+                    "the ring of acknowledged rows of slot {slot} ({e})"
+                ));
+                None
+            }
+        });
+    }
+    let mut chunks = Vec::new();
+    let mut lost_chunks = 0u64;
+    let mut lost_rows = 0u64;
+    for kv in db.scan_prefix(b"s") {
+        let Ok((k, v)) = kv else {
+            // sled cannot go on past a record it cannot read.
+            lost_chunks += 1;
+            break;
+        };
+        let Ok(chunk) = chunk_key_of(&k) else {
+            lost_chunks += 1;
+            continue;
+        };
+        let Ok(rows) = scan_chunk(chunk, &v) else {
+            lost_chunks += 1;
+            continue;
+        };
+        let mut value = vec![CHUNK_VERSION];
+        let mut kept = 0;
+        for e in &rows {
+            // Decoded here, not only scanned: a row that fails later would condemn the
+            // new journal too.
+            if e.decode(chunk, &v).is_err() {
+                lost_rows += 1;
+                continue;
+            }
+            // In doubt for every target still wanting it; the takeover mark goes too:
+            // checkRow decides, not a watermark that our own lost uploads have raised.
+            let masks = [e.want, e.want, 0, e.replay];
+            if e.want != 0 {
+                put_chunk_row(&mut value, e.seq, masks, &v[e.row.clone()]);
+                kept += 1;
+            }
+        }
+        if kept > 0 {
+            chunks.push((chunk, value, kept));
+        }
+    }
+    if lost_chunks > 0 {
+        lost.push(format!(
+            "{lost_chunks} spool chunks (of up to a few hundred rows each)"
+        ));
+    }
+    if lost_rows > 0 {
+        lost.push(format!("{lost_rows} spooled rows"));
+    }
+    let mut records = Vec::new();
+    for prefix in [&b"f"[..], &[SALVAGED][..]] {
+        for (k, v) in db.scan_prefix(prefix).flatten() {
+            records.push((k.to_vec(), v.to_vec()));
+        }
+    }
+    Ok(Aside {
+        meta,
+        rings,
+        chunks,
+        records,
+        lost,
+    })
+}
+
+#[cfg(test)]
+mod tests;

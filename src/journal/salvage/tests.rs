@@ -1,0 +1,270 @@
+use super::*;
+use crate::row::put_varint;
+
+fn row(i: i64) -> crate::row::Row {
+    crate::row::Row {
+        time: 1000 + i,
+        call_id: format!("c{i}"),
+        queue: "q".into(),
+        agent: "a".into(),
+        verb: "V".into(),
+        params: Default::default(),
+    }
+}
+
+fn pos(offset: u64) -> FilePos {
+    FilePos {
+        id: FileId { dev: 1, ino: 2 },
+        offset,
+        fp_hash: 3,
+        fp_len: 4,
+        skipping: false,
+        since: 5,
+        live: false,
+        replay_until: 0,
+        replay_pass: 2,
+    }
+}
+
+fn spooled(i: i64, want: u64, takeover: u64, replay: u64) -> Spooled {
+    Spooled {
+        row: row(i),
+        want,
+        doubt: 0,
+        takeover,
+        replay,
+    }
+}
+
+fn keys() -> [String; 2] {
+    ["a".to_string(), "b".to_string()]
+}
+
+/// A journal of two targets with rows spooled, some acknowledged, a batch in flight.
+fn journal_with_rows(dir: &Path) {
+    let (j, _) = Journal::open(dir, 1 << 20).unwrap();
+    j.bind(&keys()).unwrap();
+    j.append(
+        &[
+            spooled(0, 0b11, 0, 0),
+            spooled(1, 0b01, 0b01, 0),
+            spooled(2, 0b10, 0, 2),
+        ],
+        pos(30),
+        0,
+        0,
+    )
+    .unwrap();
+    j.append(&[spooled(3, 0b11, 0, 0)], pos(40), 0, 0).unwrap();
+    // a acknowledges row 0: it stays for b, and a's ring remembers it.
+    let a = j.peek(0, 1).unwrap();
+    j.settle(0, &[&a[0]], &[], false).unwrap();
+    j.mark_inflight(1, 0, 2).unwrap();
+    j.sync().unwrap();
+}
+
+fn doubts(j: &Journal, slot: usize) -> Vec<(i64, bool, bool, u64)> {
+    j.peek(slot, 100)
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e.row.time - 1000,
+                e.in_doubt(slot),
+                e.before_takeover(slot),
+                e.replay,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_damaged_journals_rows_come_back_in_doubt_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with_rows(dir.path());
+    // What the daemon does when a record fails to decode while running.
+    mark_suspect(dir.path());
+    let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+    let aside = report.moved_aside.clone().expect("moved aside");
+    assert_eq!(report.salvaged.len(), 1);
+    let s = &report.salvaged[0];
+    assert_eq!(
+        (s.failed.as_deref(), s.stale, s.position_kept),
+        (None, false, true)
+    );
+    assert_eq!(s.rows, [("a".to_string(), 2), ("b".to_string(), 3)]);
+    assert!(s.lost.is_empty());
+    // Every row, for every target still wanting it, in doubt; takeover marks go (checkRow
+    // decides), replay passes stay.
+    assert_eq!(doubts(&j, 0), [(1, true, false, 0), (3, true, false, 0)]);
+    assert_eq!(
+        doubts(&j, 1),
+        [
+            (0, true, false, 0),
+            (2, true, false, 2),
+            (3, true, false, 0)
+        ]
+    );
+    let m = j.meta();
+    assert_eq!(m.pos, Some(pos(40)));
+    assert_eq!((m.spool_rows, m.next_seq), (4, 4));
+    assert_eq!(
+        m.targets[1].inflight,
+        Some((0, 2)),
+        "the settle wait still applies"
+    );
+    assert_eq!(
+        (m.targets[0].pending_rows, m.targets[1].pending_rows),
+        (2, 3)
+    );
+    assert_eq!(j.ring(0).count(row(0).identity()), 1, "the ring came along");
+    let on_disk: u64 =
+        j.db.scan_prefix(b"s")
+            .map(|kv| kv.unwrap().1.len() as u64 + 9)
+            .sum();
+    assert_eq!(m.spool_bytes, on_disk);
+    // The moved-aside journal is kept, marked done; the salvage is never repeated.
+    assert!(aside.is_dir());
+    assert!(!pending_marker(&aside).exists());
+    assert_eq!(j.bind(&keys()).unwrap().0, [0, 1]);
+    drop(j);
+    let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+    assert!(report.moved_aside.is_none() && report.salvaged.is_empty());
+    assert_eq!(j.meta().spool_rows, 4);
+}
+
+#[test]
+fn a_journal_that_lost_durable_commits_has_everything_after_its_position_in_doubt() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with_rows(dir.path());
+    let seal = Seal {
+        path: dir.path().join("journal.seal"),
+    };
+    seal.write(seal.read().unwrap() + 5).unwrap();
+    let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+    assert!(report.moved_aside.is_some());
+    let s = &report.salvaged[0];
+    assert!(s.stale && s.position_kept);
+    assert_eq!(s.rows, [("a".to_string(), 2), ("b".to_string(), 3)]);
+    let p = j.meta().pos.unwrap();
+    assert_eq!((p.offset, p.replay_until, p.replay_pass), (40, u64::MAX, 3));
+    assert_eq!(j.meta().spool_rows, 4);
+}
+
+#[test]
+fn a_salvage_interrupted_before_its_marker_went_is_not_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with_rows(dir.path());
+    mark_suspect(dir.path());
+    let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+    let aside = report.moved_aside.unwrap();
+    drop(j);
+    // As if the process died after the new journal was synced, before the marker went.
+    std::fs::write(pending_marker(&aside), "1\n").unwrap();
+    let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+    assert!(report.salvaged[0].earlier);
+    assert_eq!(
+        j.meta().spool_rows,
+        4,
+        "identical rows in doubt would both be sent"
+    );
+    assert!(!pending_marker(&aside).exists());
+}
+
+#[test]
+fn a_salvage_that_never_finishes_is_given_up_and_the_journal_kept() {
+    // As if sled had aborted the process while reading the moved-aside journal at each
+    // of the last starts: the attempts are counted before sled touches it.
+    let dir = tempfile::tempdir().unwrap();
+    journal_with_rows(dir.path());
+    let aside = dir.path().join("journal.corrupt-1");
+    std::fs::rename(dir.path().join("journal"), &aside).unwrap();
+    std::fs::rename(dir.path().join("journal.seal"), seal_beside(&aside)).unwrap();
+    std::fs::write(pending_marker(&aside), format!("{MAX_SALVAGE_ATTEMPTS}\n")).unwrap();
+    let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+    let s = &report.salvaged[0];
+    assert!(
+        s.failed.as_deref().unwrap().contains("did not finish"),
+        "{s:?}"
+    );
+    assert!(aside.is_dir(), "kept for the operator");
+    assert!(!pending_marker(&aside).exists(), "not tried again");
+    assert_eq!(j.meta(), Meta::default());
+    drop(j);
+    // One attempt short of the limit is tried, and counted first.
+    let dir = tempfile::tempdir().unwrap();
+    journal_with_rows(dir.path());
+    let aside = dir.path().join("journal.corrupt-1");
+    std::fs::rename(dir.path().join("journal"), &aside).unwrap();
+    std::fs::rename(dir.path().join("journal.seal"), seal_beside(&aside)).unwrap();
+    std::fs::write(
+        pending_marker(&aside),
+        format!("{}\n", MAX_SALVAGE_ATTEMPTS - 1),
+    )
+    .unwrap();
+    let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(report.salvaged[0].failed, None);
+    assert_eq!(j.meta().spool_rows, 4);
+}
+
+#[test]
+fn what_does_not_decode_is_reported_and_the_rest_salvaged() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with_rows(dir.path());
+    {
+        let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+        // A chunk whose row bytes are garbage, and a ring that does not decode (which
+        // alone condemns the journal at open).
+        let mut c = vec![CHUNK_VERSION];
+        put_chunk_row(&mut c, 9, [1, 0, 0, 0], b"\xff\xff\xff");
+        j.db.insert(spool_key(9), c).unwrap();
+        j.db.insert(ring_key(1), &b"\x01"[..]).unwrap();
+        j.sync().unwrap();
+    }
+    let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+    assert!(report.moved_aside.is_some(), "{}", report.why);
+    let s = &report.salvaged[0];
+    assert_eq!(s.rows, [("a".to_string(), 2), ("b".to_string(), 3)]);
+    assert_eq!(s.lost.len(), 2, "{:?}", s.lost);
+    assert_eq!(j.meta().spool_rows, 4);
+    assert_eq!(j.ring(0).count(row(0).identity()), 1);
+    // A meta record that does not decode: rows cannot be told apart by target.
+    let dir = tempfile::tempdir().unwrap();
+    journal_with_rows(dir.path());
+    {
+        let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+        let mut garbage = vec![9u8];
+        put_varint(&mut garbage, 1);
+        j.db.insert(b"m", garbage).unwrap();
+        j.sync().unwrap();
+    }
+    let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+    let aside = report.moved_aside.unwrap();
+    assert!(report.salvaged[0]
+        .failed
+        .as_deref()
+        .unwrap()
+        .contains("meta"));
+    assert!(aside.is_dir());
+    assert_eq!(j.meta(), Meta::default());
+}
+
+#[test]
+fn a_journal_that_had_read_nothing_leaves_the_new_one_new() {
+    // Not even a position: the daemon must still see a journal never written to, or it
+    // reads queue_log from the start without a takeover region and sends rows again
+    // (tests/pipeline.rs caught it with a journal truncated to nothing).
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+        j.bind(&keys()).unwrap();
+        j.sync().unwrap();
+    }
+    mark_suspect(dir.path());
+    let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+    assert!(report.moved_aside.is_some());
+    let s = &report.salvaged[0];
+    assert!(!s.position_kept && s.failed.is_none() && s.rows.is_empty());
+    assert!(report.fresh);
+    assert_eq!(j.meta().generation, 0);
+}
