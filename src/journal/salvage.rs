@@ -1,8 +1,10 @@
 //! Salvaging a journal moved aside as damaged. Its spooled rows may be the only copy left
-//! (a rotated file that was deleted since), so they are carried into the new journal,
-//! every one of them in doubt: resolved against the server with checkRow, never sent
-//! blindly. Its position, rings, cursors and feedback records come along when they
-//! decode, so reading resumes where it was rather than from the start.
+//! (a rotated file that was deleted since), so they are carried into the new journal with
+//! its position, rings, cursors (in-flight marks included) and feedback records, when
+//! they decode, so reading resumes where it was rather than from the start. Rows whose
+//! fate is unknown are resolved against the server with checkRow, never sent blindly:
+//! those the journal had in doubt or in flight, and every row of a journal that lost
+//! commits it had made durable (see [`read_aside`]).
 //!
 //! Beside a moved-aside journal `journal.corrupt-…` lie `<it>.salvage`, which says its
 //! rows are still to be carried over and counts the attempts (sled may abort on a damaged
@@ -30,8 +32,8 @@ pub struct SalvageReport {
     /// The reading position was kept, and with it what was salvaged (without one the
     /// journal had read nothing, and the new one starts as any new journal).
     pub position_kept: bool,
-    /// The journal had lost commits it had made durable: everything read from its
-    /// position on is in doubt.
+    /// The journal had lost commits it had made durable: every row salvaged, and every
+    /// row read from its position on, is in doubt.
     pub stale: bool,
     /// What could not be read (chunks, rows, rings), for the log.
     pub lost: Vec<String>,
@@ -69,13 +71,13 @@ impl SalvageReport {
             let _ = write!(per_target, "; {n} for {name}");
         }
         let total: u64 = self.rows.iter().map(|(_, n)| n).sum();
-        let position = if self.stale {
-            "it had lost commits it made durable, so every row read again from its position on is in doubt too"
+        let doubt = if self.stale {
+            "it had lost commits it made durable, so every one of them, and every row read again from its position on, is in doubt and checked with the server (checkRow) before it is sent"
         } else {
-            "reading resumes where it was"
+            "rows in flight or in doubt are checked with the server (checkRow) before they are sent; reading resumes where it was"
         };
         log::warn!(
-            "salvaged {total} spooled rows from the damaged journal {aside}{per_target}; every one is in doubt and is checked with the server (checkRow) before it is sent; {position}"
+            "salvaged {total} spooled rows from the damaged journal {aside}{per_target}; {doubt}"
         );
         for what in &self.lost {
             log::error!("salvaging {aside}: {what} could not be read and is lost");
@@ -129,6 +131,10 @@ fn salvaged_key(aside: &Path) -> Vec<u8> {
 
 /// What could be read from a moved-aside journal.
 struct Aside {
+    /// Older than its seal: it lost commits it had made durable.
+    stale: bool,
+    /// The replay pass of everything read again when it is stale.
+    pass: u64,
     meta: Meta,
     /// Raw, decoded once to check them, by slot.
     rings: Vec<Option<(Vec<u8>, AckedRing)>>,
@@ -208,7 +214,11 @@ impl Journal {
             ));
             return Ok(());
         }
-        let read = std::panic::catch_unwind(|| read_aside(aside))
+        let sealed = Seal {
+            path: seal_beside(aside),
+        }
+        .read();
+        let read = std::panic::catch_unwind(|| read_aside(aside, sealed))
             .unwrap_or_else(|_| Err("sled panicked while reading it".into()));
         let old = match read {
             Ok(old) => old,
@@ -226,15 +236,11 @@ impl Journal {
             }
             return Ok(());
         }
-        let sealed = Seal {
-            path: seal_beside(aside),
-        }
-        .read();
-        report.stale = sealed.is_some_and(|g| old.meta.generation < g);
+        report.stale = old.stale;
         report.lost = old.lost;
         report.position_kept = old.meta.pos.is_some();
         let mut per_slot = vec![0u64; old.meta.targets.len()];
-        let stale = report.stale;
+        let (stale, pass) = (old.stale, old.pass);
         self.commit(|m, ops| {
             let mut targets = old.meta.targets.clone();
             for t in &mut targets {
@@ -262,7 +268,7 @@ impl Journal {
                 if stale {
                     // Rows the lost commits had read beyond it may have been shipped.
                     p.replay_until = u64::MAX;
-                    p.replay_pass += 1;
+                    p.replay_pass = pass;
                 }
                 p
             });
@@ -302,10 +308,21 @@ impl Journal {
     }
 }
 
-/// Reads what still decodes from the journal at `aside`. Every spooled row comes back in
-/// doubt for every target that still wanted it: its fate is unknown (it may have been
-/// sent, and the in-flight mark that said so may be among what was lost).
-fn read_aside(aside: &Path) -> Result<Aside, String> {
+/// Reads what still decodes from the journal at `aside`, whose seal says it reached
+/// generation `sealed` when last made durable.
+///
+/// A journal at or past its seal holds a state qlship made durable: a row whose fate is
+/// unknown is in doubt already, or inside the in-flight mark (kept), so every row keeps
+/// its marks. Marking the others in doubt too would do harm: a row known absent, judged
+/// against a ring whose twins were found again rather than sent, is taken for stored
+/// and lost (the simulator found it, `case8_salvage`).
+///
+/// A journal older than its seal lost commits: rows may have been sent, and their
+/// in-flight mark lost. Each is in doubt for every target still wanting it, read by a
+/// new replay pass (only its own acknowledgements explain identical copies on the
+/// server away, as after a file read again), without its takeover mark (checkRow
+/// decides, not a watermark the lost uploads may have raised).
+fn read_aside(aside: &Path, sealed: Option<u64>) -> Result<Aside, String> {
     let db = sled::Config::new()
         .path(aside)
         .cache_capacity(1 << 20)
@@ -321,6 +338,8 @@ fn read_aside(aside: &Path) -> Result<Aside, String> {
         Ok(None) => Meta::default(),
         Err(e) => return Err(format!("its meta record cannot be read: {e}")),
     };
+    let stale = sealed.is_some_and(|g| meta.generation < g);
+    let pass = meta.pos.map_or(0, |p| p.replay_pass) + 1;
     let mut lost = Vec::new();
     let mut rings = Vec::new();
     for slot in 0..meta.targets.len() {
@@ -369,9 +388,11 @@ fn read_aside(aside: &Path) -> Result<Aside, String> {
                 lost_rows += 1;
                 continue;
             }
-            // In doubt for every target still wanting it; the takeover mark goes too:
-            // checkRow decides, not a watermark that our own lost uploads have raised.
-            let masks = [e.want, e.want, 0, e.replay];
+            let masks = if stale {
+                [e.want, e.want, 0, pass]
+            } else {
+                [e.want, e.doubt, e.takeover, e.replay]
+            };
             if e.want != 0 {
                 put_chunk_row(&mut value, e.seq, masks, &v[e.row.clone()]);
                 kept += 1;
@@ -396,6 +417,8 @@ fn read_aside(aside: &Path) -> Result<Aside, String> {
         }
     }
     Ok(Aside {
+        stale,
+        pass,
         meta,
         rings,
         chunks,

@@ -2,9 +2,18 @@
 //! that loses whatever was not synced when the process dies: sled writes its log in
 //! order, so what survives is the synced state plus some prefix of the later commits.
 
+use crate::rng::Rng;
 use qlship::resync::AckedRing;
 use qlship::row::Row;
+use std::cell::Cell;
 use std::collections::BTreeMap;
+
+thread_local! {
+    /// Per-mille chance that a boot finds the journal damaged and salvages it (set by
+    /// `case8_salvage`; thread-local so that the world's parameters, and with them the
+    /// sweep's schedules and the mutation figures measured on it, stay as they are).
+    pub static DAMAGE: Cell<u32> = const { Cell::new(0) };
+}
 
 #[derive(Clone, Debug)]
 pub struct SpoolRow {
@@ -55,6 +64,9 @@ enum Op {
 
 pub struct Journal {
     synced: State,
+    /// The state made durable by the sync before the last one: what a journal that
+    /// lost commits it had made durable comes back as (the seal catches it).
+    older: State,
     /// Commits since the last sync, oldest first.
     unsynced: Vec<Op>,
     pub now: State,
@@ -63,6 +75,7 @@ pub struct Journal {
 impl Journal {
     pub fn new(initial: State) -> Self {
         Journal {
+            older: initial.clone(),
             synced: initial.clone(),
             unsynced: Vec::new(),
             now: initial,
@@ -75,7 +88,7 @@ impl Journal {
     }
 
     pub fn sync(&mut self) {
-        self.synced = self.now.clone();
+        self.older = std::mem::replace(&mut self.synced, self.now.clone());
         self.unsynced.clear();
     }
 
@@ -88,6 +101,34 @@ impl Journal {
         self.synced = state.clone();
         self.now = state;
         self.unsynced.clear();
+    }
+
+    /// At boot: with the chance [`DAMAGE`] gives, the journal is found damaged, moved
+    /// aside and salvaged into a new one as `src/journal/salvage.rs` does. A journal at
+    /// its seal comes back as it was (position, takeover, in-flight mark, ring, each
+    /// row's marks). Half the time it had also lost its last durable commits (the seal
+    /// tells): then it comes back as of the sync before, every spooled row in doubt
+    /// without its takeover mark, and it and every row read again from its position on
+    /// belong to a new replay pass. Returns whether it happened.
+    pub fn boot(&mut self, rng: &mut Rng) -> bool {
+        let damage = DAMAGE.with(Cell::get);
+        if damage == 0 || !rng.chance(damage) {
+            return false;
+        }
+        if rng.chance(500) {
+            let mut st = self.older.clone();
+            st.replay_pass += 1;
+            st.replay_until = usize::MAX;
+            for r in st.spool.values_mut() {
+                r.doubt = true;
+                r.takeover = false;
+                r.replay = st.replay_pass;
+            }
+            self.synced = st.clone();
+            self.now = st;
+            self.unsynced.clear();
+        }
+        true
     }
 
     pub fn unsynced(&self) -> usize {

@@ -170,6 +170,30 @@ fn case8_the_settle_window_after_a_restart_ignores_clock_steps() {
     sweep(p);
 }
 
+/// Issue 15, case 8: boots find the journal damaged (a fifth of them) and salvage it,
+/// while the process crashes, power cuts take back the tail of queue_log, a lossy server
+/// drops answers after storing and rows repeat; half the damaged journals had also lost
+/// their last durable commits (see `journal::Journal::boot`).
+///
+/// Ignored: it fails. Seed 0 stores line 0 twice after salvages of journals that had
+/// lost durable commits (their rows in doubt, read by a new replay pass), with power
+/// cuts in between; not diagnosed yet. A salvage of a journal at its seal keeps every
+/// row's marks, so in this model it changes nothing; an earlier model that marked every
+/// salvaged row in doubt failed on seed 78 (a row known absent, a twin of rows found
+/// again, was taken for stored and lost), and the real salvage was changed accordingly.
+#[test]
+#[ignore = "fails on seed 0: a salvage of a journal that lost durable commits doubles a row (under investigation)"]
+fn case8_salvage() {
+    journal::DAMAGE.with(|d| d.set(200));
+    let mut p = shape();
+    p.crash = 40;
+    p.cut = 300;
+    p.faults.drop_after = 60;
+    p.faults.gateway = 40;
+    p.repeat = 150;
+    sweep(p);
+}
+
 /// Found by the sweep on its first run: after a clock step back the ring of
 /// acknowledged rows forgot every row acknowledged since, and an identical row in doubt
 /// was taken for stored.

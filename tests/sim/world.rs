@@ -266,6 +266,9 @@ impl World {
             token: String::new(),
             tz_offset: 0,
         };
+        if self.journal.boot(&mut self.rng) {
+            trace(self.now, "journal damaged: moved aside and salvaged");
+        }
         let st = &self.journal.now;
         let core = Uploader::new(cfg, partition, st.takeover, st.inflight, 0);
         self.proc = Some(Proc {

@@ -26,11 +26,11 @@ fn pos(offset: u64) -> FilePos {
     }
 }
 
-fn spooled(i: i64, want: u64, takeover: u64, replay: u64) -> Spooled {
+fn spooled(i: i64, want: u64, doubt: u64, takeover: u64, replay: u64) -> Spooled {
     Spooled {
         row: row(i),
         want,
-        doubt: 0,
+        doubt,
         takeover,
         replay,
     }
@@ -46,16 +46,17 @@ fn journal_with_rows(dir: &Path) {
     j.bind(&keys()).unwrap();
     j.append(
         &[
-            spooled(0, 0b11, 0, 0),
-            spooled(1, 0b01, 0b01, 0),
-            spooled(2, 0b10, 0, 2),
+            spooled(0, 0b11, 0, 0, 0),
+            spooled(1, 0b01, 0, 0b01, 0),
+            spooled(2, 0b10, 0b10, 0, 2),
         ],
         pos(30),
         0,
         0,
     )
     .unwrap();
-    j.append(&[spooled(3, 0b11, 0, 0)], pos(40), 0, 0).unwrap();
+    j.append(&[spooled(3, 0b11, 0, 0, 0)], pos(40), 0, 0)
+        .unwrap();
     // a acknowledges row 0: it stays for b, and a's ring remembers it.
     let a = j.peek(0, 1).unwrap();
     j.settle(0, &[&a[0]], &[], false).unwrap();
@@ -79,7 +80,7 @@ fn doubts(j: &Journal, slot: usize) -> Vec<(i64, bool, bool, u64)> {
 }
 
 #[test]
-fn a_damaged_journals_rows_come_back_in_doubt_with_its_position() {
+fn a_damaged_journals_rows_come_back_as_they_were_with_its_position() {
     let dir = tempfile::tempdir().unwrap();
     journal_with_rows(dir.path());
     // What the daemon does when a record fails to decode while running.
@@ -94,15 +95,15 @@ fn a_damaged_journals_rows_come_back_in_doubt_with_its_position() {
     );
     assert_eq!(s.rows, [("a".to_string(), 2), ("b".to_string(), 3)]);
     assert!(s.lost.is_empty());
-    // Every row, for every target still wanting it, in doubt; takeover marks go (checkRow
-    // decides), replay passes stay.
-    assert_eq!(doubts(&j, 0), [(1, true, false, 0), (3, true, false, 0)]);
+    // Each row keeps its marks: in doubt (row 2 for b), before a takeover (row 1 for a),
+    // read again (row 2); b's batch in flight is resolved by its mark.
+    assert_eq!(doubts(&j, 0), [(1, false, true, 0), (3, false, false, 0)]);
     assert_eq!(
         doubts(&j, 1),
         [
-            (0, true, false, 0),
+            (0, false, false, 0),
             (2, true, false, 2),
-            (3, true, false, 0)
+            (3, false, false, 0)
         ]
     );
     let m = j.meta();
@@ -149,6 +150,18 @@ fn a_journal_that_lost_durable_commits_has_everything_after_its_position_in_doub
     let p = j.meta().pos.unwrap();
     assert_eq!((p.offset, p.replay_until, p.replay_pass), (40, u64::MAX, 3));
     assert_eq!(j.meta().spool_rows, 4);
+    // Rows may have been sent by the lost commits, their in-flight marks lost with them:
+    // every one is in doubt, without takeover marks, read by the new pass (3), so that
+    // only its own acknowledgements explain identical copies on the server away.
+    assert_eq!(doubts(&j, 0), [(1, true, false, 3), (3, true, false, 3)]);
+    assert_eq!(
+        doubts(&j, 1),
+        [
+            (0, true, false, 3),
+            (2, true, false, 3),
+            (3, true, false, 3)
+        ]
+    );
 }
 
 #[test]
