@@ -2,8 +2,124 @@
 //! encodings: version 3 as written now, with the replay fields appended; version 2 (one
 //! target, before the split) still read.
 
-use super::{FileId, FilePos, Meta, Region, Takeover, TargetMeta, FINISHED_CAP};
 use crate::row::{put_varint, Cursor, DecodeError};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl fmt::Display for FileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.dev, self.ino)
+    }
+}
+
+/// Where reading stopped, and what the file looked like just before that point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FilePos {
+    pub id: FileId,
+    pub offset: u64,
+    /// Hash and length of the bytes just before `offset` (at most 256).
+    pub fp_hash: u64,
+    pub fp_len: u32,
+    /// Inside an overlong line that is being skipped up to its newline.
+    pub skipping: bool,
+    /// The file's modification time (ns) when reading it began: rotated files modified
+    /// since then may hold generations of it that were never read (see `tail`).
+    pub since: i64,
+    /// Whether the file was QUEUE_LOG itself (live, may be truncated) when reading began.
+    pub live: bool,
+    /// Rows starting before this offset are read again after the file shrank or was
+    /// rewritten, and are in doubt (0: none). Journaled, so that a crash in the middle
+    /// of reading them again does not turn the rest into new rows.
+    pub replay_until: u64,
+    /// The latest replay pass (counts every time a file is read again; the rows it
+    /// reads carry it).
+    pub replay_pass: u64,
+}
+
+/// The rows of queue_log that existed when the journal was created: an earlier loader
+/// may have uploaded them, so each target judges them against its watermark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub id: FileId,
+    pub end: u64,
+}
+
+/// What a target's partition held when this journal first reached it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Takeover {
+    /// Not asked yet: rows of the region are spooled marked for a takeover check.
+    Pending,
+    /// The watermark (None: the partition was empty).
+    Done(Option<i64>),
+}
+
+/// One target's cursor. Its slot index is its bit in the spool's masks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetMeta {
+    /// The target's partition key (`rules::Target::key`; "" in single-target mode);
+    /// None for a free slot.
+    pub key: Option<String>,
+    /// Inclusive spool range of the batch that may be on the server.
+    pub inflight: Option<(u64, u64)>,
+    /// Wall-clock milliseconds when that batch was sent. Written, not read: since the
+    /// uploader became a state machine a restart waits a whole settle window (the last
+    /// run's wall clock proves nothing). Kept because a qlship from before that reads it
+    /// to time its resync after a downgrade, and a 0 there would not wait at all.
+    pub inflight_sent_ms: u64,
+    pub takeover: Takeover,
+    /// Spooled rows this target still wants.
+    pub pending_rows: u64,
+    /// Rows the server acknowledged, ever (for status).
+    pub acked_total: u64,
+    /// Rows acknowledged on UTC day `acked_day` (days since 1970).
+    pub acked_today: u64,
+    pub acked_day: u64,
+}
+
+impl TargetMeta {
+    pub(super) fn new(key: Option<String>) -> TargetMeta {
+        TargetMeta {
+            key,
+            inflight: None,
+            inflight_sent_ms: 0,
+            takeover: Takeover::Pending,
+            pending_rows: 0,
+            acked_total: 0,
+            acked_today: 0,
+            acked_day: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Meta {
+    /// Bumped by every commit: a journal that comes back older than the generation it
+    /// had at its last fsync (see the seal) has lost durable data and is not trusted.
+    pub generation: u64,
+    pub pos: Option<FilePos>,
+    pub next_seq: u64,
+    pub spool_rows: u64,
+    pub spool_bytes: u64,
+    /// Set once, when the journal is created.
+    pub region: Option<Region>,
+    /// Lines of queue_log that were not rows (skipped and logged), ever.
+    pub bad_lines: u64,
+    /// Rows no enabled target wanted (no rule matched, or a disabled target's), ever.
+    pub unrouted: u64,
+    /// Rotated files read to the end, newest last (at most [`FINISHED_CAP`]), by identity
+    /// and a hash of their first bytes (stable under late appends, changed by inode
+    /// reuse): after a restart they are not read again.
+    pub finished: Vec<(FileId, u64)>,
+    /// Indexed by slot.
+    pub targets: Vec<TargetMeta>,
+}
+
+pub const FINISHED_CAP: usize = 32;
 
 /// 3: targets and masks. 2 (one target, no masks) is still read.
 const META_VERSION: u8 = 3;

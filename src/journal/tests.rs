@@ -1,7 +1,7 @@
 use super::meta::put_pos;
 use super::open::{suspect_marker, MAX_FAILED_OPENS};
 use super::*;
-use crate::row::{put_varint, DecodeError};
+use crate::row::{put_varint, DecodeError, Row};
 
 fn row(i: i64) -> Row {
     Row {

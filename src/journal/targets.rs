@@ -1,0 +1,101 @@
+//! Journal slots and the targets bound to them: which configured target (by partition
+//! key) owns which bit of the spool's masks, and what happens to the rows of one that
+//! is no longer configured.
+
+use super::*;
+
+/// Targets no longer configured, with the rows they still wanted.
+pub type Dropped = Vec<(String, u64)>;
+
+impl Journal {
+    /// Targets with rows still to upload whose keys are not among `keys`: binding would
+    /// drop their rows.
+    pub fn stranded(&self, keys: &[String]) -> Vec<(String, u64)> {
+        let meta = self.meta();
+        let gone = meta.targets.iter().filter_map(|t| {
+            let key = t.key.as_ref()?;
+            (!keys.contains(key) && t.pending_rows > 0).then(|| (key.clone(), t.pending_rows))
+        });
+        gone.collect()
+    }
+
+    /// Matches the configured targets (by partition key) with journal slots: a known key
+    /// keeps its slot and cursor, a new one gets a free slot (its takeover pending), and
+    /// a slot whose key is no longer configured is freed and its bit cleared from every
+    /// spooled row. Returns the slot of each key, and each dropped key with the number
+    /// of rows it still wanted.
+    pub fn bind(&self, keys: &[String]) -> Result<(Vec<usize>, Dropped), JournalError> {
+        let meta = self.meta();
+        let gone: Vec<usize> = meta
+            .targets
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.key.as_ref().is_some_and(|k| !keys.contains(k)))
+            .map(|(i, _)| i)
+            .collect();
+        let gone_mask = gone.iter().fold(0u64, |m, &i| m | bit(i));
+        let mut dropped = Vec::new();
+        let mut slots = Vec::new();
+        self.commit(|m, ops| {
+            let mut edits = Vec::new();
+            if gone_mask != 0 {
+                for kv in self.db.scan_prefix(b"s") {
+                    let (k, v) = kv?;
+                    let chunk = chunk_key_of(&k)?;
+                    let rows = scan_chunk(chunk, &v)?;
+                    if rows.iter().all(|e| e.want & gone_mask == 0) {
+                        continue;
+                    }
+                    let keep = !gone_mask;
+                    rewrite_chunk(m, ops, chunk, &v, &rows, |e| {
+                        [e.want & keep, e.doubt & keep, e.takeover & keep, e.replay]
+                    });
+                }
+                for &i in &gone {
+                    let t = &mut m.targets[i];
+                    dropped.push((t.key.clone().unwrap_or_default(), t.pending_rows));
+                    *t = TargetMeta::new(None);
+                    edits.push(RingEdit {
+                        slot: i,
+                        add: Vec::new(),
+                        reset: true,
+                    });
+                }
+            }
+            for key in keys {
+                let slot = match m.targets.iter().position(|t| t.key.as_ref() == Some(key)) {
+                    Some(i) => i,
+                    None => match m.targets.iter().position(|t| t.key.is_none()) {
+                        Some(free) => {
+                            m.targets[free] = TargetMeta::new(Some(key.clone()));
+                            free
+                        }
+                        None if m.targets.len() < crate::rules::MAX_TARGETS => {
+                            m.targets.push(TargetMeta::new(Some(key.clone())));
+                            m.targets.len() - 1
+                        }
+                        None => {
+                            return Err(JournalError::Corrupt(format!(
+                                "more than {} targets",
+                                crate::rules::MAX_TARGETS
+                            )))
+                        }
+                    },
+                };
+                slots.push(slot);
+            }
+            Ok(edits)
+        })?;
+        if gone_mask != 0 {
+            self.sync()?;
+        }
+        Ok((slots, dropped))
+    }
+
+    pub fn set_takeover(&self, slot: usize, t: Takeover) -> Result<(), JournalError> {
+        self.commit(|m, _| {
+            m.targets[slot].takeover = t;
+            Ok(Vec::new())
+        })
+    }
+}
