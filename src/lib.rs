@@ -16,6 +16,7 @@ pub mod config;
 pub mod daemon;
 pub mod fanout;
 pub mod feedback;
+pub mod gunzip;
 pub mod health;
 pub mod http;
 pub mod journal;
