@@ -14,8 +14,13 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// Threads that stay, asleep, when there is nothing to do.
 const KEEP: usize = 2;
-/// How long an extra thread waits for work before leaving.
-const LINGER: Duration = Duration::from_secs(10);
+/// How long an extra thread waits for work before leaving (short in unit tests, so
+/// that one can watch a burst's threads leave).
+const LINGER: Duration = if cfg!(test) {
+    Duration::from_millis(300)
+} else {
+    Duration::from_secs(10)
+};
 
 #[derive(Default)]
 struct State {
@@ -85,7 +90,11 @@ fn worker() {
                 .expect("worker pool lock");
             st = guard;
             st.idle -= 1;
-            if waited.timed_out() && st.queue.is_empty() {
+            // Only while there are still more than KEEP: the extra threads of a burst
+            // all time out together, and each leaving on its own first count took the
+            // pool down to no thread at all, so every job of an idle daemon (the status
+            // file every 20 s) started a thread and the thread left again.
+            if waited.timed_out() && st.queue.is_empty() && st.threads > KEEP {
                 st.threads -= 1;
                 return;
             }
@@ -119,6 +128,21 @@ mod tests {
         assert_eq!(slow, 1);
         assert!(fast < Duration::from_millis(200), "waited {fast:?}");
         assert!(started.elapsed() >= Duration::from_millis(500));
+    }
+
+    #[test]
+    fn after_a_burst_the_kept_threads_stay() {
+        // Four jobs at once: four threads, of which all but KEEP leave after LINGER.
+        let job = || run(|| std::thread::sleep(Duration::from_millis(100)));
+        smol::future::block_on(smol::future::zip(
+            smol::future::zip(job(), job()),
+            smol::future::zip(job(), job()),
+        ));
+        assert!(POOL.state.lock().unwrap().threads >= 4);
+        std::thread::sleep(LINGER * 4);
+        let st = POOL.state.lock().unwrap();
+        // Other tests may be running jobs in the same pool meanwhile: never fewer.
+        assert!(st.threads >= KEEP, "{} threads left", st.threads);
     }
 
     #[test]

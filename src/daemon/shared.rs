@@ -98,7 +98,7 @@ pub(super) struct Shared {
     pub(super) leads: Vec<Arc<Lead>>,
     pub(super) wake_reader: Wake,
     pub(super) reader_done: AtomicBool,
-    /// inotify reports changes in the queue_log's directory: idle polls can be rare.
+    /// inotify reports changes of the queue_log (see `watch`): idle polls can be rare.
     pub(super) watching: AtomicBool,
     pub(super) started: i64,
     pub(super) live: Mutex<Live>,
