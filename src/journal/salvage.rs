@@ -133,7 +133,7 @@ fn salvaged_key(aside: &Path) -> Vec<u8> {
 struct Aside {
     /// Older than its seal: it lost commits it had made durable.
     stale: bool,
-    /// The replay pass of everything read again when it is stale.
+    /// When it is stale, the replay pass of the rows read from its position on.
     pass: u64,
     meta: Meta,
     /// Raw, decoded once to check them, by slot.
@@ -318,10 +318,9 @@ impl Journal {
 /// and lost (the simulator found it, `case8_salvage`).
 ///
 /// A journal older than its seal lost commits: rows may have been sent, and their
-/// in-flight mark lost. Each is in doubt for every target still wanting it, read by a
-/// new replay pass (only its own acknowledgements explain identical copies on the
-/// server away, as after a file read again), without its takeover mark (checkRow
-/// decides, not a watermark the lost uploads may have raised).
+/// in-flight mark lost. Each is in doubt for every target still wanting it, without its
+/// takeover mark (checkRow decides, not a watermark the lost uploads may have raised),
+/// and in a replay pass of its own (see [`StalePasses`]).
 fn read_aside(aside: &Path, sealed: Option<u64>) -> Result<Aside, String> {
     let db = sled::Config::new()
         .path(aside)
@@ -339,7 +338,6 @@ fn read_aside(aside: &Path, sealed: Option<u64>) -> Result<Aside, String> {
         Err(e) => return Err(format!("its meta record cannot be read: {e}")),
     };
     let stale = sealed.is_some_and(|g| meta.generation < g);
-    let pass = meta.pos.map_or(0, |p| p.replay_pass) + 1;
     let mut lost = Vec::new();
     let mut rings = Vec::new();
     for slot in 0..meta.targets.len() {
@@ -362,7 +360,7 @@ fn read_aside(aside: &Path, sealed: Option<u64>) -> Result<Aside, String> {
             }
         });
     }
-    let mut chunks = Vec::new();
+    let mut scanned = Vec::new();
     let mut lost_chunks = 0u64;
     let mut lost_rows = 0u64;
     for kv in db.scan_prefix(b"s") {
@@ -379,27 +377,38 @@ fn read_aside(aside: &Path, sealed: Option<u64>) -> Result<Aside, String> {
             lost_chunks += 1;
             continue;
         };
+        // Decoded here, not only scanned: a row that fails later would condemn the new
+        // journal too.
+        let decodable: Vec<RawEntry> = rows
+            .into_iter()
+            .filter(|e| e.want != 0)
+            .filter(|e| {
+                let ok = e.decode(chunk, &v).is_ok();
+                lost_rows += u64::from(!ok);
+                ok
+            })
+            .collect();
+        scanned.push((chunk, v.to_vec(), decodable));
+    }
+    let passes = StalePasses::of(
+        meta.pos,
+        scanned
+            .iter()
+            .flat_map(|(_, _, rows)| rows.iter().map(|e| e.replay)),
+    );
+    let mut chunks = Vec::new();
+    for (chunk, v, rows) in scanned {
         let mut value = vec![CHUNK_VERSION];
-        let mut kept = 0;
         for e in &rows {
-            // Decoded here, not only scanned: a row that fails later would condemn the
-            // new journal too.
-            if e.decode(chunk, &v).is_err() {
-                lost_rows += 1;
-                continue;
-            }
             let masks = if stale {
-                [e.want, e.want, 0, pass]
+                [e.want, e.want, 0, passes.of_row(e.replay)]
             } else {
                 [e.want, e.doubt, e.takeover, e.replay]
             };
-            if e.want != 0 {
-                put_chunk_row(&mut value, e.seq, masks, &v[e.row.clone()]);
-                kept += 1;
-            }
+            put_chunk_row(&mut value, e.seq, masks, &v[e.row.clone()]);
         }
-        if kept > 0 {
-            chunks.push((chunk, value, kept));
+        if !rows.is_empty() {
+            chunks.push((chunk, value, rows.len() as u64));
         }
     }
     if lost_chunks > 0 {
@@ -418,7 +427,7 @@ fn read_aside(aside: &Path, sealed: Option<u64>) -> Result<Aside, String> {
     }
     Ok(Aside {
         stale,
-        pass,
+        pass: passes.top,
         meta,
         rings,
         chunks,
@@ -429,3 +438,47 @@ fn read_aside(aside: &Path, sealed: Option<u64>) -> Result<Aside, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// The replay passes of a journal that lost commits. Its rows may have been sent by the
+/// lost commits, so they are resolved like rows read again, where only acknowledgements
+/// of the same pass explain identical copies on the server away. Each of its passes
+/// (0, read as new, included) becomes a new one above every pass used so far, so that
+/// no acknowledgement in its ring counts for them, while copies of one line read by two
+/// passes stay apart (merged into one pass they looked like twins, and the simulator
+/// saw one of them sent twice). The pass of the rows just before its position, which
+/// the reader goes on reading (every row in doubt), is the highest, shared with them:
+/// identical lines on either side of the position count against each other as any
+/// twins of one pass do. Later passes count on from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct StalePasses {
+    /// The highest pass used so far.
+    base: u64,
+    /// The pass of the rows just before the position.
+    boundary: u64,
+    /// The boundary's new pass, and the position's.
+    top: u64,
+}
+
+impl StalePasses {
+    fn of(pos: Option<FilePos>, rows: impl Iterator<Item = u64>) -> StalePasses {
+        let pos_pass = pos.map_or(0, |p| p.replay_pass);
+        let base = rows.fold(pos_pass, u64::max);
+        let boundary = match pos {
+            Some(p) if p.offset < p.replay_until => p.replay_pass,
+            _ => 0,
+        };
+        StalePasses {
+            base,
+            boundary,
+            top: base.saturating_mul(2).saturating_add(2),
+        }
+    }
+
+    fn of_row(&self, pass: u64) -> u64 {
+        if pass == self.boundary {
+            self.top
+        } else {
+            self.base.saturating_add(1).saturating_add(pass)
+        }
+    }
+}

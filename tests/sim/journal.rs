@@ -108,8 +108,9 @@ impl Journal {
     /// its seal comes back as it was (position, takeover, in-flight mark, ring, each
     /// row's marks). Half the time it had also lost its last durable commits (the seal
     /// tells): then it comes back as of the sync before, every spooled row in doubt
-    /// without its takeover mark, and it and every row read again from its position on
-    /// belong to a new replay pass. Returns whether it happened.
+    /// without its takeover mark, its passes moved above every earlier one (the pass of
+    /// the rows just before the position on top, shared with the rows read from there
+    /// on, all in doubt: `StalePasses`). Returns whether it happened.
     pub fn boot(&mut self, rng: &mut Rng) -> bool {
         let damage = DAMAGE.with(Cell::get);
         if damage == 0 || !rng.chance(damage) {
@@ -117,13 +118,28 @@ impl Journal {
         }
         if rng.chance(500) {
             let mut st = self.older.clone();
-            st.replay_pass += 1;
-            st.replay_until = usize::MAX;
+            let base = st
+                .spool
+                .values()
+                .map(|r| r.replay)
+                .fold(st.replay_pass, u64::max);
+            let boundary = if st.pos < st.replay_until {
+                st.replay_pass
+            } else {
+                0
+            };
+            let top = 2 * base + 2;
             for r in st.spool.values_mut() {
                 r.doubt = true;
                 r.takeover = false;
-                r.replay = st.replay_pass;
+                r.replay = if r.replay == boundary {
+                    top
+                } else {
+                    base + 1 + r.replay
+                };
             }
+            st.replay_pass = top;
+            st.replay_until = usize::MAX;
             self.synced = st.clone();
             self.now = st;
             self.unsynced.clear();

@@ -175,14 +175,18 @@ fn case8_the_settle_window_after_a_restart_ignores_clock_steps() {
 /// drops answers after storing and rows repeat; half the damaged journals had also lost
 /// their last durable commits (see `journal::Journal::boot`).
 ///
-/// Ignored: it fails. Seed 0 stores line 0 twice after salvages of journals that had
-/// lost durable commits (their rows in doubt, read by a new replay pass), with power
-/// cuts in between; not diagnosed yet. A salvage of a journal at its seal keeps every
-/// row's marks, so in this model it changes nothing; an earlier model that marked every
-/// salvaged row in doubt failed on seed 78 (a row known absent, a twin of rows found
-/// again, was taken for stored and lost), and the real salvage was changed accordingly.
+/// Ignored: it fails, on 15 of the first 1,000 seeds (first: 55), all after salvages of
+/// journals that had lost durable commits. On seed 55 an identical row on the other
+/// side of a boundary between two of the salvaged replay passes is taken for the copy
+/// of its twin (`resync::decide` counts only a pass's own acknowledgements for a row
+/// read again): judged stored, it is sent only when a later pass reads it again, out
+/// of order. Seed 211 loses 2 rows (not traced). Measured on the way, same 1,000 seeds:
+/// merging a lost-commits journal's passes into one failed 574 (two copies of one line,
+/// read by two passes, became twins and one was sent twice), keeping its passes as they
+/// were failed 46. An earlier model that also marked every row of a journal at its seal
+/// in doubt lost a row on seed 78; such a journal now comes back as it was.
 #[test]
-#[ignore = "fails on seed 0: a salvage of a journal that lost durable commits doubles a row (under investigation)"]
+#[ignore = "fails on 15 of 1,000 seeds (first 55): twins across a stale salvaged journal's replay passes (see the comment)"]
 fn case8_salvage() {
     journal::DAMAGE.with(|d| d.set(200));
     let mut p = shape();
