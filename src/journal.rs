@@ -222,7 +222,7 @@ pub use targets::Dropped;
 
 use open::Seal;
 pub use open::{mark_suspect, OpenReport};
-pub use salvage::SalvageReport;
+pub use salvage::{SalvageFailure, SalvageReport};
 
 use chunk::*;
 

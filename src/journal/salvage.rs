@@ -14,7 +14,9 @@
 //! counted, not merged, so a second copy would be sent).
 
 use super::*;
-use std::fmt::Write as _;
+
+mod report;
+pub use report::{SalvageFailure, SalvageReport};
 
 const PENDING: &str = ".salvage";
 const SEAL: &str = ".seal";
@@ -22,68 +24,6 @@ const SEAL: &str = ".seal";
 pub(super) const MAX_SALVAGE_ATTEMPTS: u32 = 3;
 /// Key prefix of the records of salvages made into this journal.
 const SALVAGED: u8 = b'x';
-
-/// What salvaging a moved-aside journal found, for the startup log.
-#[derive(Debug, Default)]
-pub struct SalvageReport {
-    pub aside: PathBuf,
-    /// Rows carried over per target key ("" in single-target mode), in slot order.
-    pub rows: Vec<(String, u64)>,
-    /// The reading position was kept, and with it what was salvaged (without one the
-    /// journal had read nothing, and the new one starts as any new journal).
-    pub position_kept: bool,
-    /// The journal had lost commits it had made durable: every row salvaged, and every
-    /// row read from its position on, is in doubt.
-    pub stale: bool,
-    /// What could not be read (chunks, rows, rings), for the log.
-    pub lost: Vec<String>,
-    /// Nothing could be carried over: why. The directory is kept for the operator.
-    pub failed: Option<String>,
-    /// Carried over by an earlier start that stopped before it could tidy up.
-    pub earlier: bool,
-}
-
-impl SalvageReport {
-    /// Logs it: loud, because rows of files that may no longer exist are at stake.
-    pub fn log(&self) {
-        let aside = self.aside.display();
-        if let Some(why) = &self.failed {
-            log::error!(
-                "the damaged journal {aside} could not be salvaged ({why}): its spooled rows, which may include rows of rotated files that no longer exist, were NOT carried over; the directory is kept for the operator"
-            );
-            return;
-        }
-        if self.earlier {
-            log::warn!("the damaged journal {aside} was salvaged by an earlier start");
-            return;
-        }
-        if !self.position_kept {
-            log::warn!("the damaged journal {aside} had read nothing: nothing to salvage");
-            return;
-        }
-        let mut per_target = String::new();
-        for (key, n) in &self.rows {
-            let name = if key.is_empty() {
-                "the single target"
-            } else {
-                key
-            };
-            let _ = write!(per_target, "; {n} for {name}");
-        }
-        let total: u64 = self.rows.iter().map(|(_, n)| n).sum();
-        let doubt = if self.stale {
-            "it had lost commits it made durable, so every one of them, and every row read again from its position on, is in doubt and checked with the server (checkRow) before it is sent"
-        } else {
-            "rows in flight or in doubt are checked with the server (checkRow) before they are sent; reading resumes where it was"
-        };
-        log::warn!(
-            "salvaged {total} spooled rows from the damaged journal {aside}{per_target}; {doubt}"
-        );
-        for what in &self.lost {
-            log::error!("salvaging {aside}: {what} could not be read and is lost");
-        }
-    }
-}
 
 fn pending_marker(aside: &Path) -> PathBuf {
     sibling(aside, PENDING)
@@ -157,7 +97,7 @@ impl Journal {
             };
             if let Err(e) = self.salvage_one(&aside, &marker, &mut report) {
                 // A failed write of the new journal: tried again at the next start.
-                report.failed = Some(format!("{e}; it is tried again at the next start"));
+                report.failed = Some(SalvageFailure::Write(e));
                 reports.push(report);
                 continue;
             }
@@ -183,12 +123,12 @@ impl Journal {
             return Ok(());
         }
         if !aside.is_dir() {
-            report.failed = Some("it is no longer there".into());
+            report.failed = Some(SalvageFailure::Gone);
             return Ok(());
         }
         if self.meta().generation != 0 {
             // Sequence numbers and slots would collide with the new journal's own.
-            report.failed = Some("the new journal was already in use".into());
+            report.failed = Some(SalvageFailure::InUse);
             return Ok(());
         }
         let attempts: u32 = std::fs::read_to_string(marker)
@@ -196,9 +136,7 @@ impl Journal {
             .and_then(|t| t.trim().parse().ok())
             .unwrap_or(0);
         if attempts >= MAX_SALVAGE_ATTEMPTS {
-            report.failed = Some(format!(
-                "{attempts} attempts to read it did not finish: sled crashes on it"
-            ));
+            report.failed = Some(SalvageFailure::AttemptsSpent(attempts));
             return Ok(());
         }
         // Counted before sled touches it, so that a sled aborting on it is given up on.
@@ -208,10 +146,7 @@ impl Journal {
             f.sync_all()
         });
         if let Err(e) = counted {
-            report.failed = Some(format!(
-                "cannot count the attempt in {}: {e}",
-                marker.display()
-            ));
+            report.failed = Some(SalvageFailure::CannotCount(marker.to_owned(), e));
             return Ok(());
         }
         let sealed = Seal {
@@ -219,7 +154,7 @@ impl Journal {
         }
         .read();
         let read = std::panic::catch_unwind(|| read_aside(aside, sealed))
-            .unwrap_or_else(|_| Err("sled panicked while reading it".into()));
+            .unwrap_or(Err(SalvageFailure::SledPanicked));
         let old = match read {
             Ok(old) => old,
             Err(why) => {
@@ -232,7 +167,7 @@ impl Journal {
             // daemon sets up its start and takeover region only in a journal never
             // written to, and reading from 0 without them would send rows again).
             if !old.chunks.is_empty() {
-                report.failed = Some("it holds spooled rows but no reading position".into());
+                report.failed = Some(SalvageFailure::NoPosition);
             }
             return Ok(());
         }
@@ -321,21 +256,17 @@ impl Journal {
 /// in-flight mark lost. Each is in doubt for every target still wanting it, without its
 /// takeover mark (checkRow decides, not a watermark the lost uploads may have raised),
 /// and in a replay pass of its own (see [`StalePasses`]).
-fn read_aside(aside: &Path, sealed: Option<u64>) -> Result<Aside, String> {
+fn read_aside(aside: &Path, sealed: Option<u64>) -> Result<Aside, SalvageFailure> {
     let db = sled::Config::new()
         .path(aside)
         .cache_capacity(1 << 20)
         .flush_every_ms(None)
         .open()
-        .map_err(|e| format!("sled cannot open it: {e}"))?;
+        .map_err(SalvageFailure::SledRefuses)?;
     let meta = match db.get(b"m") {
-        Ok(Some(v)) => Meta::decode(&v).map_err(|e| {
-            format!(
-                "its meta record does not decode ({e}), so its rows cannot be told apart by target"
-            )
-        })?,
+        Ok(Some(v)) => Meta::decode(&v).map_err(SalvageFailure::MetaUndecodable)?,
         Ok(None) => Meta::default(),
-        Err(e) => return Err(format!("its meta record cannot be read: {e}")),
+        Err(e) => return Err(SalvageFailure::MetaUnreadable(e)),
     };
     let stale = sealed.is_some_and(|g| meta.generation < g);
     let mut lost = Vec::new();
