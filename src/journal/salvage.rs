@@ -8,10 +8,13 @@
 //!
 //! Beside a moved-aside journal `journal.corrupt-…` lie `<it>.salvage`, which says its
 //! rows are still to be carried over and counts the attempts (sled may abort on a damaged
-//! log, and a crash loop must not follow), and `<it>.seal`, its seal. The new journal
-//! records each salvage under `x` + the moved-aside name, in the same atomic batch as the
-//! rows: after a crash the salvage is never repeated (identical rows in doubt are
-//! counted, not merged, so a second copy would be sent).
+//! log, and a crash loop must not follow), and `<it>.seal`, its seal. The spool is
+//! carried over in batches of about 1 MiB (a small board cannot hold a full spool twice),
+//! under the old chunks' keys; then one atomic commit writes the meta, the rings and
+//! the record of the salvage, `x` + the moved-aside name. A journal at generation 0 that
+//! holds chunks is a salvage that died, and the next attempt clears them first; one that
+//! holds the record has its salvage done. So after a crash rows are never carried over
+//! twice (identical rows in doubt are counted, not merged: a second copy would be sent).
 
 use super::*;
 
@@ -69,21 +72,37 @@ fn salvaged_key(aside: &Path) -> Vec<u8> {
     k
 }
 
-/// What could be read from a moved-aside journal.
+/// What was read from a moved-aside journal besides its spool, which is carried over
+/// chunk by chunk from the still open `db`.
 struct Aside {
+    db: sled::Db,
     /// Older than its seal: it lost commits it had made durable.
     stale: bool,
-    /// When it is stale, the replay pass of the rows read from its position on.
-    pass: u64,
     meta: Meta,
     /// Raw, decoded once to check them, by slot.
     rings: Vec<Option<(Vec<u8>, AckedRing)>>,
-    /// Rewritten chunks (key, value, rows kept).
-    chunks: Vec<(u64, Vec<u8>, u64)>,
     /// Feedback and salvage records, copied as they are.
     records: Vec<(Vec<u8>, Vec<u8>)>,
     lost: Vec<String>,
 }
+
+/// The spool as carried over.
+#[derive(Default)]
+struct Carried {
+    rows: u64,
+    bytes: u64,
+    next_seq: u64,
+    /// Rows wanted, by slot.
+    per_slot: Vec<u64>,
+    lost_chunks: u64,
+    lost_rows: u64,
+}
+
+/// Chunks are carried over in batches of about this many bytes: a spool of
+/// `--spool-max` (64 MiB by default) held in memory at once, twice over, would not fit
+/// the small boards qlship runs on.
+/// (Tiny in the unit tests, so that they carry over in several batches.)
+const CARRY_BATCH_BYTES: usize = if cfg!(test) { 64 } else { 1 << 20 };
 
 impl Journal {
     /// Carries the rows of journals moved aside and not yet salvaged into this one.
@@ -97,6 +116,8 @@ impl Journal {
             };
             if let Err(e) = self.salvage_one(&aside, &marker, &mut report) {
                 // A failed write of the new journal: tried again at the next start.
+                // Chunks carried so far go, or they would be read without their meta.
+                let _ = self.clear_spool();
                 report.failed = Some(SalvageFailure::Write(e));
                 reports.push(report);
                 continue;
@@ -131,6 +152,8 @@ impl Journal {
             report.failed = Some(SalvageFailure::InUse);
             return Ok(());
         }
+        // Chunks an attempt that died carried over before its meta was written.
+        self.clear_spool()?;
         let attempts: u32 = std::fs::read_to_string(marker)
             .ok()
             .and_then(|t| t.trim().parse().ok())
@@ -162,51 +185,60 @@ impl Journal {
                 return Ok(());
             }
         };
-        if old.meta.pos.is_none() {
+        let Some(pos) = old.meta.pos else {
             // It never read anything: the new journal starts as any new one does (the
             // daemon sets up its start and takeover region only in a journal never
             // written to, and reading from 0 without them would send rows again).
-            if !old.chunks.is_empty() {
+            if old.db.scan_prefix(b"s").next().is_some() {
                 report.failed = Some(SalvageFailure::NoPosition);
             }
             return Ok(());
-        }
+        };
+        // The passes need every row's first: one more scan, only when they are needed.
+        let carry = || {
+            let replays = old.stale.then(|| replay_passes(&old.db));
+            let passes = StalePasses::of(pos, replays.into_iter().flatten());
+            self.carry_spool(&old, passes).map(|c| (c, passes))
+        };
+        let (carried, passes) = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(carry))
+        {
+            Ok(carried) => carried?,
+            Err(_) => {
+                self.clear_spool()?;
+                report.failed = Some(SalvageFailure::SledPanicked);
+                return Ok(());
+            }
+        };
         report.stale = old.stale;
         report.lost = old.lost;
-        report.position_kept = old.meta.pos.is_some();
-        let mut per_slot = vec![0u64; old.meta.targets.len()];
-        let (stale, pass) = (old.stale, old.pass);
+        if carried.lost_chunks > 0 {
+            report.lost.push(format!(
+                "{} spool chunks (of up to a few hundred rows each)",
+                carried.lost_chunks
+            ));
+        }
+        if carried.lost_rows > 0 {
+            report
+                .lost
+                .push(format!("{} spooled rows", carried.lost_rows));
+        }
+        report.position_kept = true;
+        let stale = old.stale;
         self.commit(|m, ops| {
             let mut targets = old.meta.targets.clone();
-            for t in &mut targets {
-                t.pending_rows = 0;
+            for (slot, t) in targets.iter_mut().enumerate() {
+                t.pending_rows = carried.per_slot.get(slot).copied().unwrap_or(0);
             }
-            for (chunk, value, _) in &old.chunks {
-                for e in scan_chunk(*chunk, value)? {
-                    let mut want = e.want;
-                    while want != 0 {
-                        let slot = want.trailing_zeros() as usize;
-                        if let Some(t) = targets.get_mut(slot) {
-                            t.pending_rows += 1;
-                            per_slot[slot] += 1;
-                        }
-                        want &= want - 1;
-                    }
-                    m.next_seq = m.next_seq.max(e.seq + 1);
-                }
-                m.spool_bytes += (value.len() + 9) as u64;
-                ops.insert(&spool_key(*chunk)[..], value.clone());
+            m.spool_rows = carried.rows;
+            m.spool_bytes = carried.bytes;
+            m.next_seq = carried.next_seq.max(old.meta.next_seq);
+            let mut pos = pos;
+            if stale {
+                // Rows the lost commits had read beyond it may have been shipped.
+                pos.replay_until = u64::MAX;
+                pos.replay_pass = passes.top;
             }
-            m.spool_rows = old.chunks.iter().map(|c| c.2).sum();
-            m.next_seq = m.next_seq.max(old.meta.next_seq);
-            m.pos = old.meta.pos.map(|mut p| {
-                if stale {
-                    // Rows the lost commits had read beyond it may have been shipped.
-                    p.replay_until = u64::MAX;
-                    p.replay_pass = pass;
-                }
-                p
-            });
+            m.pos = Some(pos);
             m.region = old.meta.region;
             m.finished = old.meta.finished.clone();
             m.bad_lines = old.meta.bad_lines;
@@ -225,9 +257,9 @@ impl Journal {
         })?;
         {
             let mut st = self.state.lock().expect("journal lock");
-            for (slot, ring) in old.rings.into_iter().enumerate() {
+            for (slot, ring) in old.rings.iter().enumerate() {
                 if let (Some((_, ring)), Some(r)) = (ring, st.rings.get_mut(slot)) {
-                    *r = ring;
+                    *r = ring.clone();
                 }
             }
         }
@@ -236,15 +268,103 @@ impl Journal {
             .meta
             .targets
             .iter()
-            .zip(per_slot)
-            .filter_map(|(t, n)| Some((t.key.clone()?, n)))
+            .zip(carried.per_slot.iter().chain(std::iter::repeat(&0)))
+            .filter_map(|(t, n)| Some((t.key.clone()?, *n)))
             .collect();
+        Ok(())
+    }
+
+    /// Copies the old journal's spool chunks into this one under the same keys, each
+    /// row decoded to check it (a row that fails later would condemn the new journal
+    /// too) and with its marks as [`read_aside`] says. Only a record sled cannot read
+    /// (or a panic) is an error: a chunk or row that does not decode is counted as lost.
+    /// Written in batches, without the meta: until the final commit a journal at
+    /// generation 0 with chunks is a salvage that died, and the next one clears them.
+    fn carry_spool(&self, old: &Aside, passes: StalePasses) -> Result<Carried, JournalError> {
+        let mut c = Carried {
+            per_slot: vec![0; old.meta.targets.len()],
+            ..Carried::default()
+        };
+        let mut batch = sled::Batch::default();
+        let mut batch_bytes = 0;
+        for kv in old.db.scan_prefix(b"s") {
+            let Ok((k, v)) = kv else {
+                // sled cannot go on past a record it cannot read.
+                c.lost_chunks += 1;
+                break;
+            };
+            let Ok(chunk) = chunk_key_of(&k) else {
+                c.lost_chunks += 1;
+                continue;
+            };
+            let Ok(rows) = scan_chunk(chunk, &v) else {
+                c.lost_chunks += 1;
+                continue;
+            };
+            let mut value = vec![CHUNK_VERSION];
+            let mut kept = 0;
+            for e in rows.iter().filter(|e| e.want != 0) {
+                if e.decode(chunk, &v).is_err() {
+                    c.lost_rows += 1;
+                    continue;
+                }
+                let masks = if old.stale {
+                    [e.want, e.want, 0, passes.of_row(e.replay)]
+                } else {
+                    [e.want, e.doubt, e.takeover, e.replay]
+                };
+                put_chunk_row(&mut value, e.seq, masks, &v[e.row.clone()]);
+                kept += 1;
+                c.next_seq = c.next_seq.max(e.seq + 1);
+                let mut want = e.want;
+                while want != 0 {
+                    let slot = want.trailing_zeros() as usize;
+                    if let Some(n) = c.per_slot.get_mut(slot) {
+                        *n += 1;
+                    }
+                    want &= want - 1;
+                }
+            }
+            if kept == 0 {
+                continue;
+            }
+            c.rows += kept;
+            c.bytes += (value.len() + 9) as u64;
+            batch_bytes += value.len();
+            batch.insert(&spool_key(chunk)[..], value);
+            if batch_bytes >= CARRY_BATCH_BYTES {
+                self.db.apply_batch(std::mem::take(&mut batch))?;
+                batch_bytes = 0;
+            }
+        }
+        self.db.apply_batch(batch)?;
+        Ok(c)
+    }
+
+    /// Removes every spool chunk: only ever called on a journal at generation 0, where
+    /// chunks are those of a salvage that did not finish.
+    fn clear_spool(&self) -> Result<(), JournalError> {
+        let mut batch = sled::Batch::default();
+        for kv in self.db.scan_prefix(b"s") {
+            batch.remove(kv?.0);
+        }
+        self.db.apply_batch(batch)?;
         Ok(())
     }
 }
 
-/// Reads what still decodes from the journal at `aside`, whose seal says it reached
-/// generation `sealed` when last made durable.
+/// The replay pass of every spooled row of `db`, as far as its chunks scan.
+fn replay_passes(db: &sled::Db) -> impl Iterator<Item = u64> + '_ {
+    db.scan_prefix(b"s")
+        .map_while(Result::ok)
+        .flat_map(|(k, v)| {
+            let rows = chunk_key_of(&k).and_then(|chunk| scan_chunk(chunk, &v));
+            rows.unwrap_or_default().into_iter().map(|e| e.replay)
+        })
+}
+
+/// Reads what decodes of the journal at `aside` but its spool, whose seal says it
+/// reached generation `sealed` when last made durable.
 ///
 /// A journal at or past its seal holds a state qlship made durable: a row whose fate is
 /// unknown is in doubt already, or inside the in-flight mark (kept), so every row keeps
@@ -272,17 +392,16 @@ fn read_aside(aside: &Path, sealed: Option<u64>) -> Result<Aside, SalvageFailure
     let mut lost = Vec::new();
     let mut rings = Vec::new();
     for slot in 0..meta.targets.len() {
-        rings.push(match db.get(ring_key(slot)) {
-            Ok(Some(v)) => match AckedRing::decode(&v) {
-                Ok(ring) => Some((v.to_vec(), ring)),
-                Err(e) => {
-                    lost.push(format!(
-                        "the ring of acknowledged rows of slot {slot} ({e})"
-                    ));
-                    None
-                }
-            },
+        let read = db.get(ring_key(slot)).map_err(|e| e.to_string());
+        rings.push(match read.map(|v| v.map(|v| (AckedRing::decode(&v), v))) {
+            Ok(Some((Ok(ring), raw))) => Some((raw.to_vec(), ring)),
             Ok(None) => None,
+            Ok(Some((Err(e), _))) => {
+                lost.push(format!(
+                    "the ring of acknowledged rows of slot {slot} ({e})"
+                ));
+                None
+            }
             Err(e) => {
                 lost.push(format!(
                     "the ring of acknowledged rows of slot {slot} ({e})"
@@ -291,65 +410,6 @@ fn read_aside(aside: &Path, sealed: Option<u64>) -> Result<Aside, SalvageFailure
             }
         });
     }
-    let mut scanned = Vec::new();
-    let mut lost_chunks = 0u64;
-    let mut lost_rows = 0u64;
-    for kv in db.scan_prefix(b"s") {
-        let Ok((k, v)) = kv else {
-            // sled cannot go on past a record it cannot read.
-            lost_chunks += 1;
-            break;
-        };
-        let Ok(chunk) = chunk_key_of(&k) else {
-            lost_chunks += 1;
-            continue;
-        };
-        let Ok(rows) = scan_chunk(chunk, &v) else {
-            lost_chunks += 1;
-            continue;
-        };
-        // Decoded here, not only scanned: a row that fails later would condemn the new
-        // journal too.
-        let decodable: Vec<RawEntry> = rows
-            .into_iter()
-            .filter(|e| e.want != 0)
-            .filter(|e| {
-                let ok = e.decode(chunk, &v).is_ok();
-                lost_rows += u64::from(!ok);
-                ok
-            })
-            .collect();
-        scanned.push((chunk, v.to_vec(), decodable));
-    }
-    let passes = StalePasses::of(
-        meta.pos,
-        scanned
-            .iter()
-            .flat_map(|(_, _, rows)| rows.iter().map(|e| e.replay)),
-    );
-    let mut chunks = Vec::new();
-    for (chunk, v, rows) in scanned {
-        let mut value = vec![CHUNK_VERSION];
-        for e in &rows {
-            let masks = if stale {
-                [e.want, e.want, 0, passes.of_row(e.replay)]
-            } else {
-                [e.want, e.doubt, e.takeover, e.replay]
-            };
-            put_chunk_row(&mut value, e.seq, masks, &v[e.row.clone()]);
-        }
-        if !rows.is_empty() {
-            chunks.push((chunk, value, rows.len() as u64));
-        }
-    }
-    if lost_chunks > 0 {
-        lost.push(format!(
-            "{lost_chunks} spool chunks (of up to a few hundred rows each)"
-        ));
-    }
-    if lost_rows > 0 {
-        lost.push(format!("{lost_rows} spooled rows"));
-    }
     let mut records = Vec::new();
     for prefix in [&b"f"[..], &[SALVAGED][..]] {
         for (k, v) in db.scan_prefix(prefix).flatten() {
@@ -357,18 +417,14 @@ fn read_aside(aside: &Path, sealed: Option<u64>) -> Result<Aside, SalvageFailure
         }
     }
     Ok(Aside {
+        db,
         stale,
-        pass: passes.top,
         meta,
         rings,
-        chunks,
         records,
         lost,
     })
 }
-
-#[cfg(test)]
-mod tests;
 
 /// The replay passes of a journal that lost commits. Its rows may have been sent by the
 /// lost commits, so they are resolved like rows read again, where only acknowledgements
@@ -391,12 +447,12 @@ struct StalePasses {
 }
 
 impl StalePasses {
-    fn of(pos: Option<FilePos>, rows: impl Iterator<Item = u64>) -> StalePasses {
-        let pos_pass = pos.map_or(0, |p| p.replay_pass);
-        let base = rows.fold(pos_pass, u64::max);
-        let boundary = match pos {
-            Some(p) if p.offset < p.replay_until => p.replay_pass,
-            _ => 0,
+    fn of(pos: FilePos, rows: impl Iterator<Item = u64>) -> StalePasses {
+        let base = rows.fold(pos.replay_pass, u64::max);
+        let boundary = if pos.offset < pos.replay_until {
+            pos.replay_pass
+        } else {
+            0
         };
         StalePasses {
             base,
@@ -413,3 +469,6 @@ impl StalePasses {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -293,7 +293,7 @@ fn a_stale_journals_passes_stay_apart_above_every_earlier_one() {
     };
     // Reading past a region read again by pass 3: the rows before the position are new
     // ones (pass 0).
-    let p = StalePasses::of(Some(at(90, 50, 3)), [0, 1, 3].into_iter());
+    let p = StalePasses::of(at(90, 50, 3), [0, 1, 3].into_iter());
     assert_eq!(
         p,
         StalePasses {
@@ -304,10 +304,49 @@ fn a_stale_journals_passes_stay_apart_above_every_earlier_one() {
     );
     assert_eq!([0, 1, 3].map(|q| p.of_row(q)), [8, 5, 7]);
     // Inside that region: its pass is the one the reader goes on with.
-    let p = StalePasses::of(Some(at(40, 50, 3)), [0, 3].into_iter());
+    let p = StalePasses::of(at(40, 50, 3), [0, 3].into_iter());
     assert_eq!([0, 3].map(|q| p.of_row(q)), [4, 8]);
     assert_eq!(p.top, 8);
     // A row of a pass beyond the position's (never written so, but not trusted).
-    let p = StalePasses::of(Some(at(40, 0, 1)), [0, 9].into_iter());
+    let p = StalePasses::of(at(40, 0, 1), [0, 9].into_iter());
     assert!(p.of_row(9) < p.top && p.of_row(0) == p.top && p.base == 9);
+}
+
+#[test]
+fn chunks_left_by_a_salvage_that_died_are_cleared_first() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with_rows(dir.path());
+    let aside = dir.path().join("journal.corrupt-1");
+    std::fs::rename(dir.path().join("journal"), &aside).unwrap();
+    std::fs::rename(dir.path().join("journal.seal"), seal_beside(&aside)).unwrap();
+    std::fs::write(pending_marker(&aside), "1\n").unwrap();
+    {
+        // The new journal as an attempt left it: chunks carried, no meta yet.
+        let db = sled::Config::new()
+            .path(dir.path().join("journal"))
+            .open()
+            .unwrap();
+        let mut c = vec![CHUNK_VERSION];
+        let mut r = Vec::new();
+        row(99).encode_into(&mut r);
+        put_chunk_row(&mut c, 99, [1, 0, 0, 0], &r);
+        db.insert(spool_key(99), c).unwrap();
+        db.flush().unwrap();
+    }
+    let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+    assert!(report.salvaged[0].failed.is_none());
+    let m = j.meta();
+    assert_eq!((m.spool_rows, m.next_seq), (4, 4));
+    let times: Vec<i64> = j
+        .peek(1, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.row.time - 1000)
+        .collect();
+    assert_eq!(times, [0, 2, 3], "the leftover row 99 is gone");
+    let on_disk: u64 =
+        j.db.scan_prefix(b"s")
+            .map(|kv| kv.unwrap().1.len() as u64 + 9)
+            .sum();
+    assert_eq!(m.spool_bytes, on_disk);
 }
