@@ -191,8 +191,13 @@ fn salvaged_after(damage: impl Fn(&Env)) -> String {
     let (c, more) = rows(600..700);
     env.append(&c);
     expected.extend(more);
-    // Past --rotate-grace: the rotated file is read to its end and spooled.
-    std::thread::sleep(Duration::from_millis(2000));
+    // Past --rotate-grace the rotated file is read to its end and spooled (waited for,
+    // not slept: the file is deleted next, and a busy machine is slow).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !env.logs().contains("finished rotated file") {
+        assert!(std::time::Instant::now() < deadline, "{}", env.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     stop(child);
     std::fs::remove_file(&rotated).unwrap();
     damage(&env);
