@@ -135,14 +135,13 @@ impl Journal {
     }
 
     /// Moves reading to `pos`, remembering the rotated files finished on the way.
-    pub fn set_pos(
-        &self,
-        pos: Option<FilePos>,
-        finished: &[(FileId, u64)],
-    ) -> Result<(), JournalError> {
+    pub fn set_pos(&self, pos: Option<FilePos>, finished: &[Finished]) -> Result<(), JournalError> {
         self.commit(|m, _| {
             m.pos = pos;
-            m.finished.extend_from_slice(finished);
+            for f in finished {
+                m.finished.retain(|old| old.head != f.head);
+                m.finished.push(*f);
+            }
             let excess = m.finished.len().saturating_sub(FINISHED_CAP);
             m.finished.drain(..excess);
             Ok(Vec::new())
@@ -215,6 +214,7 @@ mod salvage;
 mod spool;
 mod targets;
 
+pub use crate::machine::generations::Finished;
 pub use error::JournalError;
 pub use meta::{FileId, FilePos, Meta, Region, Takeover, TargetMeta, FINISHED_CAP};
 pub use spool::{bit, Entry, Spooled};

@@ -234,7 +234,6 @@ fn stopped_over_two_rotations_with_delaycompress(stop_by: StopBy, no_rtc: bool) 
 }
 
 #[test]
-#[ignore = "case 4: fixed by the reader rewrite in progress"]
 fn stopped_over_two_rotations_with_delaycompress_reads_every_generation() {
     stopped_over_two_rotations_with_delaycompress(StopBy::Sigterm, false);
 }
@@ -242,7 +241,6 @@ fn stopped_over_two_rotations_with_delaycompress_reads_every_generation() {
 /// Case 4 on a Pi without an RTC, killed rather than stopped: generations are ordered
 /// by content and identity, not by mtimes.
 #[test]
-#[ignore = "case 4: fixed by the reader rewrite in progress"]
 fn stopped_over_two_rotations_without_an_rtc_orders_generations_by_content() {
     stopped_over_two_rotations_with_delaycompress(StopBy::Kill9, true);
 }
@@ -252,7 +250,6 @@ fn stopped_over_two_rotations_without_an_rtc_orders_generations_by_content() {
 /// to queue_log.1 in bursts, with pauses three times `--rotate-grace`. Every burst must
 /// arrive, and the log must say which file is still growing and what is missing.
 #[test]
-#[ignore = "case 5: fixed by the reader rewrite in progress"]
 fn a_rotated_file_that_keeps_growing_is_followed() {
     let env = Env::new();
     let mut rotated = generation("queue_log.1 (never reloaded)");
@@ -287,7 +284,6 @@ fn a_rotated_file_that_keeps_growing_is_followed() {
 /// (30 s): a reader that waits out the grace of one rotated file before taking newer
 /// generations never sees the deleted file's rows.
 #[test]
-#[ignore = "case 6: fixed by the reader rewrite in progress"]
 fn grace_periods_never_hold_newer_generations() {
     let env = Env::new();
     let mut a = generation("A: renamed, then written on");

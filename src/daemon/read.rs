@@ -48,7 +48,11 @@ pub(super) async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
     loop {
         sh.reader_pulse.beat();
         for note in tail.take_notes() {
-            info!(target: LOG, "{note}");
+            if note.warn {
+                warn!(target: LOG, "{}", note.text);
+            } else {
+                info!(target: LOG, "{}", note.text);
+            }
         }
         let meta = sh.journal.meta();
         if meta.spool_bytes >= s.spool_max {
@@ -243,7 +247,7 @@ fn step_into_journal(
     }
 }
 
-fn file_error(s: &Settings, e: &std::io::Error) -> String {
+pub(super) fn file_error(s: &Settings, e: &std::io::Error) -> String {
     if e.kind() != std::io::ErrorKind::PermissionDenied {
         return format!("cannot read {}: {e}", s.queue_log.display());
     }

@@ -87,7 +87,8 @@ pub(super) fn start(settings: Settings, journal: Arc<Journal>) -> Result<Shared,
 }
 
 /// A journal with no position yet pins the file QUEUE_LOG names now: if it is rotated
-/// before the first read, it is still found and read. A new journal also records the
+/// before the first read, it is still found and read, and so is every generation newer
+/// than those beside it now. A new journal also records the
 /// region an earlier loader may have uploaded: the file as it is now.
 fn pin_queue_log(settings: &Settings, journal: &Journal) -> Result<(), Fatal> {
     let fresh = journal.meta().generation <= 1;
@@ -104,6 +105,7 @@ fn pin_queue_log(settings: &Settings, journal: &Journal) -> Result<(), Fatal> {
                     live: true,
                     replay_until: 0,
                     replay_pass: 0,
+                    head: 0,
                 }),
                 Some(Region {
                     id: id_of(&m),
@@ -112,10 +114,15 @@ fn pin_queue_log(settings: &Settings, journal: &Journal) -> Result<(), Fatal> {
             ),
             Err(_) => (None, None),
         };
+        // The generations rotated away before now are history: recorded as read, so
+        // that after a restart only newer ones are (see `tail::history`).
+        let history = crate::tail::history_on_disk(&settings.queue_log)
+            .map_err(|e| Fatal::QueueLog(super::read::file_error(settings, &e)))?;
         if fresh {
             journal.begin(start, region)?;
-        } else if start.is_some() {
-            journal.set_pos(start, &[])?;
+        }
+        if !fresh && start.is_some() || !history.is_empty() {
+            journal.set_pos(start, &history)?;
             journal.sync()?;
         }
     }

@@ -2,6 +2,7 @@
 //! encodings: version 3 as written now, with the replay fields appended; version 2 (one
 //! target, before the split) still read.
 
+use crate::machine::generations::Finished;
 use crate::row::{put_varint, Cursor, DecodeError};
 use std::fmt;
 
@@ -39,6 +40,9 @@ pub struct FilePos {
     /// The latest replay pass (counts every time a file is read again; the rows it
     /// reads carry it).
     pub replay_pass: u64,
+    /// Hash of the file's first line ([`crate::machine::generations::head_of`]): finds
+    /// it again once compressed, copied or rewritten (0: not known, an older journal).
+    pub head: u64,
 }
 
 /// The rows of queue_log that existed when the journal was created: an earlier loader
@@ -111,10 +115,10 @@ pub struct Meta {
     pub bad_lines: u64,
     /// Rows no enabled target wanted (no rule matched, or a disabled target's), ever.
     pub unrouted: u64,
-    /// Rotated files read to the end, newest last (at most [`FINISHED_CAP`]), by identity
-    /// and a hash of their first bytes (stable under late appends, changed by inode
-    /// reuse): after a restart they are not read again.
-    pub finished: Vec<(FileId, u64)>,
+    /// Generations read and left, newest last (at most [`FINISHED_CAP`]), by a hash of
+    /// their first line, how far each was read and the fingerprint there: after a
+    /// restart they are not read again, and one that grew since is read on from there.
+    pub finished: Vec<Finished>,
     /// Indexed by slot.
     pub targets: Vec<TargetMeta>,
 }
@@ -158,6 +162,7 @@ fn get_pos(c: &mut Cursor<'_>) -> Result<Option<FilePos>, DecodeError> {
                 live: c.u8()? != 0,
                 replay_until: 0,
                 replay_pass: 0,
+                head: 0,
             };
             // Never trusted: the reader subtracts the fingerprint's length from the
             // offset and reads that many bytes.
@@ -169,16 +174,18 @@ fn get_pos(c: &mut Cursor<'_>) -> Result<Option<FilePos>, DecodeError> {
     })
 }
 
-fn put_finished(o: &mut Vec<u8>, finished: &[(FileId, u64)]) {
+/// Identity and head; their lengths and fingerprints follow at the end of the record
+/// (added later).
+fn put_finished(o: &mut Vec<u8>, finished: &[Finished]) {
     put_varint(o, finished.len() as u64);
-    for (id, size) in finished {
-        for v in [id.dev, id.ino, *size] {
+    for f in finished {
+        for v in [f.id.dev, f.id.ino, f.head] {
             put_varint(o, v);
         }
     }
 }
 
-fn get_finished(c: &mut Cursor<'_>) -> Result<Vec<(FileId, u64)>, DecodeError> {
+fn get_finished(c: &mut Cursor<'_>) -> Result<Vec<Finished>, DecodeError> {
     let n = c.varint()?.min(FINISHED_CAP as u64);
     let mut finished = Vec::new();
     for _ in 0..n {
@@ -186,7 +193,13 @@ fn get_finished(c: &mut Cursor<'_>) -> Result<Vec<(FileId, u64)>, DecodeError> {
             dev: c.varint()?,
             ino: c.varint()?,
         };
-        finished.push((id, c.varint()?));
+        finished.push(Finished {
+            id,
+            head: c.varint()?,
+            // Read to their end: a journal without lengths never reads them on.
+            len: u64::MAX,
+            fp: 0,
+        });
     }
     Ok(finished)
 }
@@ -246,6 +259,13 @@ impl Meta {
         // and an older qlship ignores it.
         put_varint(&mut o, self.pos.map_or(0, |p| p.replay_until));
         put_varint(&mut o, self.pos.map_or(0, |p| p.replay_pass));
+        // Appended later still: the head of the file being read, and how far each
+        // finished generation was read and the fingerprint there.
+        put_varint(&mut o, self.pos.map_or(0, |p| p.head));
+        for f in &self.finished {
+            put_varint(&mut o, f.len);
+            put_varint(&mut o, f.fp);
+        }
         o
     }
 
@@ -301,12 +321,23 @@ impl Meta {
             targets.push(t);
         }
         let mut pos = pos;
+        let mut finished = finished;
         if c.at < bytes.len() {
             let replay_until = c.varint()?;
             let replay_pass = c.varint()?;
             if let Some(p) = pos.as_mut() {
                 p.replay_until = replay_until;
                 p.replay_pass = replay_pass;
+            }
+        }
+        if c.at < bytes.len() {
+            let head = c.varint()?;
+            if let Some(p) = pos.as_mut() {
+                p.head = head;
+            }
+            for f in &mut finished {
+                f.len = c.varint()?;
+                f.fp = c.varint()?;
             }
         }
         Ok(Meta {

@@ -25,6 +25,7 @@ fn pos(offset: u64) -> FilePos {
         live: true,
         replay_until: offset / 2,
         replay_pass: offset / 3,
+        head: offset * 5,
     }
 }
 
@@ -56,7 +57,12 @@ fn meta_round_trips() {
         }),
         bad_lines: 3,
         unrouted: 11,
-        finished: vec![(FileId { dev: 1, ino: 99 }, 12345)],
+        finished: vec![Finished {
+            id: FileId { dev: 1, ino: 99 },
+            head: 12345,
+            len: 777,
+            fp: 4242,
+        }],
         targets: vec![t, TargetMeta::new(None), empty, tm("x")],
     };
     assert_eq!(Meta::decode(&m.encode()).unwrap(), m);
@@ -116,6 +122,7 @@ fn a_journal_from_before_targets_is_read_as_the_single_target() {
             Some(FilePos {
                 replay_until: 0,
                 replay_pass: 0,
+                head: 0,
                 ..pos(30)
             }),
             5,

@@ -4,6 +4,7 @@
 //! world (virtual clock, journal, server) through crashes and faults by the hundred
 //! thousand.
 
+pub mod generations;
 pub mod read;
 pub mod upload;
 

@@ -1,5 +1,6 @@
 use super::*;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 
 fn line(i: u32) -> String {
     format!("{}|call{i}|q|Agent/1|ENTERQUEUE||{i}\n", 1_700_000_000 + i)
@@ -49,11 +50,12 @@ fn rotation_suffixes() {
         ".2026-11-23",
         "_1700000000",
         "-20261123-1700000000",
+        ".1.gz",
     ] {
-        assert!(is_rotation_suffix(ok), "{ok}");
+        assert!(crate::machine::generations::rank_of(ok).is_some(), "{ok}");
     }
-    for no in ["", ".gz", ".1.gz", ".bak", ".old", "-", ".", "x1", ".1~"] {
-        assert!(!is_rotation_suffix(no), "{no}");
+    for no in ["", ".gz", ".bak", ".old", "-", ".", "x1", ".1~"] {
+        assert!(crate::machine::generations::rank_of(no).is_none(), "{no}");
     }
 }
 
@@ -328,23 +330,93 @@ fn regression_two_rename_rotations_while_the_first_is_still_read() {
     let dir = tempfile::tempdir().unwrap();
     let ql = dir.path().join("queue_log");
     append(&ql, &line(0));
-    // A long grace keeps the first rotated file open while two more rotations pass.
-    let mut t = Tail::resume(&ql, None, &[], Duration::from_millis(300), 1 << 17, None).unwrap();
+    // A long grace no longer holds the newer generations back.
+    let mut t = Tail::resume(&ql, None, &[], Duration::from_secs(300), 1 << 17, None).unwrap();
     assert_eq!(drain(&mut t), ids(0..1));
     std::fs::rename(&ql, dir.path().join("queue_log.1")).unwrap();
     append(&ql, &line(1));
-    assert!(drain(&mut t).is_empty(), "the old file is finished first");
-    std::thread::sleep(Duration::from_millis(20));
-    std::fs::rename(&ql, dir.path().join("queue_log.2")).unwrap();
-    std::thread::sleep(Duration::from_millis(20));
+    // logrotate's way: the older generation moves up first.
+    std::fs::rename(
+        dir.path().join("queue_log.1"),
+        dir.path().join("queue_log.2"),
+    )
+    .unwrap();
+    std::fs::rename(&ql, dir.path().join("queue_log.1")).unwrap();
     append(&ql, &line(2));
-    std::thread::sleep(Duration::from_millis(350));
+    let mut got = drain(&mut t);
+    got.extend(drain(&mut t));
+    got.extend(drain(&mut t));
+    assert_eq!(got, ids(1..3));
+}
+
+#[test]
+fn a_rotated_file_the_writer_still_appends_to_is_read_on_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let ql = dir.path().join("queue_log");
+    append(&ql, &line(0));
+    let mut t = Tail::resume(&ql, None, &[], Duration::ZERO, 1 << 17, None).unwrap();
+    assert_eq!(drain(&mut t), ids(0..1));
+    // Renamed; no `logger reload`: the writer goes on appending to queue_log.1.
+    let rotated = dir.path().join("queue_log.1");
+    std::fs::rename(&ql, &rotated).unwrap();
+    append(&ql, "");
+    append(&rotated, &line(1));
+    let mut got = drain(&mut t);
+    got.extend(drain(&mut t));
+    assert_eq!(got, ids(1..2));
+    for i in 2..5 {
+        append(&rotated, &line(i));
+        let mut got = drain(&mut t);
+        got.extend(drain(&mut t));
+        assert_eq!(got, ids(i..i + 1), "burst {i}");
+    }
+    let warnings: Vec<_> = t.take_notes().into_iter().filter(|n| n.warn).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].text.contains("queue_log.1"));
+    assert!(warnings[0].text.contains("logger reload"));
+    // After a restart, the journaled record of how far it was read keeps it so.
+    let (pos, done) = (t.pos(), t.take_finished());
+    drop(t);
+    append(&rotated, &line(5));
+    append(&ql, &line(6));
+    let mut t = Tail::resume(&ql, pos, &done, Duration::ZERO, 1 << 17, None).unwrap();
+    let mut got = drain(&mut t);
+    got.extend(drain(&mut t));
+    got.sort();
+    assert_eq!(got, ids(5..7));
+}
+
+#[test]
+fn a_generation_left_only_compressed_is_read_from_where_reading_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let ql = dir.path().join("queue_log");
+    append(&ql, &(0..3).map(line).collect::<String>());
+    let mut t = open_at(&ql, None);
+    assert_eq!(drain(&mut t), ids(0..3));
+    let pos = t.pos();
+    drop(t);
+    // Stopped over two rotations with compress + delaycompress.
+    append(&ql, &(3..5).map(line).collect::<String>());
+    std::fs::rename(&ql, dir.path().join("queue_log.1")).unwrap();
+    append(&ql, &(5..7).map(line).collect::<String>());
+    std::fs::rename(
+        dir.path().join("queue_log.1"),
+        dir.path().join("queue_log.2"),
+    )
+    .unwrap();
+    let gz = std::process::Command::new("gzip")
+        .arg(dir.path().join("queue_log.2"))
+        .status()
+        .unwrap();
+    assert!(gz.success());
+    std::fs::rename(&ql, dir.path().join("queue_log.1")).unwrap();
+    append(&ql, &(7..9).map(line).collect::<String>());
+    let mut t = open_at(&ql, pos);
     let mut got = Vec::new();
     for _ in 0..4 {
         got.extend(drain(&mut t));
-        std::thread::sleep(Duration::from_millis(350));
     }
-    assert_eq!(got, ids(1..3));
+    assert_eq!(got, ids(3..9));
 }
 
 #[test]

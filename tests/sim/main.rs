@@ -4,8 +4,10 @@
 //! `QLSHIP_SIM_SCHEDULES` sets how many the sweep runs (default 100,000),
 //! `QLSHIP_SIM_BASE` which sweep; `QLSHIP_SIM_TRACE=1` prints what a replay does.
 
+mod dir;
 mod journal;
 mod rng;
+mod rotation;
 mod server;
 mod world;
 
@@ -78,6 +80,58 @@ fn every_row_exactly_once_across_seeded_schedules() {
         eprintln!("{n} schedules: {crashes} crashes, {requests} requests");
         all
     });
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn rotation_schedules() -> u64 {
+    std::env::var("QLSHIP_SIM_ROTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+}
+
+fn run_rotation_seed(seed: u64) -> Result<(), String> {
+    let mut rng = Rng::new(seed);
+    let p = rotation::Params::draw(&mut rng);
+    rotation::run(rng.next(), p.clone()).map_err(|e| format!("seed {seed}: {e}\n  {p:?}"))
+}
+
+/// The reader's world: rotations of every kind while qlship is killed, loses power or
+/// stays down (`QLSHIP_SIM_ROTATIONS` sets how many; `QLSHIP_SEED` replays one).
+#[test]
+fn every_row_exactly_once_through_rotations() {
+    if let Some(seed) = std::env::var("QLSHIP_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        run_rotation_seed(seed).unwrap();
+        return;
+    }
+    let n = rotation_schedules();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut failed = Vec::new();
+                    for i in (t..n).step_by(threads as usize) {
+                        if let Err(e) = run_rotation_seed(seed_of(i)) {
+                            failed.push(format!("schedule {i}, {e}"));
+                            if failed.len() >= 3 {
+                                break;
+                            }
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("sim thread"))
+            .collect()
+    });
+    eprintln!("{n} rotation schedules");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

@@ -23,6 +23,7 @@ fn pos(offset: u64) -> FilePos {
         live: false,
         replay_until: 0,
         replay_pass: 2,
+        head: 0,
     }
 }
 
