@@ -520,6 +520,16 @@ pub fn history<F: Files>(files: &mut F, path: &Path) -> io::Result<Vec<Finished>
         .collect())
 }
 
+/// The hash of the first line of the file at `path` (of nothing, when it is empty or
+/// unreadable): never 0.
+pub fn head_on_disk(path: &Path) -> u64 {
+    let mut first = [0u8; generations::HEAD_MAX];
+    let n = File::open(path)
+        .and_then(|f| disk::read_some(&f, &mut first, 0))
+        .unwrap_or(0);
+    generations::head_of(&first[..n]).0
+}
+
 /// [`history`] on disk.
 pub fn history_on_disk(path: &Path) -> io::Result<Vec<Finished>> {
     history(&mut Disk::default(), path)

@@ -105,7 +105,8 @@ fn pin_queue_log(settings: &Settings, journal: &Journal) -> Result<(), Fatal> {
                     live: true,
                     replay_until: 0,
                     replay_pass: 0,
-                    head: 0,
+                    // Never 0 (a journal from before heads were kept), even when empty.
+                    head: crate::tail::head_on_disk(&settings.queue_log),
                 }),
                 Some(Region {
                     id: id_of(&m),

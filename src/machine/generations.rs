@@ -155,18 +155,20 @@ pub struct ToRead {
     pub offset: u64,
     /// Read to `offset` before and left; it grew since (a writer still holding it).
     pub grew: bool,
-    /// Nothing places it before or after what was read (no generation read is left
-    /// beside it): its rows may have been shipped, and are checked with the server.
+    /// Its rows may have been shipped (the position was lost, or the file no longer
+    /// holds what was read): each is checked with the server.
     pub in_doubt: bool,
 }
 
 /// How the reader stands towards generations it has no record of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Known {
-    /// A first start: generations already rotated away are history, not read.
+    /// A first start (or a journal from before generations were recorded): generations
+    /// already rotated away are history, not read.
     Nothing,
     /// The record of what was read: generations newer than the newest one read are
-    /// unread, older ones were read (or predate qlship).
+    /// unread, older ones were read (or predate qlship). With none of those left,
+    /// every generation not recorded is newer.
     Finished,
     /// The file being read is nowhere and no generation read is left: every rotated
     /// generation may be unread (read them, rows in doubt).
@@ -235,14 +237,16 @@ pub fn to_read(
                 in_doubt: false,
             }),
             None => {
-                // With no generation read left beside them (deleted meanwhile, or a
-                // position lost), the ones not recorded cannot be placed: read them,
-                // in doubt. Only a first start takes them for history.
+                // With no generation read left beside them, the ones not recorded are
+                // newer than any read: logrotate deletes the oldest first, and a new
+                // journal records those it found (history). Unless the position was
+                // lost: then nothing says whether they were read.
                 let (newer, in_doubt) = match (anchor, known) {
                     _ if live => (true, false),
                     (Some(a), _) => (at > a, false),
                     (None, Known::Nothing) => (false, false),
-                    (None, _) => (true, true),
+                    (None, Known::Finished) => (true, false),
+                    (None, Known::LostTrack) => (true, true),
                 };
                 // An empty rotated file has nothing to read (and cannot be recorded).
                 if newer && (live || g.len > 0) {
@@ -257,13 +261,6 @@ pub fn to_read(
         }
     }
     out
-}
-
-/// Whether a generation beside QUEUE_LOG is one read before: without one, nothing
-/// places the others before or after what was read.
-pub fn anchored(gens: &[Gen], finished: &[Finished]) -> bool {
-    gens.iter()
-        .any(|g| g.rank != Rank::Live && g.len > 0 && finished.iter().any(|f| f.head == g.head))
 }
 
 /// The first line of `bytes` (a file's start), at most [`HEAD_MAX`] bytes, hashed: the

@@ -4,24 +4,23 @@
 
 use super::{Files, Note, Step, Tail};
 use crate::journal::FilePos;
-use crate::machine::generations::{self, Known, Rank};
+use crate::machine::generations::{Known, Rank};
 use crate::machine::read::{self as decide, Candidate, Found, Kind};
 use std::io;
 
 impl<F: Files> Tail<F> {
     pub(super) fn recover(&mut self, p: &FilePos) -> io::Result<()> {
-        let entries = self.files.list(&self.path)?;
         if p.offset == 0 {
             // Nothing was read from it (a new journal's pin, or a file just begun), so
-            // no fingerprint tells where it went. Generations newer than the newest one
-            // read are read; when none read is left (or none was ever recorded, see
-            // [`super::history`]), nothing tells them from history: read them in doubt.
-            let gens: Vec<_> = entries.into_iter().map(|e| e.gen).collect();
-            if !generations::anchored(&gens, &self.record) {
-                self.known = Known::LostTrack;
+            // no fingerprint tells where it went; the record places the generations.
+            // A journal from before records were kept (no head) took every rotated
+            // generation for history.
+            if p.head == 0 {
+                self.known = Known::Nothing;
             }
             return Ok(());
         }
+        let entries = self.files.list(&self.path)?;
         let mut candidates = Vec::with_capacity(entries.len());
         for e in &entries {
             let (same_id, same_head) = (e.gen.id == p.id, p.head != 0 && e.gen.head == p.head);

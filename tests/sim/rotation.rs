@@ -423,7 +423,7 @@ impl World {
                 live: true,
                 replay_until: 0,
                 replay_pass: 0,
-                head: 0,
+                head: qlship::machine::generations::head_of(&d.files[&ino].text).0,
             }),
             finished: history,
         };
