@@ -278,3 +278,71 @@ fn takeover_of_a_partition_an_earlier_loader_filled() {
     p.preloaded = Some(40);
     sweep(p);
 }
+
+// Named cases of the reader's world (issue 15, cases 4 to 6).
+
+fn rotation_shape() -> rotation::Params {
+    rotation::Params {
+        rows: 150,
+        rotate: 40,
+        copytruncate: 0,
+        reload: 1000,
+        compress: false,
+        keep: 5,
+        crash: 0,
+        cut: 0,
+        down: 0,
+        sync: 400,
+        grace_ms: 5_000,
+        writeback_ms: 5_000,
+        clock_step: 0,
+    }
+}
+
+fn rotation_sweep(p: rotation::Params) {
+    for seed in 0..400 {
+        if let Err(e) = rotation::run(seed, p.clone()) {
+            panic!("seed {seed}: {e}\n  {p:?}");
+        }
+    }
+}
+
+/// Issue 15, case 4: qlship stopped over rotations with compress + delaycompress, the
+/// clock stepping a year at boots (a Pi without a clock): every generation it had not
+/// read is found, compressed or not, and read in order.
+#[test]
+fn case4_stopped_over_compressed_rotations_with_clock_steps() {
+    let mut p = rotation_shape();
+    p.compress = true;
+    p.crash = 30;
+    p.down = 900;
+    p.clock_step = 500;
+    rotation_sweep(p);
+}
+
+/// Issue 15, case 5: logrotate renames queue_log and never runs `logger reload`; the
+/// writer appends to the rotated file in bursts with pauses far beyond the grace.
+#[test]
+fn case5_a_rotated_file_the_writer_keeps_is_followed() {
+    let mut p = rotation_shape();
+    p.reload = 0;
+    p.grace_ms = 500;
+    p.crash = 10;
+    rotation_sweep(p);
+}
+
+/// Issue 15, case 6: rename rotations, copytruncate and the oldest generations deleted
+/// soon (two kept) under a long grace, with kills and power cuts: no grace period holds
+/// a newer generation back until it is gone.
+#[test]
+fn case6_grace_periods_never_hold_newer_generations() {
+    let mut p = rotation_shape();
+    p.copytruncate = 400;
+    p.reload = 500;
+    p.keep = 2;
+    p.rotate = 120;
+    p.grace_ms = 30_000;
+    p.crash = 20;
+    p.cut = 500;
+    rotation_sweep(p);
+}
