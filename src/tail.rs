@@ -234,7 +234,27 @@ impl<F: Files> Tail<F> {
             unreachable!("current file")
         };
         let offset = cur.offset;
-        let n = cur.file.read_at(&mut self.chunk, offset)?;
+        let n = match cur.file.read_at(&mut self.chunk, offset) {
+            Ok(n) => n,
+            // A damaged compressed generation: reading it again would fail the same way
+            // for ever and hold every newer generation back.
+            Err(e) if cur.gz && e.kind() != io::ErrorKind::Interrupted => {
+                let text = format!(
+                    "{} is damaged ({e}): leaving it after {offset} bytes; rows beyond are not read (decompress what is left of it by hand)",
+                    cur.name.display()
+                );
+                self.notes.push(Note { warn: true, text });
+                self.leave_current()?;
+                // Recorded as read to its end: never taken up again.
+                for list in [&mut self.record, &mut self.finished] {
+                    if let Some(f) = list.last_mut() {
+                        f.len = u64::MAX;
+                    }
+                }
+                return self.take_next(false);
+            }
+            Err(e) => return Err(e),
+        };
         let split = lines::split(
             &self.chunk[..n],
             offset,

@@ -437,3 +437,45 @@ fn rotated_copies_of_other_names_are_never_read() {
     got.extend(drain(&mut t));
     assert_eq!(got, ids(1..2));
 }
+
+#[test]
+fn a_damaged_compressed_generation_is_left_with_a_warning_and_the_rest_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let ql = dir.path().join("queue_log");
+    append(&ql, &line(0));
+    let mut t = open_at(&ql, None);
+    assert_eq!(drain(&mut t), ids(0..1));
+    let pos = t.pos();
+    drop(t);
+    append(&ql, &(1..400).map(line).collect::<String>());
+    std::fs::rename(&ql, dir.path().join("queue_log.1")).unwrap();
+    let gz = std::process::Command::new("gzip")
+        .arg(dir.path().join("queue_log.1"))
+        .status()
+        .unwrap();
+    assert!(gz.success());
+    // Flip bytes in the middle of the compressed stream.
+    let gz_path = dir.path().join("queue_log.1.gz");
+    let mut bytes = std::fs::read(&gz_path).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 8] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&gz_path, bytes).unwrap();
+    append(&ql, &line(400));
+    let mut t = open_at(&ql, pos);
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.extend(drain(&mut t));
+    }
+    assert_eq!(
+        got.last(),
+        Some(&"call400".to_string()),
+        "the newer file is read"
+    );
+    let warned = t
+        .take_notes()
+        .into_iter()
+        .any(|n| n.warn && n.text.contains("damaged"));
+    assert!(warned);
+}
