@@ -213,6 +213,20 @@ fn case2_a_gateway_that_stores_late_doubles_nothing() {
     sweep(p);
 }
 
+/// Issue 15, case 3: power cuts take back rows Asterisk never synced after qlship read
+/// and shipped them, and `sed -i` deletes earlier lines, while answers are lost: rows
+/// read again are resolved with the server, never sent blindly.
+#[test]
+fn case3_a_queue_log_that_comes_back_shorter_or_rewritten_doubles_nothing() {
+    let mut p = shape();
+    p.crash = 40;
+    p.cut = 1000;
+    p.rewrite = 20;
+    p.writeback = 30_000;
+    p.faults.drop_after = 30;
+    sweep(p);
+}
+
 /// Issue 15, case 8 (in part): a batch in flight at a crash waits a whole settle window
 /// after the restart, whatever the wall clock did at boot.
 #[test]
