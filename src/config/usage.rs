@@ -36,7 +36,7 @@ options:
   --http-timeout SECS  connect+answer timeout per request (default 30)
   --backoff-min SECS   first retry delay after an error (default 1)
   --backoff-max SECS   longest retry delay (default 60)
-  --rotate-grace SECS  keep reading a rotated file until quiet this long (default 5)
+  --rotate-grace SECS  wait this long for a rotated file's unfinished last line (default 5)
   --resync-settle SECS wait after an unanswered request before checking it (default 2x timeout)
   --summary-every SECS log a summary line per target this often (default 3600)
   --stall-after SECS   rows waiting and none acknowledged this long while the server answers:
