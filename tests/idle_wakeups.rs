@@ -125,3 +125,38 @@ fn after_a_rotation_the_new_queue_log_is_watched() {
     }
     stop(daemon);
 }
+
+#[test]
+fn an_idle_daemon_still_shows_new_rows_in_its_status_at_once() {
+    let env = Env::new();
+    env.append(&(0..10).map(row).collect::<String>());
+    let daemon = env.spawn(&[]);
+    env.wait_for_rows(10, Duration::from_secs(30));
+    let run_dir = env.dir.path().join("run");
+    let status = || qlship::status::read(&run_dir).ok();
+    // At rest: the status task no longer looks every 5 s but waits to be told.
+    std::thread::sleep(Duration::from_secs(12));
+    let before = status().expect("a status file");
+    assert_eq!(before.targets[0].acked_total, 10);
+    let appended = Instant::now();
+    env.append(&(10..15).map(row).collect::<String>());
+    let until = |what: &str, limit: Duration, ok: &dyn Fn(&qlship::status::Snapshot) -> bool| {
+        while !status().is_some_and(|s| ok(&s)) {
+            assert!(
+                appended.elapsed() < limit,
+                "the status did not show {what} within {limit:?}; logs:\n{}",
+                env.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // The reader's progress wakes it (without, it showed at the next 20 s refresh).
+    until("the rows read", Duration::from_secs(3), &|s| {
+        s.offset > before.offset
+    });
+    // Then it looks every 5 s until all is acknowledged.
+    until("the rows acknowledged", Duration::from_secs(9), &|s| {
+        s.targets[0].acked_total == 15
+    });
+    stop(daemon);
+}

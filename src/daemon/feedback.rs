@@ -32,7 +32,9 @@ pub(super) async fn feedback(sh: Arc<Shared>, lead: Arc<Lead>) {
     let mut wait = every;
     loop {
         Timer::after(wait).await;
-        wait = match poll_feedback(&sh, &lead).await {
+        let polled = poll_feedback(&sh, &lead).await;
+        sh.wake_status.notify(); // the results, counters and request counters
+        wait = match polled {
             Ok(ran) => {
                 backoff.reset();
                 // Report what just ran without waiting a whole interval.

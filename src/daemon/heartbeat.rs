@@ -19,7 +19,9 @@ pub(super) async fn heartbeat(sh: Arc<Shared>, lead: Arc<Lead>) {
         Timer::after(every).await;
         let client = lead.client.clone();
         let now = now_unix();
-        match blocking(move || client.check_hb(now)).await {
+        let sent = blocking(move || client.check_hb(now)).await;
+        sh.wake_status.notify(); // its time, or the request counters
+        match sent {
             Ok(()) => {
                 lead.status().last_heartbeat = Some(now);
                 debug!(target: LOG, "{}: heartbeat sent", lead.who());

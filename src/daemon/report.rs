@@ -26,6 +26,8 @@ pub(super) async fn report_status(sh: Arc<Shared>, usr1: Receiver<()>) {
     let mut last_write = Instant::now();
     let mut health = crate::health::Reporter::new(&sh.settings);
     loop {
+        // A change from here on is either in this snapshot or wakes the next wait.
+        sh.wake_status.clear();
         let mut snap = snapshot(&sh).await;
         health.observe(&mut snap);
         if summary_at.elapsed() >= sh.settings.summary_every {
@@ -52,8 +54,21 @@ pub(super) async fn report_status(sh: Arc<Shared>, usr1: Receiver<()>) {
             written: 0,
             ..snap.clone()
         };
-        if last.as_ref() == Some(&same) && last_write.elapsed() < STATUS_REFRESH {
-            wait_or_usr1(&sh, &usr1).await;
+        let unchanged = last.as_ref() == Some(&same);
+        // At rest and unchanged, nothing moves until a task says so (`wake_status`):
+        // sleep until then or until the refresh or summary is due, not 5 s at a time.
+        let refresh_due = last_write.elapsed() >= STATUS_REFRESH;
+        let rest_until = (unchanged && at_rest(&snap)).then(|| {
+            // The next refresh: 20 s after this one when it is due now.
+            let refresh = if refresh_due {
+                Instant::now()
+            } else {
+                last_write
+            } + STATUS_REFRESH;
+            refresh.min(summary_at + sh.settings.summary_every)
+        });
+        if unchanged && !refresh_due {
+            wait_or_usr1(&sh, &usr1, rest_until).await;
             continue;
         }
         last = Some(same);
@@ -72,14 +87,40 @@ pub(super) async fn report_status(sh: Arc<Shared>, usr1: Receiver<()>) {
             }
             Err(_) => {}
         }
-        wait_or_usr1(&sh, &usr1).await;
+        wait_or_usr1(&sh, &usr1, rest_until).await;
     }
 }
 
-/// Sleeps STATUS_EVERY; on SIGUSR1 meanwhile, logs the status first.
-async fn wait_or_usr1(sh: &Arc<Shared>, usr1: &Receiver<()>) {
+/// Whether nothing is moving: the reader idle on the live queue_log, nothing spooled,
+/// every target caught up and answering. Then only the tasks that change what the
+/// status shows wake the status task (rows read, the reader's state, a heartbeat, a
+/// feedback poll, a rotation). Any other state keeps the 5 s looks: a backlog, a
+/// failing or stalled target, a rotated file being finished.
+fn at_rest(snap: &Snapshot) -> bool {
+    // read.rs's state while it waits for the file to grow.
+    snap.reader == "reading (idle)"
+        && snap.reading == snap.queue_log
+        && snap.spool_rows == 0
+        && snap
+            .targets
+            .iter()
+            .all(|t| t.backlog_rows == 0 && t.failing_since.is_none() && t.stalled_since.is_none())
+}
+
+/// Sleeps STATUS_EVERY, or at rest until `rest_until` or a task's wake-up; on SIGUSR1
+/// meanwhile, logs the status first.
+async fn wait_or_usr1(sh: &Arc<Shared>, usr1: &Receiver<()>, rest_until: Option<Instant>) {
     let asked = smol::future::or(async { usr1.recv().await.is_ok() }, async {
-        Timer::after(STATUS_EVERY).await;
+        match rest_until {
+            Some(at) => {
+                sh.wake_status
+                    .wait(at.saturating_duration_since(Instant::now()))
+                    .await
+            }
+            None => {
+                Timer::after(STATUS_EVERY).await;
+            }
+        }
         false
     })
     .await;

@@ -29,6 +29,10 @@ impl Wake {
     pub(super) fn notify(&self) {
         let _ = self.tx.try_send(());
     }
+    /// Forgets a notification not yet waited for.
+    pub(super) fn clear(&self) {
+        while self.rx.try_recv().is_ok() {}
+    }
     /// Sleeps until notified or until `d` has passed.
     pub(super) async fn wait(&self, d: Duration) {
         smol::future::or(
@@ -97,6 +101,8 @@ pub(super) struct Shared {
     pub(super) split: Option<Split>,
     pub(super) leads: Vec<Arc<Lead>>,
     pub(super) wake_reader: Wake,
+    /// Something `qlship status` shows may have changed: a status task at rest looks.
+    pub(super) wake_status: Wake,
     pub(super) reader_done: AtomicBool,
     /// inotify reports changes of the queue_log (see `watch`): idle polls can be rare.
     pub(super) watching: AtomicBool,
@@ -132,13 +138,17 @@ impl Shared {
         let mut live = self.live();
         if live.reader != state {
             live.reader = state.to_owned();
+            self.wake_status.notify();
         }
     }
 
+    /// Rows were spooled (or reading is done): the uploaders have work, and the status
+    /// has changed.
     pub(super) fn wake_uploaders(&self) {
         for l in &self.leads {
             l.wake.notify();
         }
+        self.wake_status.notify();
     }
 
     /// The reader's view of each target, from the journal's meta.

@@ -225,6 +225,8 @@ pub(super) async fn watch_queue_log(sh: Arc<Shared>) {
         };
         if outcome.wake || outcome.lost {
             sh.wake_reader.notify();
+            // A rotation changes the file being read without any row.
+            sh.wake_status.notify();
         }
         if outcome.lost {
             // The directory went away: back to polling.
