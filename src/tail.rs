@@ -104,6 +104,9 @@ pub struct Tail<F: Files = Disk> {
     /// Records checked against their files: (file, its length, record's length and
     /// fingerprint) and whether it held.
     checked: Vec<((crate::journal::FileId, u64, u64, u64), bool)>,
+    /// A journaled position at a file's start with rows in doubt: their bound, for when
+    /// that file is opened.
+    resume_replay: Option<(crate::journal::FileId, u64)>,
 }
 
 impl Tail {
@@ -162,6 +165,7 @@ impl<F: Files> Tail<F> {
             lost_at: 0,
             replay_pass: saved.map_or(0, |p| p.replay_pass),
             checked: Vec::new(),
+            resume_replay: None,
         };
         if let Some(p) = saved {
             tail.recover(&p)?;

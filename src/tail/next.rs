@@ -147,6 +147,10 @@ impl<F: Files> Tail<F> {
             return Ok(None);
         };
         src.seek(next.offset)?;
+        if let Some((id, until)) = self.resume_replay.take_if(|(id, _)| *id == src.id) {
+            debug_assert_eq!(id, src.id);
+            src.replay_until = src.replay_until.max(until);
+        }
         if self.known == Known::LostTrack || next.in_doubt {
             // Nothing says whether these rows were shipped: all of them are in doubt.
             src.replay_until = if live {

@@ -18,6 +18,11 @@ impl<F: Files> Tail<F> {
             if p.head == 0 {
                 self.known = Known::Nothing;
             }
+            // Rows of it already in doubt (a salvaged journal's) stay so when it is
+            // opened.
+            if p.replay_until > 0 {
+                self.resume_replay = Some((p.id, p.replay_until));
+            }
             return Ok(());
         }
         let entries = self.files.list(&self.path)?;

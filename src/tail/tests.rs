@@ -479,3 +479,24 @@ fn a_damaged_compressed_generation_is_left_with_a_warning_and_the_rest_read() {
         .any(|n| n.warn && n.text.contains("damaged"));
     assert!(warned);
 }
+
+#[test]
+fn a_position_at_a_files_start_with_rows_in_doubt_keeps_them_in_doubt() {
+    // A salvaged journal that lost commits: its position is at the file's start and
+    // every row from there on may have been shipped.
+    let dir = tempfile::tempdir().unwrap();
+    let ql = dir.path().join("queue_log");
+    append(&ql, &(0..4).map(line).collect::<String>());
+    let mut t = open_at(&ql, None);
+    assert!(matches!(t.step().unwrap(), Step::Switched(_)));
+    let start = t.pos().unwrap();
+    drop(t);
+    let saved = FilePos {
+        replay_until: u64::MAX,
+        replay_pass: 3,
+        head: start.head.max(1),
+        ..start
+    };
+    let mut t = open_at(&ql, Some(saved));
+    assert_eq!(drain_replays(&mut t), replays(0..4, 0..0));
+}
