@@ -139,7 +139,8 @@ impl Journal {
         self.commit(|m, _| {
             m.pos = pos;
             for f in finished {
-                m.finished.retain(|old| old.head != f.head);
+                m.finished
+                    .retain(|old| (old.head, old.id) != (f.head, f.id));
                 m.finished.push(*f);
             }
             let excess = m.finished.len().saturating_sub(FINISHED_CAP);

@@ -144,10 +144,14 @@ impl<F: Files> Tail<F> {
         chunk_size: usize,
         region: Option<Region>,
     ) -> io::Result<Tail<F>> {
-        let known = if saved.is_some() || !finished_before.is_empty() {
-            Known::Finished
-        } else {
-            Known::Nothing
+        // A journal from before heads were kept (the position has none) recorded its
+        // generations by another hash: none is found among these, and generations it
+        // cannot place are history to it, as they were to the version that wrote it.
+        let known = match saved {
+            Some(p) if p.head == 0 => Known::Nothing,
+            Some(_) => Known::Finished,
+            None if finished_before.is_empty() => Known::Nothing,
+            None => Known::Finished,
         };
         let mut tail = Tail {
             files,
@@ -415,3 +419,6 @@ pub fn fnv(bytes: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod generation_tests;

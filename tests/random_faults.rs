@@ -47,12 +47,12 @@ fn scenario(seed: u64, steps: usize) {
                 expected.extend(rows);
             }
             5 => {
-                // Rotations are ordered by modification time: keep them at least a
-                // kernel timestamp tick apart, as real ones (hours apart) are.
+                // Named as logrotate's dateext names them (greater is newer), as the
+                // copies below: one scheme per directory, as on a real box.
                 std::thread::sleep(Duration::from_millis(20));
                 rotations += 1;
                 if env.ql.exists() {
-                    let to = env.dir.path().join(format!("queue_log.{rotations}"));
+                    let to = env.dir.path().join(format!("queue_log-{rotations}"));
                     eprintln!("step {step}: rename rotation");
                     std::fs::rename(&env.ql, to).unwrap();
                 }

@@ -120,11 +120,17 @@ fn pin_queue_log(settings: &Settings, journal: &Journal) -> Result<(), Fatal> {
         // that after a restart only newer ones are (see `tail::history`).
         let history = crate::tail::history_on_disk(&settings.queue_log)
             .map_err(|e| Fatal::QueueLog(super::read::file_error(settings, &e)))?;
+        // Only a new journal records them: one that has read (its position journaled as
+        // none after it finished a rotated file while QUEUE_LOG was missing) keeps its
+        // record of how far each generation was read.
         if fresh {
             journal.begin(start, region)?;
-        }
-        if !fresh && start.is_some() || !history.is_empty() {
-            journal.set_pos(start, &history)?;
+            if !history.is_empty() {
+                journal.set_pos(start, &history)?;
+                journal.sync()?;
+            }
+        } else if start.is_some() {
+            journal.set_pos(start, &[])?;
             journal.sync()?;
         }
     }

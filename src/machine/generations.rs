@@ -92,9 +92,9 @@ pub enum Numbering {
 }
 
 /// Reads the numbering from what the files hold: each two neighbouring numbers whose
-/// first rows differ in time vote. Sequential numbering is taken only on two votes or
-/// more and a majority: a clock that stepped between two rotations misleads one pair,
-/// and logrotate's way, by far the most common, is the default.
+/// first rows differ in time vote. Sequential numbering is taken on two votes or more
+/// and a majority: one vote cannot tell it from a clock that stepped back between two
+/// rotations, and logrotate's way, by far the most common, is the default.
 pub fn numbering(gens: &[Gen]) -> Numbering {
     let mut numbered: Vec<(u64, i64)> = gens
         .iter()
@@ -120,31 +120,34 @@ pub fn numbering(gens: &[Gen]) -> Numbering {
     }
 }
 
-/// Older first. Names decide where they are comparable (numbers, the way `numbering`
-/// says they run; dates): they are given at rotation and no clock misorders them. Then
-/// what the files hold (the first row's time); then modification times; the live file
-/// last.
+/// Older first. Names decide (numbers, the way `numbering` says they run; dates): they
+/// are given at rotation and no clock misorders them. Then what the files hold (the
+/// first row's time); then modification times; the live file last. A total order (a
+/// key), so that no mix of names and times can make sorting inconsistent: numbered
+/// names come before dated ones (a directory mixing both schemes is not ordered across
+/// them).
 pub fn older_first(a: &Gen, b: &Gen, numbering: Numbering) -> Ordering {
-    match (&a.rank, &b.rank) {
-        (Rank::Live, Rank::Live) => return Ordering::Equal,
-        (Rank::Live, _) => return Ordering::Greater,
-        (_, Rank::Live) => return Ordering::Less,
-        _ => {}
-    }
-    let by_name = match (&a.rank, &b.rank, numbering) {
-        (Rank::Numbered(x), Rank::Numbered(y), Numbering::HighestOldest) => y.cmp(x),
-        (Rank::Numbered(x), Rank::Numbered(y), Numbering::HighestNewest) => x.cmp(y),
-        (Rank::Dated(x), Rank::Dated(y), _) => (x.len(), x).cmp(&(y.len(), y)),
-        _ => Ordering::Equal,
+    order_key(a, numbering).cmp(&order_key(b, numbering))
+}
+
+type OrderKey<'a> = (u8, i128, usize, &'a str, i64, i64, u64);
+
+fn order_key(g: &Gen, numbering: Numbering) -> OrderKey<'_> {
+    let (family, number, date) = match (&g.rank, numbering) {
+        (Rank::Numbered(n), Numbering::HighestOldest) => (0, -i128::from(*n), ""),
+        (Rank::Numbered(n), Numbering::HighestNewest) => (0, i128::from(*n), ""),
+        (Rank::Dated(d), _) => (1, 0, d.as_str()),
+        (Rank::Live, _) => (2, 0, ""),
     };
-    let by_content = match (a.first_time, b.first_time) {
-        (Some(x), Some(y)) => x.cmp(&y),
-        _ => Ordering::Equal,
-    };
-    by_name
-        .then(by_content)
-        .then(a.mtime_ns.cmp(&b.mtime_ns))
-        .then(a.head.cmp(&b.head))
+    (
+        family,
+        number,
+        date.len(),
+        date,
+        g.first_time.unwrap_or(i64::MIN),
+        g.mtime_ns,
+        g.head,
+    )
 }
 
 /// One file to read next, from `offset`.
@@ -186,7 +189,8 @@ pub enum Known {
 ///
 /// `holds(gen, record)`: whether the generation still holds, just before the record's
 /// length, the bytes read there (the shell reads them). One that does not is read again
-/// from its start, in doubt.
+/// from its start, in doubt. Records are by first line and file: a generation left is
+/// recorded beside another with the same first line, never over it.
 pub fn to_read(
     gens: &[Gen],
     finished: &[Finished],
@@ -204,7 +208,17 @@ pub fn to_read(
                 .any(|o| !o.gz && o.rank != Rank::Live && o.head == g.head && o.len > 0)
     };
     order.retain(|&i| !rotated_twin(i));
-    let record = |g: &Gen| finished.iter().find(|f| f.head == g.head && g.len > 0);
+    // Two generations may begin with the same line (Asterisk's CONFIGRELOAD line, two
+    // rotations in one second), and copies share their original's: a record is the one
+    // of the same file, else the furthest one whose bytes the file holds where it was
+    // left (a copy, a compressed twin), else any (it does not hold it: in doubt).
+    let record = |g: &Gen| {
+        let same = || finished.iter().filter(|f| f.head == g.head && g.len > 0);
+        same()
+            .find(|f| f.id == g.id)
+            .or_else(|| same().filter(|f| holds(g, f)).max_by_key(|f| f.len))
+            .or_else(|| same().next())
+    };
     let anchor = order
         .iter()
         .rposition(|&i| gens[i].rank != Rank::Live && record(&gens[i]).is_some());

@@ -62,7 +62,16 @@ impl Files for Disk {
                 None => match facts(&name, &meta, rank, gz) {
                     Ok(Some(g)) => g,
                     Ok(None) => continue,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    // Gone meanwhile, or not ours to read (a copy an admin made with
+                    // other rights): looked at again at the next listing.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+                        ) =>
+                    {
+                        continue
+                    }
                     Err(e) => return Err(e),
                 },
             };

@@ -22,16 +22,23 @@ impl<F: Files> Tail<F> {
         if cur.kind != Kind::Live {
             self.note(format!("finished rotated file {}", cur.name.display()));
         }
-        let left = Finished {
+        self.record_read(Finished {
             id: cur.id,
             head: cur.head,
-            len: cur.offset,
+            // A compressed file never grows, and its trailer's length is only that of
+            // its last member, modulo 4 GiB: recorded as read to its end.
+            len: if cur.gz { u64::MAX } else { cur.offset },
             fp: fnv(&cur.fp),
-        };
+        });
+        Ok(())
+    }
+
+    /// Records content (by its first line) as read up to `left.len`.
+    pub(super) fn record_read(&mut self, left: Finished) {
         self.left_at.retain(|(h, _)| *h != left.head);
         self.left_at.push((left.head, self.files.now_ms()));
         for list in [&mut self.record, &mut self.finished] {
-            list.retain(|f| f.head != left.head);
+            list.retain(|f| (f.head, f.id) != (left.head, left.id));
             list.push(left);
         }
         let excess = self
@@ -39,7 +46,6 @@ impl<F: Files> Tail<F> {
             .len()
             .saturating_sub(crate::journal::FINISHED_CAP);
         self.record.drain(..excess);
-        Ok(())
     }
 
     /// What is to be read, oldest first: [`generations::to_read`], with each record
@@ -47,31 +53,36 @@ impl<F: Files> Tail<F> {
     /// the bytes read there? A file shorter than that lost its tail to a power cut.
     pub(super) fn plan(&mut self, entries: &[Entry], known: Known) -> io::Result<Vec<ToRead>> {
         let gens: Vec<_> = entries.iter().map(|e| e.gen.clone()).collect();
+        // (file, record's length and fingerprint) that do not hold.
         let mut broken = Vec::new();
         for e in entries.iter().filter(|e| e.gen.len > 0) {
-            let Some(&f) = self.record.iter().find(|f| f.head == e.gen.head) else {
-                continue;
-            };
-            if f.fp == 0 || f.len == u64::MAX {
-                continue;
-            }
-            let key = (e.gen.id, e.gen.len, f.len, f.fp);
-            let holds = match self.checked.iter().find(|(k, _)| *k == key) {
-                Some(&(_, holds)) => holds,
-                None => {
-                    let holds = f.len <= e.gen.len && self.holds_at(e, f.len, f.fp)?;
-                    // A compressed file is inflated to check it once, not at each poll.
-                    self.checked.retain(|((id, ..), _)| *id != e.gen.id);
-                    self.checked.push((key, holds));
-                    holds
+            let records: Vec<Finished> = self
+                .record
+                .iter()
+                .filter(|f| f.head == e.gen.head && f.fp != 0 && f.len != u64::MAX)
+                .copied()
+                .collect();
+            for f in records {
+                let key = (e.gen.id, e.gen.len, f.len, f.fp);
+                let holds = match self.checked.iter().find(|(k, _)| *k == key) {
+                    Some(&(_, holds)) => holds,
+                    None => {
+                        let holds = f.len <= e.gen.len && self.holds_at(e, f.len, f.fp)?;
+                        // A compressed file is inflated to check it once, not at each
+                        // poll; what a file held before it grew is looked at again.
+                        self.checked
+                            .retain(|((id, len, ..), _)| *id != e.gen.id || *len == e.gen.len);
+                        self.checked.push((key, holds));
+                        holds
+                    }
+                };
+                if !holds {
+                    broken.push((e.gen.id, f.len, f.fp));
                 }
-            };
-            if !holds {
-                broken.push(e.gen.id);
             }
         }
-        Ok(generations::to_read(&gens, &self.record, known, |g, _| {
-            !broken.contains(&g.id)
+        Ok(generations::to_read(&gens, &self.record, known, |g, f| {
+            !broken.contains(&(g.id, f.len, f.fp))
         }))
     }
 
@@ -87,10 +98,18 @@ impl<F: Files> Tail<F> {
     }
 
     /// Whether a rotated generation waits to be read.
+    ///
+    /// Not one with the first line of the file being read: that is a copy of it
+    /// (copytruncate, perhaps still being written); once QUEUE_LOG is truncated the
+    /// fingerprint shows it, and reading goes on in the copy where it was.
     pub(super) fn rotated_unread(&mut self) -> io::Result<bool> {
         let entries = self.files.list(&self.path)?;
         let todo = self.plan(&entries, self.known)?;
-        Ok(todo.iter().any(|t| entries[t.gen].gen.rank != Rank::Live))
+        let reading = self.cur.as_ref().map(|c| c.head);
+        Ok(todo.iter().any(|t| {
+            let g = &entries[t.gen].gen;
+            g.rank != Rank::Live && Some(g.head) != reading
+        }))
     }
 
     /// While QUEUE_LOG is read to its end: a rotated generation that grew since it was

@@ -3,7 +3,7 @@
 //! while running, when the file being read no longer holds what was read.
 
 use super::{Files, Note, Step, Tail};
-use crate::journal::FilePos;
+use crate::journal::{FilePos, Finished};
 use crate::machine::generations::{Known, Rank};
 use crate::machine::read::{self as decide, Candidate, Found, Kind};
 use std::io;
@@ -15,9 +15,6 @@ impl<F: Files> Tail<F> {
             // no fingerprint tells where it went; the record places the generations.
             // A journal from before records were kept (no head) took every rotated
             // generation for history.
-            if p.head == 0 {
-                self.known = Known::Nothing;
-            }
             // Rows of it already in doubt (a salvaged journal's) stay so when it is
             // opened.
             if p.replay_until > 0 {
@@ -139,6 +136,15 @@ impl<F: Files> Tail<F> {
                 return Ok(Step::Switched(self.pos()));
             }
         }
+        // What it held up to there was read: a copy of it that holds less (copytruncate
+        // caught between its copy and its truncation, a row written in between) is a
+        // copy of rows read, and is read in doubt, not as new.
+        self.record_read(Finished {
+            id: pos.id,
+            head: cur.head,
+            len: pos.offset,
+            fp: pos.fp_hash,
+        });
         self.replay_pass += 1;
         cur.rewind(pos.offset)?;
         self.note(format!(

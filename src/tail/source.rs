@@ -71,7 +71,9 @@ impl<H: Handle> Source<H> {
 
     /// Learns the first line once it is whole (a new QUEUE_LOG may not have one yet).
     pub fn refresh_head(&mut self) -> io::Result<()> {
-        if self.head_whole {
+        // Nothing read yet: a truncation cannot be seen by a fingerprint, so the first
+        // line is looked at again.
+        if self.head_whole && self.offset > 0 {
             return Ok(());
         }
         let mut first = [0u8; HEAD_MAX];

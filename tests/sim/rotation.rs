@@ -308,7 +308,9 @@ impl World {
                         pos.map(|p| (p.id.ino, p.offset))
                     ));
                     for f in tail.take_finished() {
-                        self.now.finished.retain(|old| old.head != f.head);
+                        self.now
+                            .finished
+                            .retain(|old| (old.head, old.id) != (f.head, f.id));
                         self.now.finished.push(f);
                     }
                     let excess = self.now.finished.len().saturating_sub(FINISHED_CAP);

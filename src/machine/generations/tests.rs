@@ -92,8 +92,9 @@ fn mtimes_do_not_order_generations_their_first_rows_do() {
         ),
         want
     );
-    // Without names to go by (other schemes side by side), the rows decide.
-    gens[1].rank = Rank::Dated("1".into());
+    // dateext names: greater is newer, whatever the mtimes.
+    gens[1].rank = Rank::Dated("20261123".into());
+    gens[2].rank = Rank::Dated("20261124".into());
     assert_eq!(
         picked(
             &gens,
@@ -101,9 +102,13 @@ fn mtimes_do_not_order_generations_their_first_rows_do() {
         ),
         want
     );
-    // Names decide over rows: a clock stepped back a year before day 2 began.
+    // Names decide over rows: a clock stepped back a year before day 2 began; the
+    // generations before it vote for logrotate's numbering as well.
     gens[1].rank = Rank::Numbered(2);
+    gens[2].rank = Rank::Numbered(1);
     gens[2].first_time = Some(-31_000_000);
+    gens.push(gen(10, Rank::Numbered(3), false, 500, 900, 0));
+    assert_eq!(numbering(&gens), Numbering::HighestOldest);
     assert_eq!(
         picked(
             &gens,
