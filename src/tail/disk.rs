@@ -59,17 +59,15 @@ impl Files for Disk {
                 .map(|(.., g)| g.clone());
             let gen = match known {
                 Some(g) => Gen { rank, ..g },
-                None => match facts(&name, &meta, rank, gz) {
+                None => match facts(&name, &meta, rank.clone(), gz) {
                     Ok(Some(g)) => g,
                     Ok(None) => continue,
-                    // Gone meanwhile, or not ours to read (a copy an admin made with
-                    // other rights): looked at again at the next listing.
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
-                        ) =>
-                    {
+                    // Gone meanwhile: looked at again at the next listing.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    // A rotated-looking file not ours to read (a copy an admin made with
+                    // other rights) is left out; QUEUE_LOG itself is the operator's to
+                    // fix, and the error says how.
+                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied && rank != Rank::Live => {
                         continue
                     }
                     Err(e) => return Err(e),
