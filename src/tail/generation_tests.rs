@@ -1,29 +1,12 @@
 //! Schedules an adversarial review of the reader found to lose, double or wedge, each
 //! fixed since (or, where ignored, a known limit the README states).
 
+use super::tests::{append, ids, line};
 use super::*;
 use std::io::Write;
 
-fn line(i: u32) -> String {
-    format!("{}|call{i}|q|Agent/1|ENTERQUEUE||{i}\n", 1_700_000_000 + i)
-}
-
 fn rows(r: std::ops::Range<u32>) -> String {
     r.map(line).collect()
-}
-
-fn append(path: &Path, s: &str) {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(s.as_bytes())
-        .unwrap();
-}
-
-fn ids(range: std::ops::Range<u32>) -> Vec<String> {
-    range.map(|i| format!("call{i}")).collect()
 }
 
 fn open_at(ql: &Path, pos: Option<FilePos>, done: &[Finished]) -> Tail {

@@ -2,11 +2,11 @@ use super::*;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 
-fn line(i: u32) -> String {
+pub(super) fn line(i: u32) -> String {
     format!("{}|call{i}|q|Agent/1|ENTERQUEUE||{i}\n", 1_700_000_000 + i)
 }
 
-fn append(path: &Path, s: &str) {
+pub(super) fn append(path: &Path, s: &str) {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -37,7 +37,7 @@ fn drain(tail: &mut Tail) -> Vec<String> {
     panic!("tail never went idle");
 }
 
-fn ids(range: std::ops::Range<u32>) -> Vec<String> {
+pub(super) fn ids(range: std::ops::Range<u32>) -> Vec<String> {
     range.map(|i| format!("call{i}")).collect()
 }
 
