@@ -35,7 +35,6 @@ use crate::tail::{Step, Tail};
 use log::{debug, error, info, warn};
 use smol::channel::Receiver;
 use smol::Timer;
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! spool cap, the read-ahead and each target's share.
 
 use super::*;
+use crate::machine::shares::{Notice, Shares};
 
 /// The daemon's log target, as before the daemon was split into files.
 const LOG: &str = "qlship::daemon";
@@ -42,8 +43,8 @@ pub(super) async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
     let mut full_logged = false;
     let mut disk_logged = false;
     let mut file_errors = backoff(s);
-    // Targets over their share of the spool, with the rows not kept for them since.
-    let mut not_kept: HashMap<usize, u64> = HashMap::new();
+    // Which targets are over their share of the spool, with the rows not kept for them.
+    let mut shares = Shares::new(s.spool_max, sh.leads.len());
     let _alive = sh.reader_pulse.finish_on_drop();
     loop {
         sh.reader_pulse.beat();
@@ -55,7 +56,9 @@ pub(super) async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
             }
         }
         let meta = sh.journal.meta();
-        if meta.spool_bytes >= s.spool_max {
+        let (verdict, notices) = shares.decide(&sh.loads(&meta), meta.spool_bytes);
+        announce_shares(&sh, &notices, shares.share());
+        if verdict.pause {
             sh.set_reader("paused: spool full");
             if !full_logged {
                 warn!(target: LOG,
@@ -83,8 +86,7 @@ pub(super) async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
             continue;
         }
         let journal = sh.journal.clone();
-        let lanes = sh.lanes(&meta);
-        announce_shares(&sh, &lanes, &mut not_kept);
+        let lanes = sh.lanes(&meta, &verdict.over_share);
         let shared = sh.clone();
         let (t, result) = blocking(move || {
             let split = shared.split.as_ref();
@@ -120,11 +122,7 @@ pub(super) async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
                 sh.wake_reader.wait(POLL).await;
             }
             Ok(Progress::Rows(_, shed)) => {
-                for (lead, n) in sh.leads.iter().zip(shed) {
-                    if let Some(count) = not_kept.get_mut(&lead.slot) {
-                        *count += n;
-                    }
-                }
+                shares.shed(&shed);
                 sh.set_reader("reading");
                 file_errors.reset();
                 sh.wake_uploaders();
@@ -167,27 +165,19 @@ pub(super) async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
 }
 
 /// Says loudly when a target's backlog fills its share of the spool (rows read from
-/// then on are not kept for it) and when it has room again.
-fn announce_shares(sh: &Shared, lanes: &[Lane], not_kept: &mut HashMap<usize, u64>) {
-    let share = sh.settings.spool_max / sh.leads.len().max(1) as u64;
-    for (lead, lane) in sh.leads.iter().zip(lanes) {
-        match (lane.over_share, not_kept.contains_key(&lead.slot)) {
-            (true, false) => {
-                error!(target: LOG,
-                    "{}: its backlog fills its share of the spool ({share} bytes of --spool-max {}): rows read from now on are NOT kept for it and will be missing on its server; the other targets go on",
-                    lead.who(),
-                    sh.settings.spool_max
-                );
-                not_kept.insert(lead.slot, 0);
-            }
-            (false, true) => {
-                let n = not_kept.remove(&lead.slot).unwrap_or(0);
-                warn!(target: LOG,
-                    "{}: back under its share of the spool: rows are kept for it again; {n} rows read meanwhile were not and are missing on its server",
-                    lead.who()
-                );
-            }
-            _ => {}
+/// then on are not kept for it) and when it has room again (`machine::shares`).
+fn announce_shares(sh: &Shared, notices: &[Notice], share: u64) {
+    for notice in notices {
+        match *notice {
+            Notice::Full { target, .. } => error!(target: LOG,
+                "{}: its backlog fills its share of the spool ({share} bytes of --spool-max {}): rows read from now on are NOT kept for it and will be missing on its server; the other targets go on",
+                sh.leads[target].who(),
+                sh.settings.spool_max
+            ),
+            Notice::Room { target, not_kept } => warn!(target: LOG,
+                "{}: back under its share of the spool: rows are kept for it again; {not_kept} rows read meanwhile were not and are missing on its server",
+                sh.leads[target].who()
+            ),
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::fanout::Lane;
 use crate::health::pulse::Pulse;
 use crate::http::Client;
 use crate::journal::Journal;
+use crate::machine::shares::Load;
 use crate::rules::{Split, Target};
 use crate::status::TargetStatus;
 use smol::channel::{Receiver, Sender};
@@ -151,27 +152,27 @@ impl Shared {
         self.wake_status.notify();
     }
 
-    /// The reader's view of each target, from the journal's meta.
-    /// With several targets each has an equal share of `--spool-max`; one that is failing
-    /// and whose backlog fills its share (its server down for days) stops getting rows,
-    /// so that the spool never fills and pauses reading for the others. A target that
-    /// answers is never cut short, however far behind (a catch-up, a burst): then the
-    /// spool fills and reading pauses, and the file is the buffer.
-    pub(super) fn lanes(&self, meta: &crate::journal::Meta) -> Vec<Lane> {
-        let share = self.settings.spool_max / self.leads.len().max(1) as u64;
+    /// Each target's load for `machine::shares` (in the order of `leads`): its backlog
+    /// in bytes, estimated from its rows at the spool's mean row size, and whether its
+    /// last request failed.
+    pub(super) fn loads(&self, meta: &crate::journal::Meta) -> Vec<Load> {
         let row_bytes = meta.spool_bytes / meta.spool_rows.max(1);
-        self.leads
-            .iter()
-            .map(|l| {
-                let backlog = meta.targets[l.slot].pending_rows.saturating_mul(row_bytes);
-                let failing = l.status().failing_since.is_some();
-                Lane {
-                    index: l.index,
-                    slot: l.slot,
-                    takeover: meta.targets[l.slot].takeover,
-                    over_share: self.leads.len() > 1 && failing && backlog >= share,
-                }
-            })
-            .collect()
+        let load = |l: &Arc<Lead>| Load {
+            backlog: meta.targets[l.slot].pending_rows.saturating_mul(row_bytes),
+            failing: l.status().failing_since.is_some(),
+        };
+        self.leads.iter().map(load).collect()
+    }
+
+    /// The reader's view of each target, from the journal's meta, with whether it is
+    /// over its share of the spool (`machine::shares`, in the order of `leads`).
+    pub(super) fn lanes(&self, meta: &crate::journal::Meta, over_share: &[bool]) -> Vec<Lane> {
+        let lane = |(l, &over_share): (&Arc<Lead>, &bool)| Lane {
+            index: l.index,
+            slot: l.slot,
+            takeover: meta.targets[l.slot].takeover,
+            over_share,
+        };
+        self.leads.iter().zip(over_share).map(lane).collect()
     }
 }

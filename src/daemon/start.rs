@@ -7,6 +7,7 @@ use crate::config::Settings;
 use crate::health::pulse::Pulse;
 use crate::http::Client;
 use crate::journal::{FilePos, Journal, Region};
+use crate::machine::bind::Binding;
 use crate::rules::Target;
 use crate::status::TargetStatus;
 use crate::tail::{fnv, id_of, mtime_ns};
@@ -27,8 +28,8 @@ pub(super) fn start(settings: Settings, journal: Arc<Journal>) -> Result<Shared,
         .map(|(i, (t, k))| (i, t, k))
         .collect();
     let keys: Vec<String> = enabled.iter().map(|(_, _, k)| (*k).clone()).collect();
-    let stranded = journal.stranded(&keys);
-    if !stranded.is_empty() && !settings.drop_backlog {
+    let binding = crate::machine::bind::decide(&journal.journaled(), &keys, settings.drop_backlog);
+    if let Binding::Refuse { stranded } = binding {
         return Err(Fatal::Stranded(stranded));
     }
     let (slots, dropped) = journal.bind(&keys)?;

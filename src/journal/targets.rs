@@ -8,21 +8,23 @@ use super::*;
 pub type Dropped = Vec<(String, u64)>;
 
 impl Journal {
-    /// Targets with rows still to upload whose keys are not among `keys`: binding would
-    /// drop their rows.
-    pub fn stranded(&self, keys: &[String]) -> Vec<(String, u64)> {
+    /// The targets the journal knows, with the rows each still wants (what
+    /// `machine::bind::decide` judges before [`Journal::bind`] may free a slot).
+    pub fn journaled(&self) -> Vec<crate::machine::bind::Journaled> {
         let meta = self.meta();
-        let gone = meta.targets.iter().filter_map(|t| {
-            let key = t.key.as_ref()?;
-            (!keys.contains(key) && t.pending_rows > 0).then(|| (key.clone(), t.pending_rows))
+        let known = meta.targets.iter().filter_map(|t| {
+            let key = t.key.clone()?;
+            let backlog = t.pending_rows;
+            Some(crate::machine::bind::Journaled { key, backlog })
         });
-        gone.collect()
+        known.collect()
     }
 
     /// Matches the configured targets (by partition key) with journal slots: a known key
     /// keeps its slot and cursor, a new one gets a free slot (its takeover pending), and
     /// a slot whose key is no longer configured is freed and its bit cleared from every
-    /// spooled row. Returns the slot of each key, and each dropped key with the number
+    /// spooled row (only once `machine::bind::decide` said to start: it refuses to drop
+    /// a backlog unless the operator said `--drop-backlog`). Returns the slot of each key, and each dropped key with the number
     /// of rows it still wanted.
     pub fn bind(&self, keys: &[String]) -> Result<(Vec<usize>, Dropped), JournalError> {
         let meta = self.meta();

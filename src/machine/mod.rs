@@ -4,8 +4,10 @@
 //! world (virtual clock, journal, server) through crashes and faults by the hundred
 //! thousand.
 
+pub mod bind;
 pub mod generations;
 pub mod read;
+pub mod shares;
 pub mod upload;
 
 #[cfg(test)]
