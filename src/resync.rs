@@ -86,12 +86,26 @@ impl AckedRing {
         }
     }
 
-    /// Copies of `identity` acknowledged on the server, each one of its own (rows read
-    /// again and found already stored are the same copy as an earlier entry, or one
-    /// shipped long ago: not counted).
+    /// Lines of `identity` known stored on the server, for a row read for the first
+    /// time: the copies acknowledged as their own, or, if more, the lines any one pass
+    /// over the file acknowledged (a pass reads each line once, so its entries are
+    /// distinct lines, each with a copy stored). Rows read again and found stored are
+    /// the same copy as an earlier entry, so they are not added to the own copies; but
+    /// that entry can be missing: a journal that lost durable commits comes back with
+    /// a ring that never saw the line's first copy acknowledged, while a later pass
+    /// found it (the simulator, `case8_salvage`: its twin was taken for stored).
     pub fn count(&self, identity: u64) -> u64 {
-        let own = self.entries.iter().filter(|e| !e.found_again);
-        own.filter(|e| e.identity == identity).count() as u64
+        let same = self.entries.iter().filter(|e| e.identity == identity);
+        let own = same.clone().filter(|e| !e.found_again).count();
+        let mut per_pass: Vec<(u64, usize)> = Vec::new();
+        for e in same {
+            match per_pass.iter_mut().find(|(pass, _)| *pass == e.replay) {
+                Some((_, n)) => *n += 1,
+                None => per_pass.push((e.replay, 1)),
+            }
+        }
+        let widest_pass = per_pass.iter().map(|&(_, n)| n).max().unwrap_or(0);
+        own.max(widest_pass) as u64
     }
 
     /// Acknowledged copies that were themselves read again, by replay pass `replay`.
@@ -144,6 +158,48 @@ impl AckedRing {
     }
 }
 
+/// Marks a pass of rows read for the first time yet in doubt: those a journal that lost
+/// durable commits goes on reading from its stale position (the lost commits may have
+/// shipped them). Each of them is a line of its own, as a row read once is, so every
+/// acknowledged copy of its identity in the ring is another line, counted against the
+/// server's copies ([`AckedRing::count`]); and a copy found on the server is the row's
+/// own, not one acknowledged before. A pass of rows read again counts only its own
+/// acknowledgements; lumping these rows into one undercounted: a twin acknowledged
+/// just before the stale position, in another pass, was taken for the copy of the row
+/// after it (the simulator, `case8_salvage`).
+pub const FIRST_READ_IN_DOUBT: u64 = 1 << 62;
+
+/// Whether `pass` reads rows for the first time, in doubt (see [`FIRST_READ_IN_DOUBT`]).
+pub fn is_first_read(pass: u64) -> bool {
+    pass & FIRST_READ_IN_DOUBT != 0
+}
+
+/// Whether a row of `pass` found stored on the server has no copy of its own there: a
+/// row read again, whose copy is the one acknowledged when its line was first read.
+pub fn found_is_not_own(pass: u64) -> bool {
+    pass != 0 && !is_first_read(pass)
+}
+
+/// The pass a reader starts when it reads a file again after `pass`: above it, and
+/// always a pass of rows read again.
+pub fn next_pass(pass: u64) -> u64 {
+    (pass & !FIRST_READ_IN_DOUBT).saturating_add(1)
+}
+
+/// The pass the reader goes on in from the position of a journal that lost durable
+/// commits (the lost commits may have read and shipped the rows after it, so they are
+/// all in doubt): inside a region being read again (`in_replay`), that region's pass,
+/// so that twins on either side of the position count against each other as any of
+/// one pass do; past it, a pass of first reads in doubt above every pass used so far
+/// (`highest`: of the position and of every spooled row). Its spooled rows keep their
+/// passes: each pass's acknowledgements in the ring still count for it.
+pub fn stale_position_pass(in_replay: bool, replay_pass: u64, highest: u64) -> u64 {
+    if in_replay {
+        return replay_pass;
+    }
+    next_pass(highest.max(replay_pass)) | FIRST_READ_IN_DOUBT
+}
+
 /// One spooled row in doubt: its spool sequence number and content identity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Doubt {
@@ -190,8 +246,8 @@ pub fn decide(
         let stored = server_count.get(&id).copied().unwrap_or(0);
         let replay = doubts.iter().find(|d| d.identity == id && d.replay != 0);
         let acked = match replay {
-            Some(d) => ring.count_replayed(id, d.replay),
-            None => ring.count(id),
+            Some(d) if !is_first_read(d.replay) => ring.count_replayed(id, d.replay),
+            _ => ring.count(id),
         };
         present_left.insert(id, stored.saturating_sub(acked));
     }
@@ -364,6 +420,78 @@ mod tests {
         let rest = doubts(&[5, 5]);
         let (present, absent) = decide(&rest, &counts(&[(5, 2)]), &ring);
         assert_eq!((present, absent), (vec![10], vec![11]));
+    }
+
+    #[test]
+    fn a_first_read_counts_the_widest_pass_when_its_first_copies_are_missing() {
+        // Lines a, b (twins, identity 7) first acknowledged in pass 0, found again by
+        // pass 2: their copies count once, not twice.
+        let mut ring = AckedRing::default();
+        ring.add(10, 7);
+        ring.add(10, 7);
+        ring.add_as(10, 7, 2, true);
+        ring.add_as(10, 7, 2, true);
+        assert_eq!(ring.count(7), 2);
+        // A journal that lost commits: pass 2 found both, pass 0's own entries are gone;
+        // a third twin read for the first time after them is not taken for stored.
+        let mut stale = AckedRing::default();
+        stale.add_as(10, 7, 2, true);
+        stale.add_as(10, 7, 2, true);
+        assert_eq!(stale.count(7), 2);
+        let doubt = [Doubt {
+            seq: 9,
+            identity: 7,
+            replay: FIRST_READ_IN_DOUBT | 3,
+        }];
+        assert_eq!(
+            decide(&doubt, &counts(&[(7, 2)]), &stale),
+            (vec![], vec![9])
+        );
+        assert_eq!(
+            decide(&doubt, &counts(&[(7, 3)]), &stale),
+            (vec![9], vec![])
+        );
+        // Own copies of several passes add up (each a line of its own).
+        stale.add_as(10, 7, 3, false);
+        stale.add(10, 7);
+        assert_eq!(stale.count(7), 2);
+        stale.add(10, 7);
+        assert_eq!(stale.count(7), 3);
+    }
+
+    #[test]
+    fn a_pass_of_first_reads_counts_every_acknowledged_twin_not_only_its_own() {
+        // The twin just before a stale position was acknowledged in replay pass 4; the
+        // row after it, read for the first time in doubt, is another line.
+        let mut ring = AckedRing::default();
+        ring.add_as(20, 5, 4, false);
+        let first = FIRST_READ_IN_DOUBT | 5;
+        let doubt = [Doubt {
+            seq: 1,
+            identity: 5,
+            replay: first,
+        }];
+        assert_eq!(decide(&doubt, &counts(&[(5, 1)]), &ring), (vec![], vec![1]));
+        // Read again in pass 5, the same row is the line pass 4 acknowledged.
+        let again = [Doubt {
+            replay: 5,
+            ..doubt[0]
+        }];
+        assert_eq!(decide(&again, &counts(&[(5, 1)]), &ring), (vec![1], vec![]));
+    }
+
+    #[test]
+    fn passes_after_a_stale_position() {
+        assert!(!found_is_not_own(0) && found_is_not_own(3));
+        assert!(!found_is_not_own(FIRST_READ_IN_DOUBT | 3));
+        assert_eq!(next_pass(FIRST_READ_IN_DOUBT | 3), 4);
+        assert_eq!(next_pass(3), 4);
+        // Inside a region read again: its pass goes on.
+        assert_eq!(stale_position_pass(true, 3, 9), 3);
+        // Past it: first reads in doubt, above every pass used.
+        let p = stale_position_pass(false, 3, 9);
+        assert!(is_first_read(p) && next_pass(p) == 11);
+        assert_eq!(stale_position_pass(false, 12, 9), FIRST_READ_IN_DOUBT | 13);
     }
 
     #[test]

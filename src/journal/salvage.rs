@@ -17,6 +17,7 @@
 //! twice (identical rows in doubt are counted, not merged: a second copy would be sent).
 
 use super::*;
+use crate::resync;
 
 mod report;
 pub use report::{SalvageFailure, SalvageReport};
@@ -194,21 +195,23 @@ impl Journal {
             }
             return Ok(());
         };
-        // The passes need every row's first: one more scan, only when they are needed.
+        // The pass to go on in needs every row's first: one more scan, only when needed.
         let carry = || {
             let replays = old.stale.then(|| replay_passes(&old.db));
-            let passes = StalePasses::of(pos, replays.into_iter().flatten());
-            self.carry_spool(&old, passes).map(|c| (c, passes))
+            let highest = replays.into_iter().flatten().fold(0, u64::max);
+            let in_replay = pos.offset < pos.replay_until;
+            let pass = resync::stale_position_pass(in_replay, pos.replay_pass, highest);
+            self.carry_spool(&old).map(|c| (c, pass))
         };
-        let (carried, passes) = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(carry))
-        {
-            Ok(carried) => carried?,
-            Err(_) => {
-                self.clear_spool()?;
-                report.failed = Some(SalvageFailure::SledPanicked);
-                return Ok(());
-            }
-        };
+        let (carried, stale_pass) =
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(carry)) {
+                Ok(carried) => carried?,
+                Err(_) => {
+                    self.clear_spool()?;
+                    report.failed = Some(SalvageFailure::SledPanicked);
+                    return Ok(());
+                }
+            };
         report.stale = old.stale;
         report.lost = old.lost;
         if carried.lost_chunks > 0 {
@@ -236,7 +239,7 @@ impl Journal {
             if stale {
                 // Rows the lost commits had read beyond it may have been shipped.
                 pos.replay_until = u64::MAX;
-                pos.replay_pass = passes.top;
+                pos.replay_pass = stale_pass;
             }
             m.pos = Some(pos);
             m.region = old.meta.region;
@@ -280,7 +283,7 @@ impl Journal {
     /// (or a panic) is an error: a chunk or row that does not decode is counted as lost.
     /// Written in batches, without the meta: until the final commit a journal at
     /// generation 0 with chunks is a salvage that died, and the next one clears them.
-    fn carry_spool(&self, old: &Aside, passes: StalePasses) -> Result<Carried, JournalError> {
+    fn carry_spool(&self, old: &Aside) -> Result<Carried, JournalError> {
         let mut c = Carried {
             per_slot: vec![0; old.meta.targets.len()],
             ..Carried::default()
@@ -309,7 +312,7 @@ impl Journal {
                     continue;
                 }
                 let masks = if old.stale {
-                    [e.want, e.want, 0, passes.of_row(e.replay)]
+                    [e.want, e.want, 0, e.replay]
                 } else {
                     [e.want, e.doubt, e.takeover, e.replay]
                 };
@@ -375,7 +378,7 @@ fn replay_passes(db: &sled::Db) -> impl Iterator<Item = u64> + '_ {
 /// A journal older than its seal lost commits: rows may have been sent, and their
 /// in-flight mark lost. Each is in doubt for every target still wanting it, without its
 /// takeover mark (checkRow decides, not a watermark the lost uploads may have raised),
-/// and in a replay pass of its own (see [`StalePasses`]).
+/// in the pass it was read in (see [`resync::stale_position_pass`]).
 fn read_aside(aside: &Path, sealed: Option<u64>) -> Result<Aside, SalvageFailure> {
     let db = sled::Config::new()
         .path(aside)
@@ -424,50 +427,6 @@ fn read_aside(aside: &Path, sealed: Option<u64>) -> Result<Aside, SalvageFailure
         records,
         lost,
     })
-}
-
-/// The replay passes of a journal that lost commits. Its rows may have been sent by the
-/// lost commits, so they are resolved like rows read again, where only acknowledgements
-/// of the same pass explain identical copies on the server away. Each of its passes
-/// (0, read as new, included) becomes a new one above every pass used so far, so that
-/// no acknowledgement in its ring counts for them, while copies of one line read by two
-/// passes stay apart (merged into one pass they looked like twins, and the simulator
-/// saw one of them sent twice). The pass of the rows just before its position, which
-/// the reader goes on reading (every row in doubt), is the highest, shared with them:
-/// identical lines on either side of the position count against each other as any
-/// twins of one pass do. Later passes count on from it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct StalePasses {
-    /// The highest pass used so far.
-    base: u64,
-    /// The pass of the rows just before the position.
-    boundary: u64,
-    /// The boundary's new pass, and the position's.
-    top: u64,
-}
-
-impl StalePasses {
-    fn of(pos: FilePos, rows: impl Iterator<Item = u64>) -> StalePasses {
-        let base = rows.fold(pos.replay_pass, u64::max);
-        let boundary = if pos.offset < pos.replay_until {
-            pos.replay_pass
-        } else {
-            0
-        };
-        StalePasses {
-            base,
-            boundary,
-            top: base.saturating_mul(2).saturating_add(2),
-        }
-    }
-
-    fn of_row(&self, pass: u64) -> u64 {
-        if pass == self.boundary {
-            self.top
-        } else {
-            self.base.saturating_add(1).saturating_add(pass)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! over it. Appending, reading a target's rows in file order and settling a batch.
 
 use super::*;
+use crate::resync;
 use crate::row::Row;
 
 /// A bit per journal slot.
@@ -227,7 +228,8 @@ impl Journal {
                     .map(|e| {
                         // Still in doubt: the replayed row was never sent by this
                         // pass, so the copy found is not one of its own.
-                        let found_again = found && e.replay != 0 && e.in_doubt(slot);
+                        let found_again =
+                            found && resync::found_is_not_own(e.replay) && e.in_doubt(slot);
                         (e.row.time, e.row.identity(), e.replay, found_again)
                     })
                     .collect(),

@@ -8,6 +8,7 @@ use super::{fnv, Entry, Files, Handle, Note, Step, Tail};
 use crate::journal::Finished;
 use crate::machine::generations::{self, Known, Rank, ToRead};
 use crate::machine::read::{self as decide, Kind};
+use crate::resync;
 use std::fs::File;
 use std::io;
 use std::path::Path;
@@ -178,7 +179,7 @@ impl<F: Files> Tail<F> {
                 e.gen.len
             };
             // A pass of its own: the rows it reads are told from any read before.
-            self.replay_pass += 1;
+            self.replay_pass = resync::next_pass(self.replay_pass);
         }
         if live && self.known == Known::LostTrack {
             self.known = Known::Finished;

@@ -6,6 +6,7 @@ use super::{Files, Note, Step, Tail};
 use crate::journal::{FilePos, Finished};
 use crate::machine::generations::{Known, Rank};
 use crate::machine::read::{self as decide, Candidate, Found, Kind};
+use crate::resync;
 use std::io;
 
 impl<F: Files> Tail<F> {
@@ -73,7 +74,7 @@ impl<F: Files> Tail<F> {
             Found::Rewritten if !unplaced => {
                 let at = self.path.clone();
                 let mut src = self.open_source(&at, Kind::Live, false)?;
-                self.replay_pass += 1;
+                self.replay_pass = resync::next_pass(self.replay_pass);
                 src.rewind(p.offset)?;
                 src.seek_to(&FilePos {
                     offset: 0,
@@ -86,7 +87,7 @@ impl<F: Files> Tail<F> {
                 self.cur = Some(src);
             }
             Found::Rewritten | Found::Gone => {
-                self.replay_pass += 1;
+                self.replay_pass = resync::next_pass(self.replay_pass);
                 self.known = Known::LostTrack;
                 self.lost_at = p.offset;
                 self.notes.push(Note {
@@ -145,7 +146,7 @@ impl<F: Files> Tail<F> {
             len: pos.offset,
             fp: pos.fp_hash,
         });
-        self.replay_pass += 1;
+        self.replay_pass = resync::next_pass(self.replay_pass);
         cur.rewind(pos.offset)?;
         self.note(format!(
             "{} was truncated or rewritten; reading it from the start, checking with the server the rows it may have shipped",

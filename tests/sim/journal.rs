@@ -3,7 +3,7 @@
 //! order, so what survives is the synced state plus some prefix of the later commits.
 
 use crate::rng::Rng;
-use qlship::resync::AckedRing;
+use qlship::resync::{self, AckedRing};
 use qlship::row::Row;
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -108,9 +108,9 @@ impl Journal {
     /// its seal comes back as it was (position, takeover, in-flight mark, ring, each
     /// row's marks). Half the time it had also lost its last durable commits (the seal
     /// tells): then it comes back as of the sync before, every spooled row in doubt
-    /// without its takeover mark, its passes moved above every earlier one (the pass of
-    /// the rows just before the position on top, shared with the rows read from there
-    /// on, all in doubt: `StalePasses`). Returns whether it happened.
+    /// without its takeover mark, in its own pass, and the rows read from the position
+    /// on in doubt too, in the pass of the rows just before it (`StalePasses`).
+    /// Returns whether it happened.
     pub fn boot(&mut self, rng: &mut Rng) -> bool {
         let damage = DAMAGE.with(Cell::get);
         if damage == 0 || !rng.chance(damage) {
@@ -118,27 +118,11 @@ impl Journal {
         }
         if rng.chance(500) {
             let mut st = self.older.clone();
-            let base = st
-                .spool
-                .values()
-                .map(|r| r.replay)
-                .fold(st.replay_pass, u64::max);
-            let boundary = if st.pos < st.replay_until {
-                st.replay_pass
-            } else {
-                0
-            };
-            let top = 2 * base + 2;
             for r in st.spool.values_mut() {
                 r.doubt = true;
                 r.takeover = false;
-                r.replay = if r.replay == boundary {
-                    top
-                } else {
-                    base + 1 + r.replay
-                };
             }
-            st.replay_pass = top;
+            st.replay_pass = salvaged_pass(&st);
             st.replay_until = usize::MAX;
             self.synced = st.clone();
             self.now = st;
@@ -206,6 +190,13 @@ impl Journal {
     }
 }
 
+/// The pass the reader goes on in from a stale journal's position: the real decision
+/// `journal::salvage` takes.
+fn salvaged_pass(st: &State) -> u64 {
+    let highest = st.spool.values().map(|r| r.replay).fold(0, u64::max);
+    resync::stale_position_pass(st.pos < st.replay_until, st.replay_pass, highest)
+}
+
 fn apply(st: &mut State, op: &Op) {
     match op {
         Op::Append {
@@ -233,7 +224,7 @@ fn apply(st: &mut State, op: &Op) {
         } => {
             for seq in stored {
                 if let Some(r) = st.spool.remove(seq) {
-                    let found_again = *found && r.replay != 0 && r.doubt;
+                    let found_again = *found && resync::found_is_not_own(r.replay) && r.doubt;
                     st.ring
                         .add_as(r.row.time, r.row.identity(), r.replay, found_again);
                 }

@@ -147,20 +147,24 @@ fn a_journal_that_lost_durable_commits_has_everything_after_its_position_in_doub
     assert!(s.stale && s.position_kept);
     assert_eq!(s.rows, [("a".to_string(), 2), ("b".to_string(), 3)]);
     let p = j.meta().pos.unwrap();
-    // Passes used so far: 0 and 2 (the position's). The rows read as new just before
-    // the position (pass 0) and the rows read from it on share the highest new pass, 6;
-    // row 2, of pass 2, gets 5 of its own.
-    assert_eq!((p.offset, p.replay_until, p.replay_pass), (40, u64::MAX, 6));
+    // Passes used so far: 0 and 2 (the position's, a region read again that ended
+    // before it). The rows read from the position on are first reads in doubt, in a
+    // pass above both; spooled rows keep theirs.
+    let first = crate::resync::FIRST_READ_IN_DOUBT | 3;
+    assert_eq!(
+        (p.offset, p.replay_until, p.replay_pass),
+        (40, u64::MAX, first)
+    );
     assert_eq!(j.meta().spool_rows, 4);
     // Rows may have been sent by the lost commits, their in-flight marks lost with them:
-    // every one is in doubt, without takeover marks, in a new pass.
-    assert_eq!(doubts(&j, 0), [(1, true, false, 6), (3, true, false, 6)]);
+    // every one is in doubt, without takeover marks.
+    assert_eq!(doubts(&j, 0), [(1, true, false, 0), (3, true, false, 0)]);
     assert_eq!(
         doubts(&j, 1),
         [
-            (0, true, false, 6),
-            (2, true, false, 5),
-            (3, true, false, 6)
+            (0, true, false, 0),
+            (2, true, false, 2),
+            (3, true, false, 0)
         ]
     );
 }
@@ -283,34 +287,6 @@ fn a_journal_that_had_read_nothing_leaves_the_new_one_new() {
     assert!(!s.position_kept && s.failed.is_none() && s.rows.is_empty());
     assert!(report.fresh);
     assert_eq!(j.meta().generation, 0);
-}
-
-#[test]
-fn a_stale_journals_passes_stay_apart_above_every_earlier_one() {
-    let at = |offset, replay_until, replay_pass| FilePos {
-        replay_until,
-        replay_pass,
-        ..pos(offset)
-    };
-    // Reading past a region read again by pass 3: the rows before the position are new
-    // ones (pass 0).
-    let p = StalePasses::of(at(90, 50, 3), [0, 1, 3].into_iter());
-    assert_eq!(
-        p,
-        StalePasses {
-            base: 3,
-            boundary: 0,
-            top: 8
-        }
-    );
-    assert_eq!([0, 1, 3].map(|q| p.of_row(q)), [8, 5, 7]);
-    // Inside that region: its pass is the one the reader goes on with.
-    let p = StalePasses::of(at(40, 50, 3), [0, 3].into_iter());
-    assert_eq!([0, 3].map(|q| p.of_row(q)), [4, 8]);
-    assert_eq!(p.top, 8);
-    // A row of a pass beyond the position's (never written so, but not trusted).
-    let p = StalePasses::of(at(40, 0, 1), [0, 9].into_iter());
-    assert!(p.of_row(9) < p.top && p.of_row(0) == p.top && p.base == 9);
 }
 
 #[test]

@@ -7,6 +7,7 @@ use crate::rng::Rng;
 use qlship::fanout::{self, Lane, Origin};
 use qlship::journal::Takeover;
 use qlship::machine::read::resume_in;
+use qlship::resync;
 use qlship::row::Row;
 
 impl World {
@@ -129,7 +130,7 @@ impl World {
                 .max(resume.replay_until as usize);
             pos = resume.offset as usize;
             // The tail reports a switch: the daemon journals it and syncs.
-            let pass = self.journal.now.replay_pass + 1;
+            let pass = resync::next_pass(self.journal.now.replay_pass);
             self.journal.rewind(replay_until, pass);
             self.sync_source();
             self.journal.sync();
