@@ -2,7 +2,8 @@
 //! that wants them, each target's in-flight mark and ring of recently acknowledged rows,
 //! in one tree so that every change is one atomic `apply_batch`.
 //!
-//! Keys: `m` meta, `r` (+ target slot) acknowledged rings, `s`+seq (u64 BE) spool chunks,
+//! Keys: `m` meta, `r` (+ target slot) acknowledged rings and `R`+slot+n the entries
+//! acknowledged since (see `rings`), `s`+seq (u64 BE) spool chunks,
 //! `f`+… feedback actions, `x`+name journals salvaged into this one. Rows are spooled
 //! once: each carries a bit mask of the targets (journal slots, at most 64) that still
 //! want it, and a row leaves the spool when the last of them acknowledged it.
@@ -13,7 +14,8 @@
 //! Here: the store, its one commit path, the reading position and durability. Beside
 //! it: `meta` (the meta record and its codec), `spool` (appending, reading and settling
 //! rows), `targets` (slots and the targets bound to them), `chunk` (the spool's
-//! encoding), `open` (opening, the seal, moving a damaged journal aside), `salvage`
+//! encoding), `rings` (the rings on disk), `open` (opening, the seal, moving a damaged
+//! journal aside), `salvage`
 //! (carrying a moved-aside journal's rows over), `feedback` (feedback actions' records)
 //! and `error`.
 
@@ -36,6 +38,8 @@ struct State {
     meta: Meta,
     /// By slot.
     rings: Vec<AckedRing>,
+    /// By slot: what of its ring is on disk in deltas (see `rings`).
+    ring_deltas: Vec<rings::Deltas>,
     /// By slot: no row before this sequence number is wanted by the target (an
     /// in-memory shortcut for `peek` past other targets' backlog).
     hints: Vec<u64>,
@@ -91,20 +95,27 @@ impl Journal {
         let mut ops = sled::Batch::default();
         let edits = change(&mut meta, &mut ops)?;
         let mut rings = Vec::with_capacity(edits.len());
+        let mut ring_deltas = st.ring_deltas.clone();
         for edit in edits {
+            if ring_deltas.len() <= edit.slot {
+                ring_deltas.resize(edit.slot + 1, rings::Deltas::default());
+            }
+            let deltas = &mut ring_deltas[edit.slot];
             let mut ring = if edit.reset {
                 AckedRing::default()
             } else {
                 st.rings.get(edit.slot).cloned().unwrap_or_default()
             };
+            let mut added = AckedRing::default();
             for (time, identity, replay, found_again) in edit.add {
-                ring.add_as(time, identity, replay, found_again);
+                added.add_as(time, identity, replay, found_again);
             }
+            ring.append(&added);
             ring.prune();
             if edit.reset {
-                ops.remove(ring_key(edit.slot));
+                rings::remove(&mut ops, edit.slot, deltas);
             } else {
-                ops.insert(ring_key(edit.slot), ring.encode());
+                rings::store(&mut ops, edit.slot, deltas, &ring, &added);
             }
             rings.push((edit.slot, ring));
         }
@@ -119,6 +130,7 @@ impl Journal {
         for (slot, ring) in rings {
             st.rings[slot] = ring;
         }
+        st.ring_deltas = ring_deltas;
         st.meta = meta;
         Ok(())
     }
@@ -211,6 +223,7 @@ mod error;
 mod feedback;
 mod meta;
 mod open;
+mod rings;
 mod salvage;
 mod spool;
 mod targets;

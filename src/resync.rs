@@ -50,6 +50,11 @@ impl AckedRing {
         self.add_as(time, identity, 0, false);
     }
 
+    /// Adds `other`'s entries after this ring's, as they are (no pruning).
+    pub fn append(&mut self, other: &AckedRing) {
+        self.entries.extend(other.entries.iter().copied());
+    }
+
     /// `replay`: the pass that read the row again after the file shrank or was
     /// rewritten (0: none); `found_again`: such a row, found already stored.
     pub fn add_as(&mut self, time: i64, identity: u64, replay: u64, found_again: bool) {

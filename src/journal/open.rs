@@ -174,12 +174,16 @@ impl Journal {
             Some(v) => Meta::decode(&v).map_err(|e| JournalError::Corrupt(format!("meta: {e}")))?,
         };
         let mut rings = Vec::new();
+        let mut ring_deltas = Vec::new();
         for slot in 0..meta.targets.len() {
-            rings.push(match db.get(ring_key(slot))? {
-                None => AckedRing::default(),
-                Some(v) => AckedRing::decode(&v)
-                    .map_err(|e| JournalError::Corrupt(format!("ring {slot}: {e}")))?,
-            });
+            let (ring, deltas) = rings::load(&db, slot).map_err(|e| match e {
+                rings::LoadError::Sled(e) => JournalError::Sled(e),
+                rings::LoadError::Undecodable(e) => {
+                    JournalError::Corrupt(format!("ring {slot}: {e}"))
+                }
+            })?;
+            rings.push(ring);
+            ring_deltas.push(deltas);
         }
         let hints = vec![0; meta.targets.len()];
         if let Some(sealed) = seal.read() {
@@ -200,7 +204,12 @@ impl Journal {
             seal: Seal {
                 path: seal.path.clone(),
             },
-            state: Mutex::new(State { meta, rings, hints }),
+            state: Mutex::new(State {
+                meta,
+                rings,
+                ring_deltas,
+                hints,
+            }),
             source: Mutex::new(None),
         })
     }

@@ -395,16 +395,10 @@ fn read_aside(aside: &Path, sealed: Option<u64>) -> Result<Aside, SalvageFailure
     let mut lost = Vec::new();
     let mut rings = Vec::new();
     for slot in 0..meta.targets.len() {
-        let read = db.get(ring_key(slot)).map_err(|e| e.to_string());
-        rings.push(match read.map(|v| v.map(|v| (AckedRing::decode(&v), v))) {
-            Ok(Some((Ok(ring), raw))) => Some((raw.to_vec(), ring)),
-            Ok(None) => None,
-            Ok(Some((Err(e), _))) => {
-                lost.push(format!(
-                    "the ring of acknowledged rows of slot {slot} ({e})"
-                ));
-                None
-            }
+        // The base and its deltas, carried over as one base.
+        rings.push(match rings::load(&db, slot) {
+            Ok((ring, _)) if ring.is_empty() => None,
+            Ok((ring, _)) => Some((ring.encode(), ring)),
             Err(e) => {
                 lost.push(format!(
                     "the ring of acknowledged rows of slot {slot} ({e})"
