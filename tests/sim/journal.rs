@@ -44,8 +44,9 @@ pub struct State {
     pub ring: AckedRing,
 }
 
+/// One commit (`tests/sim/tenants/journal.rs` logs them per target).
 #[derive(Clone, Debug)]
-enum Op {
+pub enum Op {
     Append {
         rows: Vec<SpoolRow>,
         pos: usize,
@@ -197,7 +198,7 @@ fn salvaged_pass(st: &State) -> u64 {
     resync::stale_position_pass(st.pos < st.replay_until, st.replay_pass, highest)
 }
 
-fn apply(st: &mut State, op: &Op) {
+pub fn apply(st: &mut State, op: &Op) {
     match op {
         Op::Append {
             rows,

@@ -9,9 +9,12 @@ mod journal;
 mod rng;
 mod rotation;
 mod server;
+mod sweep;
+mod tenants;
 mod world;
 
 use rng::Rng;
+use std::sync::atomic::{AtomicU64, Ordering};
 use world::Params;
 
 fn schedules() -> u64 {
@@ -108,29 +111,7 @@ fn every_row_exactly_once_through_rotations() {
         return;
     }
     let n = rotation_schedules();
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
-    let failures: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                s.spawn(move || {
-                    let mut failed = Vec::new();
-                    for i in (t..n).step_by(threads as usize) {
-                        if let Err(e) = run_rotation_seed(seed_of(i)) {
-                            failed.push(format!("schedule {i}, {e}"));
-                            if failed.len() >= 3 {
-                                break;
-                            }
-                        }
-                    }
-                    failed
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("sim thread"))
-            .collect()
-    });
+    let failures = sweep::failures(n, seed_of, run_rotation_seed);
     eprintln!("{n} rotation schedules");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -304,7 +285,7 @@ fn takeover_of_a_partition_an_earlier_loader_filled() {
 
 fn rotation_shape() -> rotation::Params {
     rotation::Params {
-        rows: 150,
+        rows: 120,
         rotate: 40,
         copytruncate: 0,
         reload: 1000,
@@ -366,4 +347,102 @@ fn case6_grace_periods_never_hold_newer_generations() {
     p.crash = 20;
     p.cut = 500;
     rotation_sweep(p);
+}
+
+// The split world (issue 15, case 7): several targets, one journal.
+
+fn tenant_schedules() -> u64 {
+    std::env::var("QLSHIP_SIM_TENANTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3_000)
+}
+
+/// What the split sweep went through: crashes, refused starts, dropped backlogs, rows
+/// not kept for a tenant over its share, pauses of the reader.
+static TENANT_TOTALS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+
+fn run_tenant_seed(seed: u64) -> Result<(), String> {
+    let mut rng = Rng::new(seed);
+    let p = tenants::Params::draw(&mut rng);
+    let r =
+        tenants::run(rng.next(), p.clone()).map_err(|e| format!("seed {seed}: {e}\n  {p:?}"))?;
+    for (total, n) in TENANT_TOTALS
+        .iter()
+        .zip([r.crashes, r.refusals, r.drops, r.not_kept, r.pauses])
+    {
+        total.fetch_add(n, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Split mode: two or three tenants, one down for long stretches, target edits at
+/// restarts with and without a backlog, crashes and lossy servers
+/// (`QLSHIP_SIM_TENANTS` sets how many; `QLSHIP_SEED` replays one).
+#[test]
+fn every_tenant_gets_its_rows_exactly_once_or_is_told_why_not() {
+    if let Some(seed) = std::env::var("QLSHIP_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        run_tenant_seed(seed).unwrap();
+        return;
+    }
+    let n = tenant_schedules();
+    let failures = sweep::failures(n, seed_of, run_tenant_seed);
+    let [crashes, refusals, drops, not_kept, pauses] =
+        TENANT_TOTALS.each_ref().map(|t| t.load(Ordering::Relaxed));
+    eprintln!("{n} split schedules: {crashes} crashes, {refusals} refused starts, {drops} backlogs dropped, {not_kept} rows not kept, {pauses} reader pauses");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Issue 15, case 7: tenant 0's server is down for the whole time faults last while
+/// the operator edits tenant 1's target at restarts (often with a backlog; a refused
+/// start is answered by putting it back or by --drop-backlog), under crashes and a
+/// lossy server. The dead tenant never pauses the others (the reader reads the whole
+/// file before faults stop), its rows beyond its share are announced as not kept, and
+/// no backlog is dropped silently.
+#[test]
+fn case7_a_dead_tenant_and_an_edited_target_with_a_backlog() {
+    let p = tenants::Params {
+        tenants: 3,
+        rows: 120,
+        batch_rows: 12,
+        crash: 20,
+        faults: server::Faults {
+            error_500: 30,
+            drop_after: 40,
+            gateway: 30,
+            late_max: 1_500,
+            ..Default::default()
+        },
+        everyone: 200,
+        dead: Some((0, 0, tenants::CALM)),
+        share_rows: 20,
+        edit: 300,
+        drop: 500,
+        settle: 2_000,
+        timeout: 1_000,
+    };
+    let (mut cut_off, mut refusals, mut drops) = (0, 0, 0);
+    for seed in 0..500 {
+        match tenants::run(seed, p.clone()) {
+            Ok(r) => {
+                cut_off += u64::from(r.not_kept > 0);
+                refusals += r.refusals;
+                drops += r.drops;
+                assert!(
+                    r.read_before_calm,
+                    "seed {seed}: the dead tenant held the reader back"
+                );
+            }
+            Err(e) => panic!("seed {seed}: {e}\n  {p:?}"),
+        }
+    }
+    eprintln!("500 seeds: {cut_off} cut the dead tenant off, {refusals} refused starts, {drops} backlogs dropped");
+    // The shape does what it says: the dead tenant fills its share, edits strand backlogs.
+    assert!(
+        cut_off > 250 && refusals > 30 && drops > 10,
+        "{cut_off} {refusals} {drops}"
+    );
 }

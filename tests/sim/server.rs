@@ -4,7 +4,8 @@
 //! before or after storing, refused connections, answers slower than the timeout.
 
 use crate::rng::Rng;
-use qlship::machine::upload::{Failure, Fate};
+use crate::world::trace;
+use qlship::machine::upload::{Action, Failure, Fate, Input};
 use qlship::row::Row;
 use std::collections::HashMap;
 
@@ -178,6 +179,35 @@ impl Server {
     pub fn check_row(&mut self, rng: &mut Rng, row: &Row) -> Outcome<u64> {
         let n = self.counts.get(&row.identity()).copied().unwrap_or(0);
         self.query(rng, n)
+    }
+
+    /// The answer to the uploader's request `action`, and how long after `now` it
+    /// arrives; `batch`: the rows an insertAll carries (the range marked in flight).
+    pub fn serve<E>(
+        &mut self,
+        rng: &mut Rng,
+        now: u64,
+        action: Action<E>,
+        batch: Vec<(Row, usize)>,
+        timeout: u64,
+    ) -> (u64, Input<E>) {
+        match action {
+            Action::CheckHwm => {
+                let o = self.check_hwm(rng);
+                (o.after, Input::Watermark(o.answer))
+            }
+            Action::CheckRow(row) => {
+                let o = self.check_row(rng, &row);
+                trace(now, &format!("  checkRow answer {:?}", o.answer));
+                (o.after, Input::Count(o.answer))
+            }
+            Action::Send { rows, .. } => {
+                assert_eq!(batch.len(), rows, "the body holds the marked range");
+                let o = self.insert_all(rng, now, batch, timeout);
+                (o.after, Input::Sent(o.answer))
+            }
+            _ => unreachable!("not a request"),
+        }
     }
 
     /// A previous loader stored these before our journal existed.

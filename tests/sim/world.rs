@@ -17,8 +17,8 @@ mod queue_log;
 
 #[derive(Clone, Debug)]
 pub struct SimEntry {
-    seq: u64,
-    row: SpoolRow,
+    pub seq: u64,
+    pub row: SpoolRow,
 }
 
 impl Spooled for SimEntry {
@@ -118,7 +118,7 @@ pub struct Report {
 const BASE_TIME: i64 = 1_764_000_000;
 const YEAR_MS: i64 = 365 * 86_400_000;
 /// An uploader waiting for rows looks again after this long at the latest.
-const IDLE: u64 = 30_000;
+pub const IDLE: u64 = 30_000;
 
 struct Proc {
     boot: u64,
@@ -253,24 +253,11 @@ impl World {
                 86_400_000
             };
         }
-        let cfg = Config {
-            batch_rows: self.p.batch_rows,
-            batch_bytes: 64 * 1024,
-            linger: 300,
-            settle: self.p.settle,
-            backoff_min: Duration::from_millis(100),
-            backoff_max: Duration::from_millis(5_000),
-            seed: self.rng.next(),
-        };
-        let partition = Partition {
-            token: String::new(),
-            tz_offset: 0,
-        };
+        let seed = self.rng.next();
         if self.journal.boot(&mut self.rng) {
             trace(self.now, "journal damaged: moved aside and salvaged");
         }
-        let st = &self.journal.now;
-        let core = Uploader::new(cfg, partition, st.takeover, st.inflight, 0);
+        let core = uploader(self.p.batch_rows, self.p.settle, seed, &self.journal.now);
         self.proc = Some(Proc {
             boot: self.now,
             core,
@@ -333,12 +320,8 @@ impl World {
                 p.core.handle(t, input);
                 continue;
             }
-            if let Some((until, since)) = p.waiting {
-                let due = match until {
-                    Some(u) => now >= u,
-                    None => woken || now >= since + IDLE,
-                };
-                if !due {
+            if let Some(waiting) = p.waiting {
+                if !due(waiting, now, woken) {
                     return Ok(());
                 }
                 p.waiting = None;
@@ -419,32 +402,18 @@ impl World {
     }
 
     fn request(&mut self, action: Action<SimEntry>) -> (u64, Input<SimEntry>) {
-        let (rng, server, now) = (&mut self.rng, &mut self.server, self.now);
-        match action {
-            Action::CheckHwm => {
-                let o = server.check_hwm(rng);
-                (o.after, Input::Watermark(o.answer))
+        // An insertAll's batch is what was just marked in flight.
+        let batch: Vec<(Row, usize)> = match (&action, self.journal.now.inflight) {
+            (Action::Send { .. }, Some((from, to))) => {
+                let rows = self.journal.range(from, to).into_iter();
+                rows.map(|(_, r)| (r.row, r.line)).collect()
             }
-            Action::CheckRow(row) => {
-                let o = server.check_row(rng, &row);
-                trace(now, &format!("  checkRow answer {:?}", o.answer));
-                (o.after, Input::Count(o.answer))
-            }
-            Action::Send { rows, .. } => {
-                // The batch is what was just marked in flight.
-                let (from, to) = self.journal.now.inflight.expect("sent without a mark");
-                let batch: Vec<(Row, usize)> = self
-                    .journal
-                    .range(from, to)
-                    .into_iter()
-                    .map(|(_, r)| (r.row, r.line))
-                    .collect();
-                assert_eq!(batch.len(), rows, "the body holds the marked range");
-                let o = server.insert_all(rng, now, batch, self.p.timeout);
-                (o.after, Input::Sent(o.answer))
-            }
-            _ => unreachable!("not a request"),
-        }
+            (Action::Send { .. }, None) => panic!("sent without a mark"),
+            _ => Vec::new(),
+        };
+        let (now, timeout) = (self.now, self.p.timeout);
+        self.server
+            .serve(&mut self.rng, now, action, batch, timeout)
     }
 
     fn next_event(&self) -> u64 {
@@ -462,14 +431,7 @@ impl World {
                 if !self.caught_up() && self.journal.now.spool.len() < 400 {
                     next = next.min(self.now + 1);
                 }
-                if let Some((at, _)) = &p.busy {
-                    next = next.min(*at);
-                }
-                match p.waiting {
-                    Some((Some(u), _)) => next = next.min(u),
-                    Some((None, since)) => next = next.min(since + IDLE),
-                    None => {}
-                }
+                next = next.min(wakes_at(&p.busy, p.waiting));
             }
         }
         if !self.calm() {
@@ -479,14 +441,54 @@ impl World {
     }
 }
 
-fn wrap(rows: Vec<(u64, SpoolRow)>) -> Vec<SimEntry> {
+/// A new uploader for a target whose journal holds `st`, as the simulated worlds start
+/// one at each boot: small batches, a short linger, backoff from 100 ms to 5 s.
+pub fn uploader(batch_rows: usize, settle: u64, seed: u64, st: &State) -> Uploader<SimEntry> {
+    let cfg = Config {
+        batch_rows,
+        batch_bytes: 64 * 1024,
+        linger: 300,
+        settle,
+        backoff_min: Duration::from_millis(100),
+        backoff_max: Duration::from_millis(5_000),
+        seed,
+    };
+    let partition = Partition {
+        token: String::new(),
+        tz_offset: 0,
+    };
+    Uploader::new(cfg, partition, st.takeover, st.inflight, 0)
+}
+
+/// Whether an uploader asleep since `since` until `until` (None: until rows arrive,
+/// `woken`, or IDLE passes) is due at `now`.
+pub fn due((until, since): (Option<u64>, u64), now: u64, woken: bool) -> bool {
+    match until {
+        Some(until) => now >= until,
+        None => woken || now >= since + IDLE,
+    }
+}
+
+/// When an uploader has something to do next: its request's answer arrives, or its
+/// sleep ends (at the latest IDLE after it began).
+pub fn wakes_at<I>(busy: &Option<(u64, I)>, waiting: Option<(Option<u64>, u64)>) -> u64 {
+    let answer = busy.as_ref().map_or(u64::MAX, |(at, _)| *at);
+    let sleep = match waiting {
+        Some((Some(until), _)) => until,
+        Some((None, since)) => since + IDLE,
+        None => u64::MAX,
+    };
+    answer.min(sleep)
+}
+
+pub fn wrap(rows: Vec<(u64, SpoolRow)>) -> Vec<SimEntry> {
     rows.into_iter()
         .map(|(seq, row)| SimEntry { seq, row })
         .collect()
 }
 
 /// One line per action for `QLSHIP_SIM_TRACE`.
-fn describe(a: &Action<SimEntry>) -> String {
+pub fn describe(a: &Action<SimEntry>) -> String {
     match a {
         Action::Send { rows, .. } => format!("insertAll of {rows} rows"),
         Action::Settle {
@@ -504,7 +506,7 @@ fn describe(a: &Action<SimEntry>) -> String {
     }
 }
 
-fn trace(now: u64, what: &str) {
+pub fn trace(now: u64, what: &str) {
     if std::env::var_os("QLSHIP_SIM_TRACE").is_some() {
         eprintln!("{now} ms: {what}");
     }
