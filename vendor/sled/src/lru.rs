@@ -21,8 +21,14 @@ const MAX_QUEUE_ITEMS: usize = 64;
 #[cfg(any(test, feature = "lock_free_delays"))]
 const N_SHARDS: usize = 2;
 
+// qlship: one shard (upstream 256). Each shard holds 1/N of the capacity and
+// only looks at its accesses once 64 of them have queued up; with a few
+// hundred pages spread over 256 shards, pages written once (an old stretch of
+// the spool) were never looked at again, so never evicted. qlship has a few
+// threads in sled, mostly one at a time (its journal's lock): sharding the
+// lock bought nothing measurable.
 #[cfg(not(any(test, feature = "lock_free_delays")))]
-const N_SHARDS: usize = 256;
+const N_SHARDS: usize = 1;
 
 struct AccessBlock {
     len: AtomicUsize,

@@ -1201,7 +1201,11 @@ pub(in crate::pagecache) fn maybe_seal_and_write_iobuf(
             }
         })?;
 
-        #[cfg(feature = "event_log")]
+        // qlship: waited for in every build (upstream only under `event_log`).
+        // Unwaited, a writer filling buffers faster than they reached the file (a
+        // rotated queue_log spooled at full speed) had up to nine sealed 512 KiB
+        // buffers queued at once: 4.5 MiB of a 6 MiB budget. Waiting keeps one
+        // being written per committing thread; the write is to the page cache.
         _result.wait();
 
         Ok(())
