@@ -397,9 +397,9 @@ fn every_tenant_gets_its_rows_exactly_once_or_is_told_why_not() {
 }
 
 /// Issue 15, case 7: tenant 0's server is down for the whole time faults last while
-/// the operator edits tenant 1's target at restarts (often with a backlog; a refused
-/// start is answered by putting it back or by --drop-backlog), under crashes and a
-/// lossy server. The dead tenant never pauses the others (the reader reads the whole
+/// the operator edits the targets at restarts (three in ten; often one with a backlog;
+/// a refused start is answered by putting it back or by --drop-backlog, half each),
+/// under crashes and a lossy server. The dead tenant never pauses the others (the reader reads the whole
 /// file before faults stop), its rows beyond its share are announced as not kept, and
 /// no backlog is dropped silently.
 #[test]
