@@ -422,3 +422,6 @@ mod tests;
 
 #[cfg(test)]
 mod generation_tests;
+
+#[cfg(test)]
+mod long_run_tests;

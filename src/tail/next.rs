@@ -47,6 +47,11 @@ impl<F: Files> Tail<F> {
             .len()
             .saturating_sub(crate::journal::FINISHED_CAP);
         self.record.drain(..excess);
+        // What is known of generations no longer recorded goes with them: a PBX rotates
+        // daily for years.
+        let recorded = |head: &u64| self.record.iter().any(|f| f.head == *head);
+        self.left_at.retain(|(head, _)| recorded(head));
+        self.warned.retain(|head| recorded(head));
     }
 
     /// What is to be read, oldest first: [`generations::to_read`], with each record
@@ -56,6 +61,7 @@ impl<F: Files> Tail<F> {
         let gens: Vec<_> = entries.iter().map(|e| e.gen.clone()).collect();
         // (file, record's length and fingerprint) that do not hold.
         let mut broken = Vec::new();
+        let mut looked_up = Vec::new();
         for e in entries.iter().filter(|e| e.gen.len > 0) {
             let records: Vec<Finished> = self
                 .record
@@ -65,6 +71,7 @@ impl<F: Files> Tail<F> {
                 .collect();
             for f in records {
                 let key = (e.gen.id, e.gen.len, f.len, f.fp);
+                looked_up.push(key);
                 let holds = match self.checked.iter().find(|(k, _)| *k == key) {
                     Some(&(_, holds)) => holds,
                     None => {
@@ -82,6 +89,9 @@ impl<F: Files> Tail<F> {
                 }
             }
         }
+        // Only checks of what is there now are kept: files logrotate deleted, and the
+        // content an inode held before it was reused, are not looked at again.
+        self.checked.retain(|(key, _)| looked_up.contains(key));
         Ok(generations::to_read(&gens, &self.record, known, |g, f| {
             !broken.contains(&(g.id, f.len, f.fp))
         }))
