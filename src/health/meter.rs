@@ -144,7 +144,8 @@ impl Meter {
 /// Rows read from queue_log files (every row, wanted by a target or not).
 pub static ROWS_READ: AtomicU64 = AtomicU64::new(0);
 /// `fsync` calls made by qlship's own code: the journal's log file at each durability
-/// point and directories after a rename or creation. sled's internal syncs (its own
+/// point, the queue_log being read before it (fdatasync) when it was written to since
+/// the last one, and directories after a rename or creation. sled's internal syncs (its own
 /// flush, blob files) are not counted; the kernel's `write_bytes` covers their bytes.
 pub static FSYNCS: AtomicU64 = AtomicU64::new(0);
 

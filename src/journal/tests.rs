@@ -378,3 +378,36 @@ fn one_interrupted_open_is_not_damage_but_many_in_a_row_are() {
     let (_j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
     assert!(report.moved_aside.is_some());
 }
+
+#[test]
+fn the_queue_log_is_fdatasynced_again_only_once_written_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue_log");
+    std::fs::write(&path, "1|a|q|NONE|ENTERQUEUE||1|1\n").unwrap();
+    let mut source = Source {
+        file: File::open(&path).unwrap(),
+        synced: None,
+    };
+    assert!(source.sync().unwrap(), "never synced");
+    assert!(!source.sync().unwrap(), "nothing written since");
+    let append = |text: &str| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    append("2|a|q|NONE|ENTERQUEUE||1|1\n");
+    assert!(source.sync().unwrap(), "appended to");
+    assert!(!source.sync().unwrap());
+    // Rewritten in place to the same size: the modification time tells.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    {
+        use std::io::{Seek, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.write_all(b"3").unwrap();
+    }
+    assert!(source.sync().unwrap(), "rewritten, same size");
+}
