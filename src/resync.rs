@@ -196,13 +196,25 @@ pub fn next_pass(pass: u64) -> u64 {
 /// all in doubt): inside a region being read again (`in_replay`), that region's pass,
 /// so that twins on either side of the position count against each other as any of
 /// one pass do; past it, a pass of first reads in doubt above every pass used so far
-/// (`highest`: of the position and of every spooled row). Its spooled rows keep their
+/// (of the position and of every spooled row, `spooled`). Its spooled rows keep their
 /// passes: each pass's acknowledgements in the ring still count for it.
-pub fn stale_position_pass(in_replay: bool, replay_pass: u64, highest: u64) -> u64 {
+pub fn stale_position_pass(
+    in_replay: bool,
+    replay_pass: u64,
+    spooled: impl IntoIterator<Item = u64>,
+) -> u64 {
     if in_replay {
         return replay_pass;
     }
-    next_pass(highest.max(replay_pass)) | FIRST_READ_IN_DOUBT
+    // By number, without the flag: a flagged pass is not later than the plain passes
+    // that followed it (taking it for the highest reused them, and the next region
+    // read again counted an earlier region's acknowledgements as its own).
+    let number = |pass: u64| pass & !FIRST_READ_IN_DOUBT;
+    let highest = spooled
+        .into_iter()
+        .map(number)
+        .fold(number(replay_pass), u64::max);
+    next_pass(highest) | FIRST_READ_IN_DOUBT
 }
 
 /// One spooled row in doubt: its spool sequence number and content identity.

@@ -198,9 +198,9 @@ impl Journal {
         // The pass to go on in needs every row's first: one more scan, only when needed.
         let carry = || {
             let replays = old.stale.then(|| replay_passes(&old.db));
-            let highest = replays.into_iter().flatten().fold(0, u64::max);
             let in_replay = pos.offset < pos.replay_until;
-            let pass = resync::stale_position_pass(in_replay, pos.replay_pass, highest);
+            let spooled = replays.into_iter().flatten();
+            let pass = resync::stale_position_pass(in_replay, pos.replay_pass, spooled);
             self.carry_spool(&old).map(|c| (c, pass))
         };
         let (carried, stale_pass) =

@@ -194,8 +194,8 @@ impl Journal {
 /// The pass the reader goes on in from a stale journal's position: the real decision
 /// `journal::salvage` takes.
 fn salvaged_pass(st: &State) -> u64 {
-    let highest = st.spool.values().map(|r| r.replay).fold(0, u64::max);
-    resync::stale_position_pass(st.pos < st.replay_until, st.replay_pass, highest)
+    let spooled = st.spool.values().map(|r| r.replay);
+    resync::stale_position_pass(st.pos < st.replay_until, st.replay_pass, spooled)
 }
 
 pub fn apply(st: &mut State, op: &Op) {
