@@ -93,6 +93,8 @@ struct Carried {
     rows: u64,
     bytes: u64,
     next_seq: u64,
+    /// The first row carried over.
+    first_seq: Option<u64>,
     /// Rows wanted, by slot.
     per_slot: Vec<u64>,
     lost_chunks: u64,
@@ -240,6 +242,16 @@ impl Journal {
                 // Rows the lost commits had read beyond it may have been shipped.
                 pos.replay_until = u64::MAX;
                 pos.replay_pass = stale_pass;
+                // And sent in a batch whose in-flight mark went with them: every target
+                // gets a mark, so that its first start waits out a settle window before
+                // it asks the server about anything (a late gateway may still store
+                // that batch). The mark is of the first row: settled, it resolves that
+                // one row, in doubt anyway, and in file order (a later row resolved
+                // first was stored before the rows ahead of it).
+                let first = carried.first_seq.unwrap_or(m.next_seq);
+                for t in targets.iter_mut().filter(|t| t.inflight.is_none()) {
+                    t.inflight = Some((first, first));
+                }
             }
             m.pos = Some(pos);
             m.region = old.meta.region;
@@ -319,6 +331,7 @@ impl Journal {
                 put_chunk_row(&mut value, e.seq, masks, &v[e.row.clone()]);
                 kept += 1;
                 c.next_seq = c.next_seq.max(e.seq + 1);
+                c.first_seq = Some(c.first_seq.map_or(e.seq, |f| f.min(e.seq)));
                 let mut want = e.want;
                 while want != 0 {
                     let slot = want.trailing_zeros() as usize;

@@ -125,6 +125,12 @@ impl Journal {
             }
             st.replay_pass = salvaged_pass(&st);
             st.replay_until = usize::MAX;
+            // As `journal::salvage` does: a mark the first start waits a settle window
+            // on, for a batch the lost commits may have sent.
+            if st.inflight.is_none() {
+                let first = st.spool.keys().next().copied().unwrap_or(st.next_seq);
+                st.inflight = Some((first, first));
+            }
             self.synced = st.clone();
             self.now = st;
             self.unsynced.clear();

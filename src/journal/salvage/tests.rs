@@ -156,6 +156,11 @@ fn a_journal_that_lost_durable_commits_has_everything_after_its_position_in_doub
         (40, u64::MAX, first)
     );
     assert_eq!(j.meta().spool_rows, 4);
+    // A batch the lost commits sent lost its in-flight mark with them: a target
+    // without one gets one, on the first row carried over, so that its first start
+    // waits a settle window (b keeps its own).
+    let marks: Vec<_> = j.meta().targets.iter().map(|t| t.inflight).collect();
+    assert_eq!(marks, [Some((0, 0)), Some((0, 2))]);
     // Rows may have been sent by the lost commits, their in-flight marks lost with them:
     // every one is in doubt, without takeover marks.
     assert_eq!(doubts(&j, 0), [(1, true, false, 0), (3, true, false, 0)]);
