@@ -1,7 +1,7 @@
 //! Schedules an adversarial review of the reader found to lose, double or wedge, each
 //! fixed since (or, where ignored, a known limit the README states).
 
-use super::tests::{append, ids, line};
+use super::tests::{append, ids, line, truncate};
 use super::*;
 use std::io::Write;
 
@@ -364,6 +364,20 @@ fn review_idle_step_cost() {
     eprintln!("idle step {idle:?}; per line written (read + idle step) {per_line:?}");
 }
 
+/// Rows 0..2 read from QUEUE_LOG, which is then renamed to `queue_log.1` (a rotation
+/// qlship followed: the anchor), and rows 2..`to` read from the new QUEUE_LOG.
+fn after_a_rename_rotation(to: u32) -> (tempfile::TempDir, PathBuf, Tail) {
+    let dir = tempfile::tempdir().unwrap();
+    let ql = dir.path().join("queue_log");
+    append(&ql, &rows(0..2));
+    let mut t = open_at(&ql, None, &[]);
+    assert_eq!(drain_all(&mut t).new, ids(0..2));
+    std::fs::rename(&ql, dir.path().join("queue_log.1")).unwrap();
+    append(&ql, &rows(2..to));
+    assert_eq!(drain_all(&mut t).new, ids(2..to));
+    (dir, ql, t)
+}
+
 /// logrotate's copytruncate copies QUEUE_LOG, then truncates it: a row Asterisk writes
 /// between the two is in QUEUE_LOG only (logrotate's documented loss window), and
 /// qlship, woken by inotify, may read it before the truncation. Then no copy holds
@@ -372,30 +386,17 @@ fn review_idle_step_cost() {
 /// anchor, is read as new rows although qlship read every one of them from QUEUE_LOG.
 #[test]
 fn review_copytruncate_with_a_row_between_copy_and_truncate_ships_nothing_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let ql = dir.path().join("queue_log");
+    let (dir, ql, mut t) = after_a_rename_rotation(4);
     let (one, two) = (
         dir.path().join("queue_log.1"),
         dir.path().join("queue_log.2"),
     );
-    append(&ql, &rows(0..2));
-    let mut t = open_at(&ql, None, &[]);
-    assert_eq!(drain_all(&mut t).new, ids(0..2));
-    // An earlier rotation qlship followed (the anchor).
-    std::fs::rename(&ql, &one).unwrap();
-    append(&ql, &rows(2..4));
-    assert_eq!(drain_all(&mut t).new, ids(2..4));
     // copytruncate: shift, copy; Asterisk writes row 4; qlship reads it; truncate.
     std::fs::rename(&one, &two).unwrap();
     std::fs::copy(&ql, &one).unwrap();
     append(&ql, &line(4));
     let before = drain_all(&mut t);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&ql)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&ql);
     append(&ql, &line(5));
     let after = drain_all(&mut t);
     assert!(before.idle && after.idle);
@@ -414,29 +415,17 @@ fn review_copytruncate_with_a_row_between_copy_and_truncate_ships_nothing_twice(
 /// from the copy's length: what lies between was read and is read again, as new.
 #[test]
 fn review_copytruncate_seen_while_the_copy_is_written_ships_nothing_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let ql = dir.path().join("queue_log");
+    let (dir, ql, mut t) = after_a_rename_rotation(12);
     let (one, two) = (
         dir.path().join("queue_log.1"),
         dir.path().join("queue_log.2"),
     );
-    append(&ql, &rows(0..2));
-    let mut t = open_at(&ql, None, &[]);
-    assert_eq!(drain_all(&mut t).new, ids(0..2));
-    std::fs::rename(&ql, &one).unwrap();
-    append(&ql, &rows(2..12));
-    assert_eq!(drain_all(&mut t).new, ids(2..12));
     // copytruncate: shift; the copy is a fifth written when qlship looks.
     std::fs::rename(&one, &two).unwrap();
     append(&one, &rows(2..4));
     let during = drain_all(&mut t);
     append(&one, &rows(4..12));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&ql)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&ql);
     append(&ql, &line(12));
     let after = drain_all(&mut t);
     assert!(during.idle && after.idle);

@@ -1,5 +1,23 @@
 use super::*;
 
+#[test]
+fn rotation_suffixes() {
+    for ok in [
+        ".1",
+        ".12",
+        "-20261123",
+        ".2026-11-23",
+        "_1700000000",
+        "-20261123-1700000000",
+        ".1.gz",
+    ] {
+        assert!(rank_of(ok).is_some(), "{ok}");
+    }
+    for no in ["", ".gz", ".bak", ".old", "-", ".", "x1", ".1~"] {
+        assert!(rank_of(no).is_none(), "{no}");
+    }
+}
+
 fn id(ino: u64) -> FileId {
     FileId { dev: 1, ino }
 }
