@@ -18,79 +18,39 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use world::Params;
 
 fn schedules() -> u64 {
-    std::env::var("QLSHIP_SIM_SCHEDULES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000)
+    sweep::env_u64("QLSHIP_SIM_SCHEDULES").unwrap_or(100_000)
 }
 
 /// The seed of schedule `i` of the sweep (`QLSHIP_SIM_BASE` picks another sweep).
 fn seed_of(i: u64) -> u64 {
-    let base = std::env::var("QLSHIP_SIM_BASE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed);
+    let base = sweep::env_u64("QLSHIP_SIM_BASE").unwrap_or(0x5eed);
     Rng::new(base ^ i).next()
 }
 
-fn run_seed(seed: u64) -> Result<world::Report, String> {
+/// What the uploader's sweep went through: crashes, requests.
+static TOTALS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+
+fn run_seed(seed: u64) -> Result<(), String> {
     let mut rng = Rng::new(seed);
     let p = Params::draw(&mut rng);
-    world::run(rng.next(), p.clone()).map_err(|e| format!("seed {seed}: {e}\n  {p:?}"))
+    let r = world::run(rng.next(), p.clone()).map_err(|e| format!("seed {seed}: {e}\n  {p:?}"))?;
+    for (total, n) in TOTALS.iter().zip([r.crashes, r.requests]) {
+        total.fetch_add(n, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 #[test]
 fn every_row_exactly_once_across_seeded_schedules() {
-    if let Some(seed) = std::env::var("QLSHIP_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        run_seed(seed).unwrap();
-        return;
-    }
     let n = schedules();
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
-    let failures: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                s.spawn(move || {
-                    let mut failed = Vec::new();
-                    let (mut crashes, mut requests) = (0, 0);
-                    for i in (t..n).step_by(threads as usize) {
-                        match run_seed(seed_of(i)) {
-                            Ok(r) => {
-                                crashes += r.crashes;
-                                requests += r.requests;
-                            }
-                            Err(e) => failed.push(format!("schedule {i}, {e}")),
-                        }
-                        if failed.len() >= 3 {
-                            break;
-                        }
-                    }
-                    (failed, crashes, requests)
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        let (mut crashes, mut requests) = (0, 0);
-        for h in handles {
-            let (f, c, r) = h.join().expect("sim thread");
-            all.extend(f);
-            crashes += c;
-            requests += r;
-        }
-        eprintln!("{n} schedules: {crashes} crashes, {requests} requests");
-        all
-    });
+    let failures = sweep::failures_or_replay(n, seed_of, run_seed);
+    let [crashes, requests] = TOTALS.each_ref().map(|t| t.load(Ordering::Relaxed));
+    eprintln!("{n} schedules: {crashes} crashes, {requests} requests");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 fn rotation_schedules() -> u64 {
-    std::env::var("QLSHIP_SIM_ROTATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000)
+    sweep::env_u64("QLSHIP_SIM_ROTATIONS").unwrap_or(20_000)
 }
 
 fn run_rotation_seed(seed: u64) -> Result<(), String> {
@@ -103,15 +63,8 @@ fn run_rotation_seed(seed: u64) -> Result<(), String> {
 /// stays down (`QLSHIP_SIM_ROTATIONS` sets how many; `QLSHIP_SEED` replays one).
 #[test]
 fn every_row_exactly_once_through_rotations() {
-    if let Some(seed) = std::env::var("QLSHIP_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        run_rotation_seed(seed).unwrap();
-        return;
-    }
     let n = rotation_schedules();
-    let failures = sweep::failures(n, seed_of, run_rotation_seed);
+    let failures = sweep::failures_or_replay(n, seed_of, run_rotation_seed);
     eprintln!("{n} rotation schedules");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -149,7 +102,7 @@ fn sweep(p: Params) {
 /// `QLSHIP_SIM_CASE_SEEDS` another count) and fails naming how many failed and the
 /// first failure.
 fn sweep_seeds(p: Params, seeds: u64) {
-    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let var = sweep::env_u64;
     let seeds = match (var("QLSHIP_SEED"), var("QLSHIP_SIM_CASE_SEEDS")) {
         (Some(seed), _) => seed..seed + 1,
         (None, n) => 0..n.unwrap_or(seeds),
@@ -371,10 +324,7 @@ fn case6_grace_periods_never_hold_newer_generations() {
 // The split world (issue 15, case 7): several targets, one journal.
 
 fn tenant_schedules() -> u64 {
-    std::env::var("QLSHIP_SIM_TENANTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3_000)
+    sweep::env_u64("QLSHIP_SIM_TENANTS").unwrap_or(3_000)
 }
 
 /// What the split sweep went through: crashes, refused starts, dropped backlogs, rows
@@ -400,15 +350,8 @@ fn run_tenant_seed(seed: u64) -> Result<(), String> {
 /// (`QLSHIP_SIM_TENANTS` sets how many; `QLSHIP_SEED` replays one).
 #[test]
 fn every_tenant_gets_its_rows_exactly_once_or_is_told_why_not() {
-    if let Some(seed) = std::env::var("QLSHIP_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        run_tenant_seed(seed).unwrap();
-        return;
-    }
     let n = tenant_schedules();
-    let failures = sweep::failures(n, seed_of, run_tenant_seed);
+    let failures = sweep::failures_or_replay(n, seed_of, run_tenant_seed);
     let [crashes, refusals, drops, not_kept, pauses] =
         TENANT_TOTALS.each_ref().map(|t| t.load(Ordering::Relaxed));
     eprintln!("{n} split schedules: {crashes} crashes, {refusals} refused starts, {drops} backlogs dropped, {not_kept} rows not kept, {pauses} reader pauses");

@@ -1,5 +1,22 @@
 //! A seeded sweep over both cores: schedule `i` of `n` runs on thread `i % threads`;
-//! each thread stops after its third failure.
+//! each thread stops after its third failure. `QLSHIP_SEED=N` replays one seed alone.
+
+/// A number from the environment (unset or not a number: None).
+pub fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// The seed `QLSHIP_SEED` names run alone, or else the sweep ([`failures`]).
+pub fn failures_or_replay(
+    n: u64,
+    seed_of: fn(u64) -> u64,
+    run: fn(u64) -> Result<(), String>,
+) -> Vec<String> {
+    match env_u64("QLSHIP_SEED") {
+        Some(seed) => run(seed).err().into_iter().collect(),
+        None => failures(n, seed_of, run),
+    }
+}
 
 /// The failures (each naming its schedule) of `run` over schedules `0..n`, with the
 /// seed of each from `seed_of`.
