@@ -7,9 +7,10 @@
 //! `f`+… feedback actions, `x`+name journals salvaged into this one. Rows are spooled
 //! once: each carries a bit mask of the targets (journal slots, at most 64) that still
 //! want it, and a row leaves the spool when the last of them acknowledged it.
-//! sled's `flush()` uses sync_file_range on Linux, which neither persists metadata nor
-//! flushes the disk cache, so [`Journal::sync`] follows it with a real fsync of sled's
-//! log file. A failed fsync is fatal: the page cache state is unknown after it.
+//! sled (the vendored copy) writes its log to the page cache only, and its `flush()`
+//! is an fsync of the log: [`Journal::sync`] is the only point where commits reach the
+//! disk, so that a commit costs no write to flash of its own (`vendor/README.md`). A
+//! failed fsync is fatal: the page cache state is unknown after it.
 //!
 //! Here: the store, its one commit path, the reading position and durability. Beside
 //! it: `meta` (the meta record and its codec), `spool` (appending, reading and settling
@@ -48,7 +49,6 @@ struct State {
 pub struct Journal {
     db: sled::Db,
     dir: PathBuf,
-    log_file: File,
     seal: Seal,
     state: Mutex<State>,
     /// The queue_log file being read, made durable before every sync (see
@@ -189,7 +189,7 @@ impl Journal {
         })
     }
 
-    /// Makes everything written so far durable. sled's flush alone is not a full fsync.
+    /// Makes everything written so far durable: the queue_log being read, then the journal.
     pub fn sync(&self) -> Result<(), JournalError> {
         if let Some(source) = self.source.lock().expect("source lock").as_mut() {
             // Not fatal: the file is Asterisk's, and an error here only leaves the old
@@ -201,11 +201,12 @@ impl Journal {
         // Read before the flush: a commit racing with it may not be durable, and a seal
         // ahead of the disk would condemn a healthy journal after a crash.
         let generation = self.meta().generation;
+        // The vendored sled's flush ends with an fsync of its log (skipped when nothing
+        // was written since the last one).
         self.db.flush().map_err(|e| match e {
             sled::Error::Io(io) => JournalError::Fsync(io),
             other => JournalError::Sled(other),
         })?;
-        self.log_file.sync_all().map_err(JournalError::Fsync)?;
         crate::health::meter::count_fsync();
         // Not fatal: a missing seal only weakens the rollback check.
         let _ = self.seal.write(generation);

@@ -194,13 +194,10 @@ impl Journal {
                 )));
             }
         }
-        let log_file =
-            File::open(dir.join("db")).map_err(|e| JournalError::Dir(dir.to_owned(), e))?;
         sync_dir(dir).map_err(JournalError::Fsync)?;
         Ok(Journal {
             db,
             dir: dir.to_owned(),
-            log_file,
             seal: Seal {
                 path: seal.path.clone(),
             },

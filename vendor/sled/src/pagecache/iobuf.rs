@@ -309,6 +309,12 @@ pub(crate) struct IoBufs {
     // file, and there may be buffers that have been written out-of-order
     // to stable storage due to interesting thread interleavings.
     pub stable_lsn: AtomicLsn,
+    // qlship: the highest log sequence number known to be on the disk: written
+    // (`stable_lsn`) and then covered by an fsync of the log file (`flush`). Buffers are
+    // written without `sync_file_range`, so "stable" only means "in the page cache";
+    // everything that trusts the log on disk (the stable lsn stored in segment headers,
+    // which recovery trusts and which frees segments for reuse) uses this instead.
+    pub durable_lsn: AtomicLsn,
     pub max_reserved_lsn: AtomicLsn,
     pub max_header_stable_lsn: Arc<AtomicLsn>,
     pub segment_accountant: Mutex<SegmentAccountant>,
@@ -412,6 +418,8 @@ impl IoBufs {
             interval_updated: Condvar::new(),
 
             stable_lsn: AtomicLsn::new(stable),
+            // qlship: what recovery read is what the disk holds.
+            durable_lsn: AtomicLsn::new(stable),
             max_reserved_lsn: AtomicLsn::new(stable),
             max_header_stable_lsn: Arc::new(AtomicLsn::new(next_lsn)),
             segment_accountant: Mutex::new(segment_accountant),
@@ -728,32 +736,17 @@ impl IoBufs {
         {
             let f = &self.config.file;
             pwrite_all(f, data, log_offset)?;
-            if !self.config.temporary {
-                #[cfg(target_os = "linux")]
-                {
-                    use std::os::unix::io::AsRawFd;
-                    let ret = unsafe {
-                        libc::sync_file_range(
-                            f.as_raw_fd(),
-                            i64::try_from(log_offset).unwrap(),
-                            i64::try_from(total_len).unwrap(),
-                            libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                                | libc::SYNC_FILE_RANGE_WRITE
-                                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                        )
-                    };
-                    if ret < 0 {
-                        let err = std::io::Error::last_os_error();
-                        if let Some(libc::ENOSYS) = err.raw_os_error() {
-                            f.sync_all()?;
-                        } else {
-                            return Err(err.into());
-                        }
-                    }
+            // qlship: no `sync_file_range` after each buffer (upstream waited for every
+            // buffer to reach the device, a 4 KiB page at least per commit however
+            // small, as each commit seals a buffer). The pages stay in the page cache,
+            // rewritten there by the next commits, until `flush` fsyncs the file; what
+            // must be on the disk before anything relies on it waits for that fsync
+            // (`durable_lsn`). Not on Linux, upstream's full fsync stays.
+            #[cfg(not(target_os = "linux"))]
+            {
+                if !self.config.temporary {
+                    f.sync_all()?;
                 }
-
-                #[cfg(not(target_os = "linux"))]
-                f.sync_all()?;
             }
         }
         io_fail!(self, "buffer write post");
@@ -1009,9 +1002,22 @@ pub(in crate::pagecache) fn make_stable_inner(
 /// to flush some pending writes. Returns the number
 /// of bytes written during this call.
 pub(in crate::pagecache) fn flush(iobufs: &Arc<IoBufs>) -> Result<usize> {
-    let _cc = concurrency_control::read();
-    let max_reserved_lsn = iobufs.max_reserved_lsn.load(Acquire);
-    make_stable(iobufs, max_reserved_lsn)
+    let written = {
+        let _cc = concurrency_control::read();
+        let max_reserved_lsn = iobufs.max_reserved_lsn.load(Acquire);
+        make_stable(iobufs, max_reserved_lsn)?
+    };
+    // qlship: buffers are written to the page cache only (see `write_to_log`), so a
+    // flush is an fsync of the log, outside the concurrency lock so that writers go
+    // on meanwhile. Only what was written before it started counts as durable.
+    let written_lsn = iobufs.stable();
+    if iobufs.durable_lsn.load(Acquire) < written_lsn
+        && !iobufs.config.temporary
+    {
+        iobufs.config.file.sync_all()?;
+        iobufs.durable_lsn.fetch_max(written_lsn, SeqCst);
+    }
+    Ok(written)
 }
 
 /// Attempt to seal the current IO buffer, possibly
@@ -1129,7 +1135,14 @@ pub(in crate::pagecache) fn maybe_seal_and_write_iobuf(
             stored_max_stable_lsn: -1,
         };
 
-        next_iobuf.store_segment_header(sealed, next_lsn, iobufs.stable());
+        // qlship: recovery trusts every segment below the lsn stored here, and the
+        // segment accountant frees (and reuses) segments below it: only an lsn an
+        // fsync covered may go there, not one merely written to the page cache.
+        next_iobuf.store_segment_header(
+            sealed,
+            next_lsn,
+            iobufs.durable_lsn.load(Acquire),
+        );
 
         next_iobuf
     } else {
