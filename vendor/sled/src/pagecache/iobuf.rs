@@ -772,6 +772,22 @@ impl IoBufs {
             self.mark_interval(base_lsn, complete_len);
         }
 
+        // qlship: the first buffer of a segment carries its header, whose stable lsn
+        // recovery trusts and which, once bumped below, frees older segments for reuse.
+        // Upstream's header was on the disk by then (`sync_file_range`); in the page
+        // cache only, a reused segment's new pages could reach the disk before it, and
+        // a cut then make recovery see an older header, count the reused segment as
+        // missing from the log's tail and drop every later commit, fsynced ones too.
+        // This fsync, once a segment (512 KiB), also carries `durable_lsn` forward when
+        // nothing flushes (qlship syncs before it uploads, so not while no server was
+        // ever reached): with `flush` alone no segment was freed then, and the log grew
+        // by everything written.
+        if iobuf.base == 0 && !self.config.temporary {
+            let written_lsn = self.stable();
+            self.config.file.sync_all()?;
+            self.durable_lsn.fetch_max(written_lsn, SeqCst);
+        }
+
         M.written_bytes.measure(total_len as u64);
 
         // NB the below deferred logic is important to ensure

@@ -632,6 +632,7 @@ impl SegmentAccountant {
             }
         }
 
+        let to_free_is_empty = to_free.is_empty();
         for segment_base in to_free {
             self.free_segment(segment_base)?;
             io_fail!(self.config, "zero garbage segment SA");
@@ -640,6 +641,14 @@ impl SegmentAccountant {
                 &*vec![MessageKind::Corrupted.into(); self.config.segment_size],
                 segment_base,
             )?;
+        }
+        // qlship: a free segment can hold pages of a tail a power cut took back, written
+        // to the disk out of order (its header lost, a later page kept). Once the log
+        // reuses that segment for the same lsns, such a page would read as valid
+        // messages if the next cut came before anything fsynced this zeroing: log
+        // buffers are no longer synced as they are written (`iobuf.rs`).
+        if !to_free_is_empty && !self.config.temporary {
+            self.config.file.sync_all()?;
         }
 
         // we want to complete all truncations because

@@ -440,6 +440,16 @@ fn advance_snapshot(
 /// Read a `Snapshot` or generate a default, then advance it to
 /// the tip of the data file, if present.
 pub fn read_snapshot_or_default(config: &RunningConfig) -> Result<Snapshot> {
+    // qlship: log buffers reach only the page cache before a flush (`iobuf.rs`), so
+    // after a kill (no power cut) what recovery is about to read may not be on the
+    // disk, yet it is then trusted as if it were: the snapshot written below, the
+    // `durable_lsn` the log restarts from, the first segment header. Upstream only
+    // fsyncs here when it shreds a torn tail, not when the log ends at a segment's
+    // end. One fsync first makes what is read what the disk holds.
+    if !config.temporary {
+        config.file.sync_all()?;
+    }
+
     // NB we want to error out if the read snapshot was corrupted.
     // We only use a default Snapshot when there is no snapshot found.
     let last_snap = read_snapshot(config)?.unwrap_or_else(Snapshot::default);
