@@ -10,10 +10,9 @@ const LOG: &str = "qlship::daemon";
 enum Progress {
     /// Less than the reserve is free (bytes free): nothing was read.
     DiskFull(u64),
-    /// Rows were spooled; the time of the newest one.
-    /// Rows were spooled: the time of the newest one, and per lane the rows not kept
-    /// for it (its share of the spool being full).
-    Rows(Option<i64>, Vec<u64>),
+    /// Rows were spooled: how many rows the step read, the time of the newest one, and
+    /// per lane the rows not kept for it (its share of the spool being full).
+    Rows(usize, Option<i64>, Vec<u64>),
     Switched,
     Idle,
     Missing,
@@ -101,7 +100,7 @@ pub(super) async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
                 .current_file()
                 .map_or(String::new(), |p| p.display().to_string());
             live.offset = tail.pos().map_or(0, |p| p.offset);
-            if let Ok(Progress::Rows(Some(t), _)) = result {
+            if let Ok(Progress::Rows(_, Some(t), _)) = result {
                 live.newest_time = Some(live.newest_time.map_or(t, |n| n.max(t)));
             }
         }
@@ -121,11 +120,15 @@ pub(super) async fn reader(sh: Arc<Shared>) -> Result<(), Fatal> {
                 }
                 sh.wake_reader.wait(POLL).await;
             }
-            Ok(Progress::Rows(_, shed)) => {
+            Ok(Progress::Rows(read, _, shed)) => {
                 shares.shed(&shed);
                 sh.set_reader("reading");
                 file_errors.reset();
                 sh.wake_uploaders();
+                if read < GATHER_BELOW_ROWS && !s.drain && !tail.reading_rotated() {
+                    // A trickle on the live file: let the next rows gather (see GATHER).
+                    Timer::after(GATHER).await;
+                }
             }
             Ok(Progress::Switched) => {}
             Ok(Progress::Idle) => {
@@ -204,6 +207,7 @@ fn step_into_journal(
                 );
             }
             let newest = read.rows.iter().map(|(r, _)| r.time).max();
+            let read_rows = read.rows.len();
             crate::health::meter::count_rows_read(read.rows.len());
             let plan = fanout::plan(split, lanes, std::mem::take(&mut read.rows));
             if plan.already_stored > 0 {
@@ -219,7 +223,7 @@ fn step_into_journal(
                 .map_err(ReadError::Journal)?;
             debug!(target: LOG, "spooled {} rows, now at {:?}", plan.rows.len(), read.pos);
             tail.commit(read);
-            Ok(Progress::Rows(newest, plan.shed))
+            Ok(Progress::Rows(read_rows, newest, plan.shed))
         }
         Step::Switched(pos) => {
             debug!(target: LOG, "reading {:?} at {pos:?}", tail.current_file());

@@ -23,7 +23,17 @@ impl Seal {
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&generation.to_be_bytes());
         b[8..].copy_from_slice(&seal_check(generation).to_be_bytes());
-        std::fs::write(&self.path, b)
+        // Overwritten in place, never truncated: a truncation drops the file's page and
+        // the write then dirties a fresh one, a 4 KiB page written per sync (and ext4
+        // starts writing a file truncated to zero and rewritten at once). In place, the
+        // page stays dirty in the page cache and reaches the disk once per writeback.
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.path)?;
+        file.write_all_at(&b, 0)
     }
 }
 
