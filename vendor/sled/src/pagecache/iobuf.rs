@@ -785,7 +785,7 @@ impl IoBufs {
         if iobuf.base == 0 && !self.config.temporary {
             let written_lsn = self.stable();
             self.config.file.sync_all()?;
-            self.durable_lsn.fetch_max(written_lsn, SeqCst);
+            bump_atomic_lsn(&self.durable_lsn, written_lsn);
         }
 
         M.written_bytes.measure(total_len as u64);
@@ -1031,7 +1031,7 @@ pub(in crate::pagecache) fn flush(iobufs: &Arc<IoBufs>) -> Result<usize> {
         && !iobufs.config.temporary
     {
         iobufs.config.file.sync_all()?;
-        iobufs.durable_lsn.fetch_max(written_lsn, SeqCst);
+        bump_atomic_lsn(&iobufs.durable_lsn, written_lsn);
     }
     Ok(written)
 }
