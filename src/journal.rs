@@ -51,6 +51,8 @@ pub struct Journal {
     dir: PathBuf,
     seal: Seal,
     state: Mutex<State>,
+    /// The generation the last sync made durable (see [`Journal::has_unsynced`]).
+    synced_generation: Mutex<u64>,
     /// The queue_log file being read, made durable before every sync (see
     /// [`Journal::follow_source`]).
     source: Mutex<Option<Source>>,
@@ -208,9 +210,19 @@ impl Journal {
             other => JournalError::Sled(other),
         })?;
         crate::health::meter::count_fsync();
+        let mut synced = self.synced_generation.lock().expect("synced lock");
+        *synced = (*synced).max(generation);
+        drop(synced);
         // Not fatal: a missing seal only weakens the rollback check.
         let _ = self.seal.write(generation);
         Ok(())
+    }
+
+    /// Whether commits were made since the last sync: they are in the page cache only,
+    /// and a power cut may take them back (see the uploader's `SYNC_WHEN_IDLE`).
+    pub fn has_unsynced(&self) -> bool {
+        let generation = self.state.lock().expect("journal lock").meta.generation;
+        generation > *self.synced_generation.lock().expect("synced lock")
     }
 
     /// Bytes free for an unprivileged writer on the journal's filesystem.

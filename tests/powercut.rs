@@ -435,9 +435,6 @@ fn writer_survivors(mode: &str) -> (u64, u64) {
 struct Appended {
     /// Rows of the final queue_log (each stored exactly once, checked).
     in_file: usize,
-    stored: usize,
-    /// Times qlship read a file again (it came back shorter or rewritten).
-    replays: usize,
     /// Rows on the server after each boot.
     after_boot: Vec<usize>,
 }
@@ -537,8 +534,6 @@ fn unsynced_appends_and_cuts(
     );
     Appended {
         in_file: in_file.len(),
-        stored: stored.len(),
-        replays,
         after_boot,
     }
 }
@@ -552,12 +547,15 @@ fn unsynced_appends_and_cuts(
 fn power_cuts_while_asterisk_appends_unsynced_rows_end_exact() {
     let end = unsynced_appends_and_cuts("unsynced queue_log", 8, 1_500, 1_000, (3_000, 4_000));
     // Under emulation the volume varies a lot (a boot that starts by checking a replayed
-    // file may spend all of its seconds on that): what must have happened is that rows
-    // reached the final file and a cut took back rows already shipped, or forced a
-    // replay.
+    // file, or resolving a batch in flight, may spend all of its seconds on that): what
+    // must have happened is that qlship shipped rows before a cut and the cuts took back
+    // rows Asterisk had appended (8 x 1,500 were written, never synced). Rows shipped and
+    // then taken back by a cut (which force a replay) were common while sled's own
+    // writes reached the disk ahead of the syncs (`vendor/README.md`); every sync
+    // fdatasyncs queue_log first, so now they should not happen (printed above).
     assert!(
-        end.in_file > 0 && (end.stored > end.in_file || end.replays > 0),
-        "no cut took back shipped rows or forced a replay: nothing was tested"
+        end.after_boot[0] > 0 && end.in_file > 0 && end.in_file < 8 * 1_500,
+        "no rows shipped before the first cut, or no cut took back appended rows: nothing was tested"
     );
 }
 

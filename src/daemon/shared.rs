@@ -34,6 +34,20 @@ impl Wake {
     pub(super) fn clear(&self) {
         while self.rx.try_recv().is_ok() {}
     }
+    /// Sleeps until notified or until `d` has passed; true if notified.
+    pub(super) async fn notified_within(&self, d: Duration) -> bool {
+        smol::future::or(
+            async {
+                let _ = self.rx.recv().await;
+                true
+            },
+            async {
+                Timer::after(d).await;
+                false
+            },
+        )
+        .await
+    }
     /// Sleeps until notified or until `d` has passed.
     pub(super) async fn wait(&self, d: Duration) {
         smol::future::or(

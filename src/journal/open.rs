@@ -211,6 +211,8 @@ impl Journal {
             seal: Seal {
                 path: seal.path.clone(),
             },
+            // Before `state` takes `meta`; what was opened counts as synced.
+            synced_generation: Mutex::new(meta.generation),
             state: Mutex::new(State {
                 meta,
                 rings,

@@ -435,3 +435,24 @@ fn a_journal_never_synced_still_reuses_its_log() {
     eprintln!("log after 6,000 commits never synced: {} KiB", log >> 10);
     assert!(log < 8 << 20, "the log grew to {} KiB", log >> 10);
 }
+
+/// What the uploader's sync when idle looks at: commits since the last sync.
+#[test]
+fn commits_since_the_last_sync_are_unsynced_until_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+    assert!(!j.has_unsynced(), "what was opened counts as synced");
+    j.bind(&[String::new()]).unwrap();
+    j.append(&[spooled(1, 1, 0)], pos(10), 0, 0).unwrap();
+    assert!(j.has_unsynced());
+    j.mark_inflight(0, 0, 0).unwrap();
+    assert!(!j.has_unsynced(), "an in-flight mark is synced");
+    let batch = j.range(0, 0, 0).unwrap();
+    j.settle(0, &[&batch[0]], &[], false).unwrap();
+    assert!(
+        j.has_unsynced(),
+        "an acknowledgement is not synced on its own"
+    );
+    j.sync().unwrap();
+    assert!(!j.has_unsynced());
+}
