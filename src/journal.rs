@@ -44,6 +44,8 @@ struct State {
     /// By slot: no row before this sequence number is wanted by the target (an
     /// in-memory shortcut for `peek` past other targets' backlog).
     hints: Vec<u64>,
+    /// The generation the last sync made durable (see [`Journal::has_unsynced`]).
+    synced_generation: u64,
 }
 
 pub struct Journal {
@@ -51,8 +53,6 @@ pub struct Journal {
     dir: PathBuf,
     seal: Seal,
     state: Mutex<State>,
-    /// The generation the last sync made durable (see [`Journal::has_unsynced`]).
-    synced_generation: Mutex<u64>,
     /// The queue_log file being read, made durable before every sync (see
     /// [`Journal::follow_source`]).
     source: Mutex<Option<Source>>,
@@ -202,7 +202,7 @@ impl Journal {
         }
         // Read before the flush: a commit racing with it may not be durable, and a seal
         // ahead of the disk would condemn a healthy journal after a crash.
-        let generation = self.meta().generation;
+        let generation = self.state.lock().expect("journal lock").meta.generation;
         // The vendored sled's flush ends with an fsync of its log (skipped when nothing
         // was written since the last one).
         self.db.flush().map_err(|e| match e {
@@ -210,9 +210,9 @@ impl Journal {
             other => JournalError::Sled(other),
         })?;
         crate::health::meter::count_fsync();
-        let mut synced = self.synced_generation.lock().expect("synced lock");
-        *synced = (*synced).max(generation);
-        drop(synced);
+        let mut st = self.state.lock().expect("journal lock");
+        st.synced_generation = st.synced_generation.max(generation);
+        drop(st);
         // Not fatal: a missing seal only weakens the rollback check.
         let _ = self.seal.write(generation);
         Ok(())
@@ -221,8 +221,8 @@ impl Journal {
     /// Whether commits were made since the last sync: they are in the page cache only,
     /// and a power cut may take them back (see the uploader's `SYNC_WHEN_IDLE`).
     pub fn has_unsynced(&self) -> bool {
-        let generation = self.state.lock().expect("journal lock").meta.generation;
-        generation > *self.synced_generation.lock().expect("synced lock")
+        let st = self.state.lock().expect("journal lock");
+        st.meta.generation > st.synced_generation
     }
 
     /// Bytes free for an unprivileged writer on the journal's filesystem.

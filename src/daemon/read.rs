@@ -208,7 +208,7 @@ fn step_into_journal(
             }
             let newest = read.rows.iter().map(|(r, _)| r.time).max();
             let read_rows = read.rows.len();
-            crate::health::meter::count_rows_read(read.rows.len());
+            crate::health::meter::count_rows_read(read_rows);
             let plan = fanout::plan(split, lanes, std::mem::take(&mut read.rows));
             if plan.already_stored > 0 {
                 debug!(target: LOG, "{} rows below the watermark skipped", plan.already_stored);

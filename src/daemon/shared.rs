@@ -50,15 +50,7 @@ impl Wake {
     }
     /// Sleeps until notified or until `d` has passed.
     pub(super) async fn wait(&self, d: Duration) {
-        smol::future::or(
-            async {
-                let _ = self.rx.recv().await;
-            },
-            async {
-                Timer::after(d).await;
-            },
-        )
-        .await;
+        self.notified_within(d).await;
     }
 }
 

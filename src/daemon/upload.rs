@@ -3,6 +3,13 @@
 //! blocks, and its result handed back. Nothing is decided here.
 
 use super::{blocking, seed, Fatal, Lead, Shared, IDLE, LINGER, MAX_BATCH_BYTES, MAX_BATCH_ROWS};
+use crate::journal::{Entry, Takeover};
+use crate::machine::upload::{Action, Command, Config, Event, Input, Millis, Spooled, Uploader};
+use crate::row::Row;
+use log::{debug, info, warn};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// An uploader with nothing to do for this long while the journal holds commits no sync
 /// covered (acknowledgements, most often: a batch's are made durable by the next
@@ -13,13 +20,6 @@ use super::{blocking, seed, Fatal, Lead, Shared, IDLE, LINGER, MAX_BATCH_BYTES, 
 /// then never got further between cuts). A steady trickle never waits this long (its
 /// rows wake the uploader every `GATHER`), so it costs a sync per pause, not per batch.
 const SYNC_WHEN_IDLE: Duration = Duration::from_secs(2);
-use crate::journal::{Entry, Takeover};
-use crate::machine::upload::{Action, Command, Config, Event, Input, Millis, Spooled, Uploader};
-use crate::row::Row;
-use log::{debug, info, warn};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// A spooled row as one target sees it.
 pub(super) struct SlotEntry {
@@ -83,16 +83,15 @@ pub(super) async fn uploader(sh: Arc<Shared>, lead: Arc<Lead>) -> Result<(), Fat
         let input = match core.poll(now()) {
             Action::Wait { until } => {
                 let d = until.map_or(IDLE, |t| Duration::from_millis(t.saturating_sub(now())));
-                if d > SYNC_WHEN_IDLE && sh.journal.has_unsynced() {
-                    if !lead.wake.notified_within(SYNC_WHEN_IDLE).await && sh.journal.has_unsynced()
-                    {
-                        let j = sh.journal.clone();
-                        blocking(move || j.sync()).await?;
-                    }
-                    report(&sh, &lead, core.take_events());
-                    continue;
+                let sync_first = d > SYNC_WHEN_IDLE && sh.journal.has_unsynced();
+                if !sync_first {
+                    lead.wake.wait(d).await;
+                } else if !lead.wake.notified_within(SYNC_WHEN_IDLE).await
+                    && sh.journal.has_unsynced()
+                {
+                    let j = sh.journal.clone();
+                    blocking(move || j.sync()).await?;
                 }
-                lead.wake.wait(d).await;
                 report(&sh, &lead, core.take_events());
                 continue;
             }

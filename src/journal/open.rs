@@ -211,9 +211,9 @@ impl Journal {
             seal: Seal {
                 path: seal.path.clone(),
             },
-            // Before `state` takes `meta`; what was opened counts as synced.
-            synced_generation: Mutex::new(meta.generation),
             state: Mutex::new(State {
+                // What was opened counts as synced.
+                synced_generation: meta.generation,
                 meta,
                 rings,
                 ring_deltas,

@@ -523,6 +523,19 @@ impl IoBufs {
         }
     }
 
+    /// qlship: fsyncs the log and raises `durable_lsn` to what was written before the
+    /// fsync began (a write racing with it may not be covered). Temporary logs are
+    /// never synced.
+    fn sync_written(&self) -> Result<()> {
+        if self.config.temporary {
+            return Ok(());
+        }
+        let written_lsn = self.stable();
+        self.config.file.sync_all()?;
+        bump_atomic_lsn(&self.durable_lsn, written_lsn);
+        Ok(())
+    }
+
     /// Returns the last stable offset in storage.
     pub(in crate::pagecache) fn stable(&self) -> Lsn {
         debug_delay();
@@ -782,10 +795,8 @@ impl IoBufs {
         // nothing flushes (qlship syncs before it uploads, so not while no server was
         // ever reached): with `flush` alone no segment was freed then, and the log grew
         // by everything written.
-        if iobuf.base == 0 && !self.config.temporary {
-            let written_lsn = self.stable();
-            self.config.file.sync_all()?;
-            bump_atomic_lsn(&self.durable_lsn, written_lsn);
+        if iobuf.base == 0 {
+            self.sync_written()?;
         }
 
         M.written_bytes.measure(total_len as u64);
@@ -1026,12 +1037,8 @@ pub(in crate::pagecache) fn flush(iobufs: &Arc<IoBufs>) -> Result<usize> {
     // qlship: buffers are written to the page cache only (see `write_to_log`), so a
     // flush is an fsync of the log, outside the concurrency lock so that writers go
     // on meanwhile. Only what was written before it started counts as durable.
-    let written_lsn = iobufs.stable();
-    if iobufs.durable_lsn.load(Acquire) < written_lsn
-        && !iobufs.config.temporary
-    {
-        iobufs.config.file.sync_all()?;
-        bump_atomic_lsn(&iobufs.durable_lsn, written_lsn);
+    if iobufs.durable_lsn.load(Acquire) < iobufs.stable() {
+        iobufs.sync_written()?;
     }
     Ok(written)
 }
