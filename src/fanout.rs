@@ -125,14 +125,7 @@ mod tests {
     use crate::rules::{How, Matcher, Rule, Target};
 
     fn row(time: i64, queue: &str, agent: &str) -> Row {
-        Row {
-            time,
-            call_id: "c".into(),
-            queue: queue.into(),
-            agent: agent.into(),
-            verb: "V".into(),
-            params: Default::default(),
-        }
+        Row::new(time, "c", queue, agent, "V", [""; 5])
     }
 
     fn split() -> Split {
@@ -191,7 +184,7 @@ mod tests {
         let got: Vec<(String, u64)> = p
             .rows
             .iter()
-            .map(|s| (s.row.queue.clone(), s.want))
+            .map(|s| (s.row.queue().to_owned(), s.want))
             .collect();
         assert_eq!(
             got,

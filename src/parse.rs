@@ -43,17 +43,23 @@ pub fn parse_line(raw: &[u8]) -> Result<Row, LineError> {
         *slot = fields.next().ok_or(LineError::TooFewFields(i))?;
     }
     let time = parse_time(head[0]).ok_or_else(|| LineError::BadTime(clip(head[0])))?;
-    let mut next = || fields.next().map(str::to_owned).unwrap_or_default();
+    let mut next = || fields.next().unwrap_or_default();
     // splitn(10) leaves every further pipe inside the fifth parameter.
-    let params = [next(), next(), next(), next(), next()];
-    Ok(Row {
+    let [_, call_id, queue, agent, verb] = head;
+    Ok(Row::from_fields(
         time,
-        call_id: head[1].to_owned(),
-        queue: head[2].to_owned(),
-        agent: head[3].to_owned(),
-        verb: head[4].to_owned(),
-        params,
-    })
+        [
+            call_id,
+            queue,
+            agent,
+            verb,
+            next(),
+            next(),
+            next(),
+            next(),
+            next(),
+        ],
+    ))
 }
 
 fn parse_time(t: &str) -> Option<i64> {
@@ -68,7 +74,7 @@ fn clip(s: &str) -> String {
 }
 
 /// UTF-8 when valid, else Latin-1 (each byte is the code point of the same value).
-/// Borrowed in the usual UTF-8 case: a parsed row allocates only its fields.
+/// Borrowed in the usual UTF-8 case: a parsed row allocates only its one text.
 pub fn decode(raw: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(raw) {
         Ok(s) => Cow::Borrowed(s),
@@ -88,45 +94,42 @@ mod tests {
     fn five_data_fields() {
         let r = p(b"1700000000|1700000000.5|q1|Agent/1|CONNECT|12|1699999988.1|3\r");
         assert_eq!(r.time, 1_700_000_000);
-        assert_eq!(r.call_id, "1700000000.5");
-        assert_eq!(r.queue, "q1");
-        assert_eq!(r.agent, "Agent/1");
-        assert_eq!(r.verb, "CONNECT");
-        assert_eq!(
-            r.params,
-            ["12", "1699999988.1", "3", "", ""].map(String::from)
-        );
+        assert_eq!(r.call_id(), "1700000000.5");
+        assert_eq!(r.queue(), "q1");
+        assert_eq!(r.agent(), "Agent/1");
+        assert_eq!(r.verb(), "CONNECT");
+        assert_eq!(r.params(), ["12", "1699999988.1", "3", "", ""]);
     }
 
     #[test]
     fn no_data_and_trailing_pipe() {
         let r = p(b"1|NONE|NONE|NONE|QUEUESTART|");
-        assert_eq!(r.params, ["", "", "", "", ""].map(String::from));
+        assert_eq!(r.params(), ["", "", "", "", ""]);
         let r = p(b"1|NONE|NONE|NONE|QUEUESTART");
-        assert_eq!(r.params, ["", "", "", "", ""].map(String::from));
+        assert_eq!(r.params(), ["", "", "", "", ""]);
     }
 
     #[test]
     fn extra_fields_stay_in_the_fifth_parameter() {
         let r = p(b"1|c|q|a|V|1|2|3|4|5|6|7");
-        assert_eq!(r.params, ["1", "2", "3", "4", "5|6|7"].map(String::from));
+        assert_eq!(r.params(), ["1", "2", "3", "4", "5|6|7"]);
     }
 
     #[test]
     fn latin1_line_is_decoded_losslessly() {
         let r = p(b"1|c|q|Jos\xe9|V|caf\xe9");
-        assert_eq!(r.agent, "José");
-        assert_eq!(r.params[0], "café");
+        assert_eq!(r.agent(), "José");
+        assert_eq!(r.param(0), "café");
         let r = p("1|c|q|José|V|😀".as_bytes());
-        assert_eq!(r.agent, "José");
-        assert_eq!(r.params[0], "😀");
+        assert_eq!(r.agent(), "José");
+        assert_eq!(r.param(0), "😀");
     }
 
     #[test]
     fn bom_and_crlf_are_stripped() {
         let r = p(b"\xEF\xBB\xBF5|c|q|a|V|x\r\r");
         assert_eq!(r.time, 5);
-        assert_eq!(r.params[0], "x");
+        assert_eq!(r.param(0), "x");
     }
 
     #[test]

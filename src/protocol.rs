@@ -91,16 +91,16 @@ fn row_fields(row: &Row, p: &Partition, out: &mut String) {
     push_int(row.time.saturating_add(p.tz_offset), out);
     out.push('"');
     for (name, value) in [
-        (",\"callId\":", &row.call_id),
-        (",\"queue\":", &row.queue),
-        (",\"agent\":", &row.agent),
-        (",\"verb\":", &row.verb),
+        (",\"callId\":", row.call_id()),
+        (",\"queue\":", row.queue()),
+        (",\"agent\":", row.agent()),
+        (",\"verb\":", row.verb()),
     ] {
         out.push_str(name);
         json_string(value, out);
     }
     out.push_str(",\"parameters\":[");
-    for (i, param) in row.params.iter().enumerate() {
+    for (i, param) in row.params().into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -324,20 +324,7 @@ mod tests {
     use super::*;
 
     fn row() -> Row {
-        Row {
-            time: 100,
-            call_id: "c\"1".into(),
-            queue: "q".into(),
-            agent: "José".into(),
-            verb: "V".into(),
-            params: [
-                "😀".into(),
-                "a\\b".into(),
-                "".into(),
-                "".into(),
-                "x|y".into(),
-            ],
-        }
+        Row::new(100, "c\"1", "q", "José", "V", ["😀", "a\\b", "", "", "x|y"])
     }
 
     fn part(tz: i64) -> Partition {
@@ -415,7 +402,7 @@ mod tests {
     fn a_row_larger_than_the_budget_still_goes_alone() {
         let p = part(0);
         let mut big = row();
-        big.params[4] = "x".repeat(5000);
+        big.set_param(4, &"x".repeat(5000));
         let mut body = InsertAllBody::new(&p);
         assert!(body.try_push(&big, &p, 1000));
         assert!(!body.try_push(&row(), &p, 1000));

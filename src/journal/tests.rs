@@ -4,14 +4,7 @@ use super::*;
 use crate::row::{put_varint, DecodeError, Row};
 
 fn row(i: i64) -> Row {
-    Row {
-        time: 1000 + i,
-        call_id: format!("c{i}"),
-        queue: "q".into(),
-        agent: "a".into(),
-        verb: "V".into(),
-        params: Default::default(),
-    }
+    Row::new(1000 + i, &format!("c{i}"), "q", "a", "V", [""; 5])
 }
 
 fn pos(offset: u64) -> FilePos {

@@ -34,14 +34,14 @@ impl Spooled for E {
 }
 
 fn row(i: u64) -> Row {
-    Row {
-        time: 1_000 + i as i64,
-        call_id: format!("call-{i}"),
-        queue: "q".into(),
-        agent: "NONE".into(),
-        verb: "ENTERQUEUE".into(),
-        params: Default::default(),
-    }
+    Row::new(
+        1_000 + i as i64,
+        &format!("call-{i}"),
+        "q",
+        "NONE",
+        "ENTERQUEUE",
+        [""; 5],
+    )
 }
 
 fn config() -> Config {
@@ -123,7 +123,7 @@ fn resync_through_failures(n: u64, fail_every: u64, replay: u64) -> (u64, Vec<u6
             Action::Peek { max } => Input::Spool(spool.iter().take(max).cloned().collect()),
             Action::CheckRow(r) => {
                 requests += 1;
-                let i = r.call_id[5..].parse::<u64>().unwrap();
+                let i = r.call_id()[5..].parse::<u64>().unwrap();
                 Input::Count(if failing(requests) {
                     Err(failure(Fate::Refused))
                 } else {

@@ -149,19 +149,19 @@ pub enum Route {
 
 impl Split {
     pub fn route(&self, row: &Row) -> Route {
-        if row.queue == "NONE" && row.agent == "NONE" {
+        if row.queue() == "NONE" && row.agent() == "NONE" {
             return Route::Everyone;
         }
         for rule in &self.rules {
             let hit = rule
                 .queue
                 .as_ref()
-                .and_then(|m| m.apply(&row.queue))
+                .and_then(|m| m.apply(row.queue()))
                 .map(|q| (q, true))
                 .or_else(|| {
                     rule.agent
                         .as_ref()
-                        .and_then(|m| m.apply(&row.agent))
+                        .and_then(|m| m.apply(row.agent()))
                         .map(|a| (a, false))
                 });
             let Some((rest, on_queue)) = hit else {
@@ -173,9 +173,9 @@ impl Split {
             let stripped = rule.strip.then(|| {
                 let mut r = row.clone();
                 if on_queue {
-                    r.queue = rest;
+                    r.set_queue(&rest);
                 } else {
-                    r.agent = rest;
+                    r.set_agent(&rest);
                 }
                 Box::new(r)
             });

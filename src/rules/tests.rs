@@ -12,14 +12,7 @@ pub(super) fn defaults() -> Target {
 }
 
 pub(super) fn row(queue: &str, agent: &str) -> Row {
-    Row {
-        time: 1,
-        call_id: "c".into(),
-        queue: queue.into(),
-        agent: agent.into(),
-        verb: "V".into(),
-        params: Default::default(),
-    }
+    Row::new(1, "c", queue, agent, "V", [""; 5])
 }
 
 #[test]
@@ -123,14 +116,14 @@ fn first_match_wins_and_queue_is_tested_before_agent() {
     };
     assert_eq!(split.route(&row("a-x-b", "Agent/b1")), Route::To(0, None));
     let mut stripped = row("q-b", "Agent/a1");
-    stripped.queue = "q".into();
+    stripped.set_queue("q");
     assert_eq!(
         split.route(&row("q-b", "Agent/a1")),
         Route::To(1, Some(Box::new(stripped))),
         "the queue matched, so the queue is what is stripped"
     );
     let mut by_agent = row("NONE", "Agent/b7");
-    by_agent.agent = "7".into();
+    by_agent.set_agent("7");
     assert_eq!(
         split.route(&row("NONE", "Agent/b7")),
         Route::To(1, Some(Box::new(by_agent)))

@@ -35,13 +35,13 @@ fn drain(t: &mut Tail, budget: usize) -> Drained {
         match t.step().unwrap() {
             Step::Read(r) => {
                 for (row, o) in &r.rows {
-                    if row.call_id == "NONE" {
+                    if row.call_id() == "NONE" {
                         continue;
                     }
                     if o.replay != 0 {
-                        d.in_doubt.push(row.call_id.clone());
+                        d.in_doubt.push(row.call_id().to_owned());
                     } else {
-                        d.new.push(row.call_id.clone());
+                        d.new.push(row.call_id().to_owned());
                     }
                 }
                 t.commit(r);
@@ -191,7 +191,7 @@ fn review_a_restart_after_a_position_journaled_as_none_reads_a_rotated_files_gro
     for _ in 0..100 {
         match t.step().unwrap() {
             Step::Read(r) => {
-                got.extend(r.rows.iter().map(|(row, _)| row.call_id.clone()));
+                got.extend(r.rows.iter().map(|(row, _)| row.call_id().to_owned()));
                 t.commit(r);
             }
             Step::Switched(p) => last_switch = Some(p),

@@ -19,7 +19,7 @@ fn what_the_reader_knows_of_generations_stays_bounded_over_many_rotations() {
         for _ in 0..100 {
             match t.step().unwrap() {
                 Step::Read(r) => {
-                    got.extend(r.rows.iter().map(|(row, _)| row.call_id.clone()));
+                    got.extend(r.rows.iter().map(|(row, _)| row.call_id().to_owned()));
                     t.commit(r);
                 }
                 Step::Switched(_) => {}

@@ -27,7 +27,7 @@ fn drain(tail: &mut Tail) -> Vec<String> {
     for _ in 0..1000 {
         match tail.step().unwrap() {
             Step::Read(r) => {
-                out.extend(r.rows.iter().map(|(row, _)| row.call_id.clone()));
+                out.extend(r.rows.iter().map(|(row, _)| row.call_id().to_owned()));
                 tail.commit(r);
             }
             Step::Switched(_) => {}
@@ -144,7 +144,7 @@ fn rows_of_the_takeover_region_are_flagged() {
                 seen.extend(
                     r.rows
                         .iter()
-                        .map(|(row, origin)| (row.call_id.clone(), origin.in_region)),
+                        .map(|(row, origin)| (row.call_id().to_owned(), origin.in_region)),
                 );
                 t.commit(r);
             }
@@ -163,7 +163,7 @@ fn drain_replays(tail: &mut Tail) -> Vec<(String, bool)> {
         match tail.step().unwrap() {
             Step::Read(r) => {
                 let rows = r.rows.iter();
-                out.extend(rows.map(|(row, o)| (row.call_id.clone(), o.replay != 0)));
+                out.extend(rows.map(|(row, o)| (row.call_id().to_owned(), o.replay != 0)));
                 tail.commit(r);
             }
             Step::Switched(_) => {}

@@ -288,7 +288,9 @@ impl World {
             match step {
                 Step::Read(read) => {
                     for (row, origin) in &read.rows {
-                        let seq = row.call_id[1..].parse::<u64>().map_err(|e| e.to_string())?;
+                        let seq = row.call_id()[1..]
+                            .parse::<u64>()
+                            .map_err(|e| e.to_string())?;
                         self.pending.push((seq, origin.replay > 0));
                     }
                     self.now.pos = Some(read.pos);

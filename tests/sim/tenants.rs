@@ -342,14 +342,14 @@ impl World {
                 let t = self.rng.below(self.p.tenants as u64);
                 (format!("t{t}-sales"), format!("Agent/10{t}"))
             };
-            let row = Row {
-                time: BASE_TIME + (self.now / 1000) as i64,
-                call_id: format!("call-{line}"),
-                queue,
-                agent,
-                verb: "CONNECT".into(),
-                params: Default::default(),
-            };
+            let row = Row::new(
+                BASE_TIME + (self.now / 1000) as i64,
+                &format!("call-{line}"),
+                &queue,
+                &agent,
+                "CONNECT",
+                [""; 5],
+            );
             for (&(tenant, _), s) in self.servers.iter_mut() {
                 if routed_to(&row, tenant) {
                     *s.source_counts.entry(row.identity()).or_default() += 1;
@@ -426,6 +426,6 @@ impl World {
 /// Whether the rules send `row` to `tenant` when its target is enabled (the source
 /// its servers count copies against).
 fn routed_to(row: &Row, tenant: usize) -> bool {
-    let everyone = row.queue == "NONE" && row.agent == "NONE";
-    everyone || row.queue.starts_with(&format!("t{tenant}-"))
+    let everyone = row.queue() == "NONE" && row.agent() == "NONE";
+    everyone || row.queue().starts_with(&format!("t{tenant}-"))
 }

@@ -501,7 +501,7 @@ pub fn describe(a: &Action<SimEntry>) -> String {
                 lines(to_send)
             )
         }
-        Action::CheckRow(r) => format!("checkRow {} {}", r.time, r.call_id),
+        Action::CheckRow(r) => format!("checkRow {} {}", r.time, r.call_id()),
         other => format!("{other:?}"),
     }
 }

@@ -114,7 +114,7 @@ fn loway_template_with_its_disabled_file_closing_entry_is_read_field_by_field() 
     assert_eq!((s.rules[0].line, s.rules[1].line), (4, 17));
     let row = |q: &str| super::super::tests::row(q, "NONE");
     match s.route(&row("sales-beta")) {
-        super::super::Route::To(1, Some(r)) => assert_eq!(r.queue, "sales"),
+        super::super::Route::To(1, Some(r)) => assert_eq!(r.queue(), "sales"),
         other => panic!("{other:?}"),
     }
     assert_eq!(s.route(&row("sales-gamma")), super::super::Route::Nowhere);

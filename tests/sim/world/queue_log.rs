@@ -33,20 +33,21 @@ impl World {
         let pick = |rng: &mut Rng, options: &[&str]| {
             options[rng.below(options.len() as u64) as usize].to_string()
         };
-        Row {
-            time: self.wall_secs(),
-            call_id: format!("call-{}", self.rng.below(6)),
-            queue: pick(&mut self.rng, &["sales", "support"]),
-            agent: pick(&mut self.rng, &["NONE", "Agent/101", "Agent/102"]),
-            verb: pick(&mut self.rng, &["ENTERQUEUE", "CONNECT", "COMPLETECALLER"]),
-            params: [
-                pick(&mut self.rng, &["", "1", "2"]),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ],
-        }
+        // Drawn in the order the fields are written: the seeds' worlds stay as they were.
+        let time = self.wall_secs();
+        let call_id = format!("call-{}", self.rng.below(6));
+        let queue = pick(&mut self.rng, &["sales", "support"]);
+        let agent = pick(&mut self.rng, &["NONE", "Agent/101", "Agent/102"]);
+        let verb = pick(&mut self.rng, &["ENTERQUEUE", "CONNECT", "COMPLETECALLER"]);
+        let data1 = pick(&mut self.rng, &["", "1", "2"]);
+        Row::new(
+            time,
+            &call_id,
+            &queue,
+            &agent,
+            &verb,
+            [&data1, "", "", "", ""],
+        )
     }
 
     /// An earlier loader stored the head of the file before this journal existed:
