@@ -1,9 +1,11 @@
 //! The sled journal: file position, spool of rows not yet acknowledged by every target
 //! that wants them, each target's in-flight mark and ring of recently acknowledged rows,
-//! in one tree so that every change is one atomic `apply_batch`.
+//! in one tree so that every change is one atomic `apply_batch` (the rings' bases aside:
+//! each is written before the batch that names it, see `rings`).
 //!
-//! Keys: `m` meta, `r` (+ target slot) acknowledged rings and `R`+slot+n the entries
-//! acknowledged since (see `rings`), `s`+seq (u64 BE) spool chunks,
+//! Keys: `m` meta, `R`+slot+n the entries of a target's ring of acknowledged rows since
+//! its base (bases: a tree of their own, named by the meta; `r` (+ slot) in journals
+//! from before it; see `rings`), `s`+seq (u64 BE) spool chunks,
 //! `f`+… feedback actions, `x`+name journals salvaged into this one. Rows are spooled
 //! once: each carries a bit mask of the targets (journal slots, at most 64) that still
 //! want it, and a row leaves the spool when the last of them acknowledged it.
@@ -50,6 +52,9 @@ struct State {
 
 pub struct Journal {
     db: sled::Db,
+    /// The rings' bases (see `rings`): apart from the main tree, whose leaf with the
+    /// meta sled rewrites every few commits.
+    bases: sled::Tree,
     dir: PathBuf,
     seal: Seal,
     state: Mutex<State>,
@@ -126,6 +131,7 @@ impl Journal {
         let edits = change(&mut meta, &mut ops)?;
         let mut rings = Vec::with_capacity(edits.len());
         let mut ring_deltas = st.ring_deltas.clone();
+        let mut superseded = Vec::new();
         for edit in edits {
             if ring_deltas.len() <= edit.slot {
                 ring_deltas.resize(edit.slot + 1, rings::Deltas::default());
@@ -142,10 +148,24 @@ impl Journal {
             }
             ring.append(&added);
             ring.prune();
-            if edit.reset {
-                rings::remove(&mut ops, edit.slot, deltas);
+            // The base on disk now: a freed slot's new TargetMeta names none.
+            let mut base = st.meta.targets.get(edit.slot).map_or(0, |t| t.ring_base);
+            let gone = if edit.reset {
+                rings::remove(&mut ops, edit.slot, &mut base, deltas)
             } else {
-                rings::store(&mut ops, edit.slot, deltas, &ring, &added);
+                rings::store(
+                    &self.bases,
+                    &mut ops,
+                    edit.slot,
+                    &mut base,
+                    deltas,
+                    &ring,
+                    &added,
+                )?
+            };
+            superseded.extend(gone);
+            if let Some(t) = meta.targets.get_mut(edit.slot) {
+                t.ring_base = base;
             }
             rings.push((edit.slot, ring));
         }
@@ -162,6 +182,12 @@ impl Journal {
         }
         st.ring_deltas = ring_deltas;
         st.meta = meta;
+        // After the batch, in sled's log order: a crash that keeps a removal keeps the
+        // commit that stopped naming the base. Not fatal: a base left over is removed
+        // at the next open.
+        if let Err(e) = rings::drop_superseded(&self.bases, &superseded) {
+            log::debug!("removing a superseded ring base failed: {e}");
+        }
         Ok(())
     }
 

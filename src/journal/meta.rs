@@ -83,6 +83,10 @@ pub struct TargetMeta {
     /// Rows acknowledged on UTC day `acked_day` (days since 1970).
     pub acked_today: u64,
     pub acked_day: u64,
+    /// Which base of this slot's ring of acknowledged rows is current, in the tree of
+    /// bases (`rings`); 0: none there, the base (if any) is the main tree's `r` record
+    /// of journals from before that tree.
+    pub ring_base: u64,
 }
 
 impl TargetMeta {
@@ -96,6 +100,7 @@ impl TargetMeta {
             acked_total: 0,
             acked_today: 0,
             acked_day: 0,
+            ring_base: 0,
         }
     }
 }
@@ -266,6 +271,12 @@ impl Meta {
             put_varint(&mut o, f.len);
             put_varint(&mut o, f.fp);
         }
+        // Appended later still: each slot's ring base. A qlship from before it drops it
+        // when it rewrites the meta, and writes its bases as `r` again, which a later one
+        // then reads (0: the `r` record), so a downgrade never leaves a stale base named.
+        for t in &self.targets {
+            put_varint(&mut o, t.ring_base);
+        }
         o
     }
 
@@ -338,6 +349,11 @@ impl Meta {
             for f in &mut finished {
                 f.len = c.varint()?;
                 f.fp = c.varint()?;
+            }
+        }
+        if c.at < bytes.len() {
+            for t in &mut targets {
+                t.ring_base = c.varint()?;
             }
         }
         Ok(Meta {

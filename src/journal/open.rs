@@ -186,7 +186,8 @@ impl Journal {
         let mut rings = Vec::new();
         let mut ring_deltas = Vec::new();
         for slot in 0..meta.targets.len() {
-            let (ring, deltas) = rings::load(&db, slot).map_err(|e| match e {
+            let base = meta.targets[slot].ring_base;
+            let (ring, deltas) = rings::load(&db, slot, base).map_err(|e| match e {
                 rings::LoadError::Sled(e) => JournalError::Sled(e),
                 rings::LoadError::Undecodable(e) => {
                     JournalError::Corrupt(format!("ring {slot}: {e}"))
@@ -204,9 +205,16 @@ impl Journal {
                 )));
             }
         }
+        let bases = db.open_tree(rings::BASES)?;
+        let named: Vec<u64> = meta.targets.iter().map(|t| t.ring_base).collect();
+        let stale = rings::drop_unnamed(&bases, &named)?;
+        if stale > 0 {
+            log::debug!("removed {stale} ring bases no commit names (left by a crash)");
+        }
         sync_dir(dir).map_err(JournalError::Fsync)?;
         Ok(Journal {
             db,
+            bases,
             dir: dir.to_owned(),
             seal: Seal {
                 path: seal.path.clone(),

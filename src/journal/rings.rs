@@ -1,6 +1,6 @@
-//! Each target's ring of acknowledged rows on disk: a base record (`r` + slot), rewritten
-//! only now and then, and after it the entries each commit acknowledged, in small delta
-//! records (`R`, slot, number).
+//! Each target's ring of acknowledged rows on disk: a base, rewritten only now and then,
+//! and after it the entries each commit acknowledged, in small delta records (`R`, slot,
+//! number).
 //!
 //! Why: the ring holds up to [`RING_CAP`] entries (about 37 KB encoded), and writing it
 //! whole at every acknowledgement was most of what qlship wrote to flash. At 5 rows a
@@ -9,6 +9,17 @@
 //! rewritten, and the deltas dropped, once [`MAX_DELTAS`] deltas or [`RING_CAP`] entries
 //! have piled up since it was, which bounds both the records read at open and the
 //! entries kept on disk (at most the ring and one cap more).
+//!
+//! The bases live in a tree of their own ([`BASES`]), not beside the meta record: sled
+//! rewrites a leaf whole every few updates (10), and the meta is updated by every
+//! commit, so a base sharing its leaf was written again every two seconds or so of a
+//! trickle, up to 50 KB each time (3-4 KB a row once the ring was full). The meta names
+//! each slot's current base by number (`TargetMeta::ring_base`). A new base is written
+//! under the next number before the commit that names it, and the old one removed after
+//! it: sled's log is one sequence for all its trees, so whatever prefix of it a crash
+//! leaves, a surviving commit naming a base has that base, and a removed base is one no
+//! surviving commit names. Number 0 is the main tree's `r` record (+ slot), where
+//! journals from before kept their bases; it stays until their next base is written.
 //!
 //! What comes back after a crash is the base with each delta added and pruned in turn,
 //! as the ring in memory was at each commit: the very ring it held. (Pruned once at the
@@ -22,6 +33,8 @@ use crate::resync::{AckedRing, RING_CAP};
 const DELTA: u8 = b'R';
 /// Deltas after which the next edit rewrites the base instead.
 const MAX_DELTAS: u32 = 64;
+/// The name of the tree of bases, keyed by slot and base number.
+pub(super) const BASES: &[u8] = b"ring bases";
 
 /// What of one slot's ring is on disk beyond its base.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -38,10 +51,31 @@ fn delta_key(slot: usize, n: u32) -> [u8; 6] {
     k
 }
 
-/// Reads one slot's ring: its base, then each delta in order, each pruned as its commit
-/// was.
-pub(super) fn load(db: &sled::Db, slot: usize) -> Result<(AckedRing, Deltas), LoadError> {
-    let mut ring = match db.get(ring_key(slot)).map_err(LoadError::Sled)? {
+fn base_key(slot: usize, number: u64) -> [u8; 9] {
+    let mut k = [slot as u8; 9];
+    k[1..].copy_from_slice(&number.to_be_bytes());
+    k
+}
+
+/// Reads one slot's ring: its base (number `base`, see [`BASES`]), then each delta in
+/// order, each pruned as its commit was.
+pub(super) fn load(
+    db: &sled::Db,
+    slot: usize,
+    base: u64,
+) -> Result<(AckedRing, Deltas), LoadError> {
+    let stored = if base == 0 {
+        db.get(ring_key(slot)).map_err(LoadError::Sled)?
+    } else {
+        // Opened only when a base is named: a journal from before never gets the tree
+        // from reading it (salvage reads journals moved aside).
+        let bases = db.open_tree(BASES).map_err(LoadError::Sled)?;
+        let stored = bases.get(base_key(slot, base)).map_err(LoadError::Sled)?;
+        Some(stored.ok_or(LoadError::Undecodable(format!(
+            "its base {base} is missing"
+        )))?)
+    };
+    let mut ring = match stored {
         None => AckedRing::default(),
         Some(v) => AckedRing::decode(&v).map_err(|e| LoadError::Undecodable(e.to_string()))?,
     };
@@ -75,32 +109,115 @@ impl std::fmt::Display for LoadError {
     }
 }
 
-/// Writes into `ops` what makes the slot's ring on disk `ring` again after `added`
-/// were added to it (and it was pruned): a delta of them, or now and then a new base.
+/// A base no commit names any more once the batch is applied: removed after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Superseded {
+    slot: usize,
+    base: u64,
+}
+
+/// Makes the slot's ring on disk `ring` again after `added` were added to it (and it
+/// was pruned): a delta of them in `ops`, or now and then a new base, written to `bases`
+/// at once (before `ops` is applied) and named in `*base` (the slot's
+/// `TargetMeta::ring_base`, which the same batch writes). Returns the base to remove
+/// once `ops` is applied.
 pub(super) fn store(
+    bases: &sled::Tree,
     ops: &mut sled::Batch,
     slot: usize,
+    base: &mut u64,
     deltas: &mut Deltas,
     ring: &AckedRing,
     added: &AckedRing,
-) {
+) -> Result<Option<Superseded>, sled::Error> {
     if added.is_empty() {
-        return;
+        return Ok(None);
     }
     if deltas.records < MAX_DELTAS && deltas.entries + added.len() <= RING_CAP {
         ops.insert(&delta_key(slot, deltas.records)[..], added.encode());
         deltas.records += 1;
         deltas.entries += added.len();
-        return;
+        return Ok(None);
     }
-    ops.insert(ring_key(slot), ring.encode());
+    // Its number is named by no commit yet: a base left there by a write whose commit
+    // was lost (or failed) is overwritten, never one a commit names.
+    let next = *base + 1;
+    write_base(bases, slot, next, &ring.encode())?;
     drop_deltas(ops, slot, deltas);
+    Ok(replace_base(ops, slot, base, next))
 }
 
-/// Removes the slot's ring from disk (the slot was freed).
-pub(super) fn remove(ops: &mut sled::Batch, slot: usize, deltas: &mut Deltas) {
-    ops.remove(ring_key(slot));
+/// Writes base `number` of the slot, to be named by a commit after it.
+pub(super) fn write_base(
+    bases: &sled::Tree,
+    slot: usize,
+    number: u64,
+    encoded: &[u8],
+) -> Result<(), sled::Error> {
+    bases.insert(base_key(slot, number), encoded)?;
+    Ok(())
+}
+
+/// Removes the slot's ring from disk (the slot was freed); `*base` is its base's number.
+pub(super) fn remove(
+    ops: &mut sled::Batch,
+    slot: usize,
+    base: &mut u64,
+    deltas: &mut Deltas,
+) -> Option<Superseded> {
     drop_deltas(ops, slot, deltas);
+    replace_base(ops, slot, base, 0)
+}
+
+/// Names base `next` (0: none) in `*base`, and says what of the old one to remove: the
+/// main tree's `r` record in the same batch, a base in the tree after it.
+fn replace_base(
+    ops: &mut sled::Batch,
+    slot: usize,
+    base: &mut u64,
+    next: u64,
+) -> Option<Superseded> {
+    let old = std::mem::replace(base, next);
+    if old == 0 {
+        ops.remove(ring_key(slot));
+        None
+    } else {
+        Some(Superseded { slot, base: old })
+    }
+}
+
+/// Removes superseded bases, once the batch that stopped naming them is applied.
+pub(super) fn drop_superseded(
+    bases: &sled::Tree,
+    superseded: &[Superseded],
+) -> Result<(), sled::Error> {
+    for s in superseded {
+        bases.remove(base_key(s.slot, s.base))?;
+    }
+    Ok(())
+}
+
+/// Removes the bases no slot names (`named[slot]`), left by writes whose commit was
+/// lost or failed, or by removals lost in a crash. Returns how many.
+pub(super) fn drop_unnamed(bases: &sled::Tree, named: &[u64]) -> Result<usize, sled::Error> {
+    let mut stale = Vec::new();
+    for kv in bases.iter().keys() {
+        let key = kv?;
+        let named_here = match (key.first(), key.get(1..9)) {
+            (Some(&slot), Some(number)) if key.len() == 9 => {
+                let number = u64::from_be_bytes(number.try_into().expect("8 bytes"));
+                number != 0 && named.get(usize::from(slot)) == Some(&number)
+            }
+            _ => false,
+        };
+        if !named_here {
+            stale.push(key);
+        }
+    }
+    for key in &stale {
+        bases.remove(key)?;
+    }
+    Ok(stale.len())
 }
 
 fn drop_deltas(ops: &mut sled::Batch, slot: usize, deltas: &mut Deltas) {
@@ -111,120 +228,4 @@ fn drop_deltas(ops: &mut sled::Batch, slot: usize, deltas: &mut Deltas) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn db() -> (tempfile::TempDir, sled::Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        (dir, db)
-    }
-
-    fn ring_of(range: std::ops::Range<u64>) -> AckedRing {
-        let mut r = AckedRing::default();
-        for i in range {
-            r.add(1_000, i);
-        }
-        r
-    }
-
-    /// Applies one commit the way `Journal::commit` does: add, prune, store.
-    fn commit(db: &sled::Db, ring: &mut AckedRing, deltas: &mut Deltas, added: AckedRing) {
-        ring.append(&added);
-        ring.prune();
-        let mut ops = sled::Batch::default();
-        store(&mut ops, 3, deltas, ring, &added);
-        db.apply_batch(ops).unwrap();
-    }
-
-    #[test]
-    fn what_comes_back_is_the_ring_and_each_commit_writes_only_its_entries() {
-        let (_dir, db) = db();
-        let (mut ring, mut deltas) = (AckedRing::default(), Deltas::default());
-        for batch in 0..200u64 {
-            commit(
-                &db,
-                &mut ring,
-                &mut deltas,
-                ring_of(batch * 5..batch * 5 + 5),
-            );
-            let (back, on_disk) = load(&db, 3).unwrap();
-            assert_eq!(back, ring, "after batch {batch}");
-            assert_eq!(on_disk, deltas);
-            assert!(deltas.records <= MAX_DELTAS);
-        }
-        // 200 commits of 5 entries, in cycles of 64 deltas and one new base: the base
-        // last written at commit 195 holds the 975 entries then, 5 deltas the rest.
-        let base = db.get(ring_key(3)).unwrap().unwrap();
-        assert_eq!(AckedRing::decode(&base).unwrap().len(), 975);
-        assert_eq!((deltas.records, deltas.entries), (5, 25));
-    }
-
-    #[test]
-    fn full_batches_rewrite_the_base_before_the_deltas_pass_a_ring() {
-        let (_dir, db) = db();
-        let (mut ring, mut deltas) = (AckedRing::default(), Deltas::default());
-        for batch in 0..20u64 {
-            commit(
-                &db,
-                &mut ring,
-                &mut deltas,
-                ring_of(batch * 500..batch * 500 + 500),
-            );
-            assert!(deltas.entries <= RING_CAP);
-            assert_eq!(load(&db, 3).unwrap().0, ring);
-        }
-        // Other slots are untouched; a removed ring is gone with its deltas.
-        assert_eq!(load(&db, 4).unwrap().0, AckedRing::default());
-        let mut ops = sled::Batch::default();
-        remove(&mut ops, 3, &mut deltas);
-        db.apply_batch(ops).unwrap();
-        assert_eq!(
-            load(&db, 3).unwrap(),
-            (AckedRing::default(), Deltas::default())
-        );
-        assert_eq!(db.len(), 0);
-    }
-
-    /// Rows whose times jump back and forth (clock steps, a catch-up of other days) and
-    /// commits of up to 120 rows, past the cap: the ring in memory prunes at every
-    /// commit, and an entry it pruned can be back inside the window later. Replaying
-    /// the deltas and pruning once kept such entries and, at the cap, dropped as many
-    /// of the oldest entries the ring in memory still held (seed 3: 111 of 2,048), each
-    /// a twin's acknowledgement a row in doubt could be taken for stored without.
-    #[test]
-    fn what_comes_back_is_the_ring_even_when_times_jump_past_the_cap() {
-        for seed in 0..40u64 {
-            let (_dir, db) = db();
-            let (mut ring, mut deltas) = (AckedRing::default(), Deltas::default());
-            let mut x = seed;
-            let mut rnd = |n: u64| {
-                x = x
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                (x >> 33) % n
-            };
-            let (mut time, mut identity) = (1_000_000i64, 0u64);
-            for commit_no in 0..120 {
-                if rnd(4) == 0 {
-                    time += [-400, 400, -200, 200, 1000, -1000][rnd(6) as usize];
-                }
-                let mut added = AckedRing::default();
-                for _ in 0..1 + rnd(120) {
-                    added.add(time + rnd(3) as i64, identity);
-                    identity += 1;
-                }
-                commit(&db, &mut ring, &mut deltas, added);
-                let back = load(&db, 3).unwrap().0;
-                assert!(back == ring, "seed {seed}, commit {commit_no}");
-            }
-        }
-    }
-
-    #[test]
-    fn a_damaged_delta_is_an_error_not_a_shorter_ring() {
-        let (_dir, db) = db();
-        db.insert(delta_key(0, 0), &[0xff, 0xff][..]).unwrap();
-        assert!(matches!(load(&db, 0), Err(LoadError::Undecodable(_))));
-    }
-}
+mod tests;

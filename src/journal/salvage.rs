@@ -229,10 +229,21 @@ impl Journal {
         }
         report.position_kept = true;
         let stale = old.stale;
+        // The rings as bases numbered 1, written before the commit that names them (see
+        // `rings`). The new journal has none yet (its generation is 0), and whatever a
+        // salvage that died left there is named by no commit.
+        let mut ring_bases = vec![0; old.meta.targets.len()];
+        for (slot, ring) in old.rings.iter().enumerate() {
+            if let Some((raw, _)) = ring {
+                rings::write_base(&self.bases, slot, 1, raw)?;
+                ring_bases[slot] = 1;
+            }
+        }
         self.commit(|m, ops| {
             let mut targets = old.meta.targets.clone();
             for (slot, t) in targets.iter_mut().enumerate() {
                 t.pending_rows = carried.per_slot.get(slot).copied().unwrap_or(0);
+                t.ring_base = ring_bases[slot];
             }
             m.spool_rows = carried.rows;
             m.spool_bytes = carried.bytes;
@@ -259,11 +270,6 @@ impl Journal {
             m.bad_lines = old.meta.bad_lines;
             m.unrouted = old.meta.unrouted;
             m.targets = targets;
-            for (slot, ring) in old.rings.iter().enumerate() {
-                if let Some((raw, _)) = ring {
-                    ops.insert(ring_key(slot), raw.clone());
-                }
-            }
             for (k, v) in &old.records {
                 ops.insert(k.clone(), v.clone());
             }
@@ -409,7 +415,7 @@ fn read_aside(aside: &Path, sealed: Option<u64>) -> Result<Aside, SalvageFailure
     let mut rings = Vec::new();
     for slot in 0..meta.targets.len() {
         // The base and its deltas, carried over as one base.
-        rings.push(match rings::load(&db, slot) {
+        rings.push(match rings::load(&db, slot, meta.targets[slot].ring_base) {
             Ok((ring, _)) if ring.is_empty() => None,
             Ok((ring, _)) => Some((ring.encode(), ring)),
             Err(e) => {

@@ -36,6 +36,7 @@ fn meta_round_trips() {
     t.acked_total = 77;
     t.acked_today = 7;
     t.acked_day = 20_000;
+    t.ring_base = 3;
     let mut empty = tm("");
     empty.takeover = Takeover::Done(None);
     let m = Meta {

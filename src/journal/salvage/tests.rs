@@ -325,3 +325,33 @@ fn chunks_left_by_a_salvage_that_died_are_cleared_first() {
             .sum();
     assert_eq!(m.spool_bytes, on_disk);
 }
+
+/// A ring whose base is in the tree of bases (more acknowledgements than deltas kept)
+/// comes along whole, and is named by the new journal's meta: a reopen reads it again.
+#[test]
+fn a_ring_with_its_base_in_the_tree_of_bases_comes_along_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+        j.bind(&keys()).unwrap();
+        for i in 0..140 {
+            j.append(&[spooled(i, 0b01, 0, 0, 0)], pos(30 + i as u64), 0, 0)
+                .unwrap();
+            let a = j.peek(0, 1).unwrap();
+            j.settle(0, &[&a[0]], &[], false).unwrap();
+        }
+        // The second base: salvage writes its own number 1, and must name that.
+        assert_eq!(j.meta().targets[0].ring_base, 2, "a base in the tree");
+        j.sync().unwrap();
+    }
+    mark_suspect(dir.path());
+    let (j, report) = Journal::open(dir.path(), 1 << 20).unwrap();
+    assert!(report.salvaged[0].failed.is_none(), "{:?}", report.salvaged);
+    let ring = j.ring(0);
+    assert_eq!(ring.len(), 140);
+    drop(j);
+    let (j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(j.ring(0), ring);
+    assert_eq!(j.db.get(ring_key(0)).unwrap(), None);
+    assert_eq!((j.meta().targets[0].ring_base, j.bases.len()), (1, 1));
+}
