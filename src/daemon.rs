@@ -44,6 +44,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const MAX_BATCH_ROWS: usize = 500;
 /// Bodies stay well under Tomcat's 1 MB default.
 pub const MAX_BATCH_BYTES: usize = 900 * 1024;
+/// Sequence numbers past a batch that its in-flight mark also covers (see
+/// `machine::upload::Config::window_rows`). A trickle of 5 rows a second, a batch about
+/// every second, then syncs (two fsyncs: the queue_log's and the journal's) about every
+/// 6 s instead of at every batch. The price: after a crash, rows spooled under those
+/// numbers that an earlier run may have sent are checked with checkRow, up to this many
+/// per target (none in a catch-up: a full batch is longer than the window, and marks its
+/// own).
+pub const INFLIGHT_WINDOW_ROWS: u64 = 32;
 /// A partial batch waits this long after the previous send, so a trickle of rows costs
 /// fewer than one fsync (the in-flight mark) per second: exactly one second let the
 /// batches' own processing time and the last batch push the rate just over one.

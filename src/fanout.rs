@@ -21,6 +21,10 @@ pub struct Lane {
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan {
+    /// Every row read, in order; those no target keeps have an empty `want`. Each takes
+    /// a sequence number all the same (`Journal::append`), so that a row read again
+    /// after a power cut gets the number it had, whatever is routed, shed or already
+    /// stored then.
     pub rows: Vec<Spooled>,
     /// Rows no enabled target wanted: no rule matched, or a disabled target's.
     pub unrouted: u64,
@@ -51,6 +55,19 @@ pub fn plan(split: Option<&Split>, lanes: &[Lane], rows: Vec<(Row, Origin)>) -> 
     };
     out.rows.reserve(rows.len());
     for (row, origin) in rows {
+        let kept = out.rows.len();
+        out.plan_row(split, lanes, row, origin);
+        if out.rows.len() == kept {
+            out.rows.push(Spooled::not_kept());
+        }
+    }
+    out
+}
+
+impl Plan {
+    /// Pushes `row` with the targets that keep it, or counts why none does.
+    fn plan_row(&mut self, split: Option<&Split>, lanes: &[Lane], row: Row, origin: Origin) {
+        let out = self;
         let in_region = origin.in_region;
         // Which lanes want it, by rule index (None: every lane).
         let (row, only): (Row, Option<usize>) = match split.map(|s| s.route(&row)) {
@@ -58,7 +75,7 @@ pub fn plan(split: Option<&Split>, lanes: &[Lane], rows: Vec<(Row, Origin)>) -> 
             Some(Route::To(i, stripped)) => (stripped.map_or(row, |r| *r), Some(i)),
             Some(Route::Disabled(_) | Route::Nowhere) => {
                 out.unrouted += 1;
-                continue;
+                return;
             }
         };
         let mut targets = lanes
@@ -68,7 +85,7 @@ pub fn plan(split: Option<&Split>, lanes: &[Lane], rows: Vec<(Row, Origin)>) -> 
             .peekable();
         if targets.peek().is_none() {
             out.unrouted += 1;
-            continue;
+            return;
         }
         let mut shed = false;
         let (mut want, mut doubt, mut takeover) = (0, 0, 0);
@@ -101,7 +118,7 @@ pub fn plan(split: Option<&Split>, lanes: &[Lane], rows: Vec<(Row, Origin)>) -> 
             if !shed {
                 out.already_stored += 1;
             }
-            continue;
+            return;
         }
         out.rows.push(Spooled {
             row,
@@ -111,7 +128,6 @@ pub fn plan(split: Option<&Split>, lanes: &[Lane], rows: Vec<(Row, Origin)>) -> 
             replay: origin.replay,
         });
     }
-    out
 }
 
 #[cfg(test)]
@@ -184,6 +200,7 @@ mod tests {
         let got: Vec<(String, u64)> = p
             .rows
             .iter()
+            .filter(|s| s.want != 0)
             .map(|s| (s.row.queue().to_owned(), s.want))
             .collect();
         assert_eq!(
@@ -243,7 +260,9 @@ mod tests {
             ]
         );
         let only_first = plan(None, &lanes[..1], vec![(row(9, "q", "a"), REGION)]);
-        assert_eq!((only_first.rows.len(), only_first.already_stored), (0, 1));
+        assert_eq!(only_first.already_stored, 1);
+        assert_eq!(only_first.rows.len(), 1, "every row read takes its number");
+        assert_eq!(only_first.rows[0].want, 0);
     }
 
     #[test]

@@ -221,7 +221,8 @@ fn step_into_journal(
                     plan.unrouted,
                 )
                 .map_err(ReadError::Journal)?;
-            debug!(target: LOG, "spooled {} rows, now at {:?}", plan.rows.len(), read.pos);
+            let kept = plan.rows.iter().filter(|r| r.want != 0).count();
+            debug!(target: LOG, "spooled {kept} rows, now at {:?}", read.pos);
             tail.commit(read);
             Ok(Progress::Rows(read_rows, newest, plan.shed))
         }

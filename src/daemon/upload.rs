@@ -2,7 +2,10 @@
 //! journal and HTTP: each action it asks for is done here, on a worker thread where it
 //! blocks, and its result handed back. Nothing is decided here.
 
-use super::{blocking, seed, Fatal, Lead, Shared, IDLE, LINGER, MAX_BATCH_BYTES, MAX_BATCH_ROWS};
+use super::{
+    blocking, seed, Fatal, Lead, Shared, IDLE, INFLIGHT_WINDOW_ROWS, LINGER, MAX_BATCH_BYTES,
+    MAX_BATCH_ROWS,
+};
 use crate::journal::{Entry, Takeover};
 use crate::machine::upload::{Action, Command, Config, Event, Input, Millis, Spooled, Uploader};
 use crate::row::Row;
@@ -64,6 +67,7 @@ pub(super) async fn uploader(sh: Arc<Shared>, lead: Arc<Lead>) -> Result<(), Fat
         batch_rows: MAX_BATCH_ROWS,
         batch_bytes: (s.ram_budget / 4).clamp(16 * 1024, MAX_BATCH_BYTES),
         linger: LINGER.as_millis() as Millis,
+        window_rows: INFLIGHT_WINDOW_ROWS,
         settle: s.resync_settle.as_millis() as Millis,
         backoff_min: s.backoff_min,
         backoff_max: s.backoff_max,
@@ -129,7 +133,7 @@ pub(super) async fn uploader(sh: Arc<Shared>, lead: Arc<Lead>) -> Result<(), Fat
                 blocking(move || j.mark_inflight(slot, from, to)).await?;
                 Input::Done
             }
-            Action::Send { body, rows } => {
+            Action::Send { body, rows, .. } => {
                 let client = lead.client.clone();
                 let answer = blocking(move || client.insert_all(body, rows)).await;
                 Input::Sent(answer.map_err(|e| e.failure()))
@@ -144,6 +148,7 @@ pub(super) async fn uploader(sh: Arc<Shared>, lead: Arc<Lead>) -> Result<(), Fat
                 stored,
                 to_send,
                 found,
+                inflight,
             } => {
                 let j = sh.journal.clone();
                 // A resync's answers (rows found stored, rows to send) are synced at once:
@@ -154,7 +159,7 @@ pub(super) async fn uploader(sh: Arc<Shared>, lead: Arc<Lead>) -> Result<(), Fat
                     let stored: Vec<&Entry> = stored.iter().map(|e: &SlotEntry| &e.entry).collect();
                     let to_send: Vec<&Entry> =
                         to_send.iter().map(|e: &SlotEntry| &e.entry).collect();
-                    j.settle(slot, &stored, &to_send, found)?;
+                    j.settle(slot, &stored, &to_send, found, inflight)?;
                     if resolved {
                         j.sync()?;
                     }

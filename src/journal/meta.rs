@@ -75,6 +75,13 @@ pub struct TargetMeta {
     /// run's wall clock proves nothing). Kept because a qlship from before that reads it
     /// to time its resync after a downgrade, and a 0 there would not wait at all.
     pub inflight_sent_ms: u64,
+    /// Rows spooled with a sequence number below this are in doubt for this target: an
+    /// earlier run may have sent rows under these numbers in batches covered by an
+    /// in-flight window (see `Journal::settle`) whose spooling a power cut took back,
+    /// and the rows read again now get the same numbers. Raised at every open to the
+    /// end of the in-flight mark found; never lowered (a second cut before the reader
+    /// is past it must find it again).
+    pub reread_doubt_below: u64,
     pub takeover: Takeover,
     /// Spooled rows this target still wants.
     pub pending_rows: u64,
@@ -95,6 +102,7 @@ impl TargetMeta {
             key,
             inflight: None,
             inflight_sent_ms: 0,
+            reread_doubt_below: 0,
             takeover: Takeover::Pending,
             pending_rows: 0,
             acked_total: 0,
@@ -277,6 +285,10 @@ impl Meta {
         for t in &self.targets {
             put_varint(&mut o, t.ring_base);
         }
+        // And later: each target's bound of rows read again in doubt.
+        for t in &self.targets {
+            put_varint(&mut o, t.reread_doubt_below);
+        }
         o
     }
 
@@ -354,6 +366,11 @@ impl Meta {
         if c.at < bytes.len() {
             for t in &mut targets {
                 t.ring_base = c.varint()?;
+            }
+        }
+        if c.at < bytes.len() {
+            for t in &mut targets {
+                t.reread_doubt_below = c.varint()?;
             }
         }
         Ok(Meta {

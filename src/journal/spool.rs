@@ -54,9 +54,27 @@ pub struct Spooled {
     pub replay: u64,
 }
 
+impl Spooled {
+    /// A row read that no target keeps: it takes its sequence number, and nothing is
+    /// spooled.
+    pub fn not_kept() -> Spooled {
+        Spooled {
+            row: Row::from_fields(0, [""; crate::row::FIELDS]),
+            want: 0,
+            doubt: 0,
+            takeover: 0,
+            replay: 0,
+        }
+    }
+}
+
 impl Journal {
     /// Spools rows read from the file together with the position after them, the number
-    /// of lines skipped on the way and of rows no target wanted, as one chunk.
+    /// of lines skipped on the way and of rows no target wanted, as one chunk. Every
+    /// row in `rows` takes the next sequence number, kept by a target or not: read
+    /// again from the same position after a power cut, a row gets the number it had
+    /// (what an in-flight window covers, see `TargetMeta::reread_doubt_below`), even
+    /// if routing, shedding or the takeover decide differently then.
     pub fn append(
         &self,
         rows: &[Spooled],
@@ -64,18 +82,21 @@ impl Journal {
         bad_lines: u64,
         unrouted: u64,
     ) -> Result<(), JournalError> {
+        let rows_read = rows.len() as u64;
         self.commit(|m, ops| {
             m.bad_lines += bad_lines;
             m.unrouted += unrouted;
-            let rows: Vec<&Spooled> = rows.iter().filter(|r| r.want != 0).collect();
-            if !rows.is_empty() {
-                let first = m.next_seq;
-                let value = encode_chunk(
-                    rows.iter()
-                        .zip(first..)
-                        .map(|(r, seq)| (seq, [r.want, r.doubt, r.takeover, r.replay], &r.row)),
-                );
-                for r in &rows {
+            let first = m.next_seq;
+            let rows: Vec<(u64, &Spooled)> =
+                (first..).zip(rows).filter(|(_, r)| r.want != 0).collect();
+            m.next_seq += rows_read;
+            if let Some(&(chunk_seq, _)) = rows.first() {
+                let targets = &m.targets;
+                let value = encode_chunk(rows.iter().map(|&(seq, r)| {
+                    let doubt = r.doubt | reread_doubt(targets, r.want, seq);
+                    (seq, [r.want, doubt, r.takeover, r.replay], &r.row)
+                }));
+                for (_, r) in &rows {
                     let mut want = r.want;
                     while want != 0 {
                         let slot = want.trailing_zeros() as usize;
@@ -86,8 +107,7 @@ impl Journal {
                     }
                 }
                 m.spool_bytes += (value.len() + 9) as u64;
-                ops.insert(&spool_key(first)[..], value);
-                m.next_seq += rows.len() as u64;
+                ops.insert(&spool_key(chunk_seq)[..], value);
                 m.spool_rows += rows.len() as u64;
             }
             m.pos = Some(pos);
@@ -146,8 +166,11 @@ impl Journal {
         Ok(out)
     }
 
-    /// Durably records that `from..=to` is about to be sent to `slot`: after a crash,
-    /// those rows are checked with checkRow instead of being sent blindly a second time.
+    /// Durably records that rows of `from..=to` may be sent to `slot` (a batch, and the
+    /// window after it that later batches go in without a mark of their own, see
+    /// [`Journal::settle`]): after a crash, those spooled are checked with checkRow
+    /// instead of being sent blindly a second time, and so are those read again under
+    /// these numbers (`TargetMeta::reread_doubt_below`).
     pub fn mark_inflight(&self, slot: usize, from: u64, to: u64) -> Result<(), JournalError> {
         let now = unix_now_ms();
         self.commit(|m, _| {
@@ -156,6 +179,53 @@ impl Journal {
             Ok(Vec::new())
         })?;
         self.sync()
+    }
+
+    /// At a start: the rows spooled under a number each target's in-flight mark covers
+    /// may have been sent by the previous run (a batch, or any batch of the window after
+    /// it). They are marked in doubt, so that the uploader resolves them as it resolves
+    /// any rows in doubt, a run of alike rows at a time, in file order, after the rows
+    /// before them are stored (a window can hold rows of several replay passes, which
+    /// one resync of the whole range would mix). Idempotent: a crash before this commit
+    /// is durable finds the same marks at the next start.
+    pub fn doubt_what_may_have_left(&self) -> Result<(), JournalError> {
+        let marks: Vec<(usize, (u64, u64))> = {
+            let st = self.state.lock().expect("journal lock");
+            let targets = st.meta.targets.iter().enumerate();
+            targets
+                .filter_map(|(slot, t)| Some((slot, t.inflight?)))
+                .collect()
+        };
+        let (Some(from), Some(to)) = (
+            marks.iter().map(|(_, (from, _))| *from).min(),
+            marks.iter().map(|(_, (_, to))| *to).max(),
+        ) else {
+            return Ok(());
+        };
+        let doubt = |e: &RawEntry| {
+            let covered = marks
+                .iter()
+                .filter(|(_, (a, b))| (*a..=*b).contains(&e.seq));
+            covered.fold(0, |d, (slot, _)| d | bit(*slot)) & e.want
+        };
+        let start = match self.db.range(spool_key(0)..=spool_key(from)).next_back() {
+            Some(kv) => chunk_key_of(&kv?.0)?,
+            None => from,
+        };
+        self.commit(|m, ops| {
+            for kv in self.db.range(spool_key(start)..=spool_key(to)) {
+                let (k, old) = kv?;
+                let chunk = chunk_key_of(&k)?;
+                let rows = scan_chunk(chunk, &old)?;
+                if rows.iter().all(|e| doubt(e) & !e.doubt == 0) {
+                    continue;
+                }
+                rewrite_chunk(m, ops, chunk, &old, &rows, |e| {
+                    [e.want, e.doubt | doubt(e), e.takeover, e.replay]
+                });
+            }
+            Ok(Vec::new())
+        })
     }
 
     /// Forgets the in-flight mark when the request certainly never reached the server.
@@ -171,12 +241,17 @@ impl Journal {
     /// `times`, the times the server stored); `to_send` lose their doubt and takeover
     /// marks. Clears the in-flight mark.
     /// `found`: `stored` were found on the server by a resync (not stored just now).
+    /// The in-flight mark becomes `inflight`: what is left of the window the last mark
+    /// made durable. Every commit until the next sync keeps a mark covering each batch
+    /// sent under that window, so whichever prefix of them a power cut leaves still
+    /// covers every row that left.
     pub fn settle(
         &self,
         slot: usize,
         stored: &[&Entry],
         to_send: &[&Entry],
         found: bool,
+        inflight: Option<(u64, u64)>,
     ) -> Result<(), JournalError> {
         let mut chunks: Vec<u64> = stored.iter().chain(to_send).map(|e| e.chunk).collect();
         chunks.sort_unstable();
@@ -217,7 +292,7 @@ impl Journal {
                 t.acked_today = 0;
             }
             t.acked_today += stored.len() as u64;
-            t.inflight = None;
+            t.inflight = inflight;
             if stored.is_empty() {
                 return Ok(Vec::new());
             }
@@ -237,4 +312,22 @@ impl Journal {
             }])
         })
     }
+}
+
+/// The targets among `want` for which a row spooled under `seq` is in doubt because an
+/// earlier run may have sent a row under that number (`TargetMeta::reread_doubt_below`).
+fn reread_doubt(targets: &[TargetMeta], want: u64, seq: u64) -> u64 {
+    let mut doubt = 0;
+    let mut rest = want;
+    while rest != 0 {
+        let slot = rest.trailing_zeros() as usize;
+        if targets
+            .get(slot)
+            .is_some_and(|t| seq < t.reread_doubt_below)
+        {
+            doubt |= bit(slot);
+        }
+        rest &= rest - 1;
+    }
+    doubt
 }

@@ -39,6 +39,14 @@ impl Journal {
         let mut dropped = Vec::new();
         let mut slots = Vec::new();
         self.commit(|m, ops| {
+            // A target bound afresh may be one just edited (another name for the same
+            // server): rows read again that an earlier binding may have sent there are
+            // in doubt for it too.
+            let reread_doubt_below = m.targets.iter().map(|t| t.reread_doubt_below).max();
+            let fresh = |key: &String| TargetMeta {
+                reread_doubt_below: reread_doubt_below.unwrap_or(0),
+                ..TargetMeta::new(Some(key.clone()))
+            };
             let mut edits = Vec::new();
             if gone_mask != 0 {
                 for kv in self.db.scan_prefix(b"s") {
@@ -69,11 +77,11 @@ impl Journal {
                     Some(i) => i,
                     None => match m.targets.iter().position(|t| t.key.is_none()) {
                         Some(free) => {
-                            m.targets[free] = TargetMeta::new(Some(key.clone()));
+                            m.targets[free] = fresh(key);
                             free
                         }
                         None if m.targets.len() < crate::rules::MAX_TARGETS => {
-                            m.targets.push(TargetMeta::new(Some(key.clone())));
+                            m.targets.push(fresh(key));
                             m.targets.len() - 1
                         }
                         None => {

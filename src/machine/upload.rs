@@ -10,6 +10,11 @@
 //! The rules that keep a row exactly once:
 //! - A batch is durably marked in flight before its first byte leaves
 //!   ([`Action::MarkInflight`]); after a crash the mark says which rows may be stored.
+//!   The mark covers a window of [`Config::window_rows`] sequence numbers past the
+//!   batch, and the batches that fit in it go without a mark (and its sync) of their
+//!   own: every commit keeps a mark over the rest of the window ([`Action::Settle`]),
+//!   and rows spooled again under its numbers after a power cut are in doubt (the
+//!   journal's `reread_doubt_below`).
 //! - A request whose fate is unknown ([`Fate::Unknown`]: no answer, a gateway's
 //!   502/503/504) may still be stored by a slow server: it is not looked at before the
 //!   settle window has passed since it was sent, counted again in full after a restart
@@ -78,6 +83,10 @@ pub struct Config {
     pub batch_bytes: usize,
     /// A partial batch waits this long after the previous send.
     pub linger: Millis,
+    /// Sequence numbers past a batch that its in-flight mark also covers: later batches
+    /// within them need no mark of their own (0: a mark, and a sync, per batch). Each
+    /// costs a checkRow after a crash if a row was spooled under it.
+    pub window_rows: u64,
     /// How long an unanswered request may still be stored by the server.
     pub settle: Millis,
     pub backoff_min: Duration,
@@ -98,20 +107,26 @@ pub enum Action<E> {
     RecordTakeover(Option<i64>),
     /// Durably (fsynced) mark `from..=to` in flight; [`Input::Done`].
     MarkInflight { from: u64, to: u64 },
-    /// insertAll; [`Input::Sent`].
-    Send { body: String, rows: usize },
+    /// insertAll of the rows this target wants in `from..=to`; [`Input::Sent`].
+    Send {
+        body: String,
+        rows: usize,
+        from: u64,
+        to: u64,
+    },
     /// checkRow; [`Input::Count`].
     CheckRow(Row),
     /// This target's ring of recently acknowledged rows; [`Input::Ring`].
     Ring,
     /// `stored` are acknowledged, `to_send` lose their doubt and takeover marks, the
-    /// in-flight mark goes (no fsync needed: the mark is still durable if this is
-    /// lost); `found`: `stored` were found on the server by a resync, not stored by an
-    /// insertAll just now; [`Input::Done`].
+    /// in-flight mark becomes `inflight` (what is left of its window, or none; no fsync
+    /// needed: the mark is still durable if this is lost); `found`: `stored` were found
+    /// on the server by a resync, not stored by an insertAll just now; [`Input::Done`].
     Settle {
         stored: Vec<E>,
         to_send: Vec<E>,
         found: bool,
+        inflight: Option<(u64, u64)>,
     },
     /// Forget the in-flight mark (the request never left); [`Input::Done`].
     ClearInflight,
@@ -179,12 +194,20 @@ enum Awaiting {
     TakeoverRecorded(Option<i64>),
     Peek,
     Range,
-    Marked { body: String, rows: usize },
-    Sent { sent_at: Millis },
+    Marked {
+        body: String,
+        rows: usize,
+        until: u64,
+    },
+    Sent {
+        sent_at: Millis,
+    },
     ResyncHwm,
     ResyncRow,
     Ring,
-    Settled { resync: bool },
+    Settled {
+        resync: bool,
+    },
     Cleared,
 }
 
@@ -196,7 +219,13 @@ pub struct Uploader<E> {
     takeover: Option<Option<i64>>,
     /// checkHWM was tried once at start.
     started: bool,
+    /// The batch in flight (or, after a restart, the range the journal marked).
     inflight: Option<(u64, u64)>,
+    /// The end of the window a durable mark of this run covers: batches ending at or
+    /// before it go without a mark.
+    window: Option<u64>,
+    /// `inflight` is the mark a previous run left (see `decide`).
+    marked_before_start: bool,
     settle_until: Option<Millis>,
     settling_told: bool,
     retry_at: Option<Millis>,
@@ -232,6 +261,8 @@ impl<E: Spooled> Uploader<E> {
             takeover,
             started: false,
             inflight,
+            window: None,
+            marked_before_start: inflight.is_some(),
             settle_until,
             settling_told: false,
             retry_at: None,
@@ -310,6 +341,11 @@ impl<E: Spooled> Uploader<E> {
             }
             self.settle_until = None;
             self.settling_told = false;
+            if std::mem::take(&mut self.marked_before_start) {
+                // The journal marked the rows it covers in doubt when it opened
+                // (`Journal::doubt_what_may_have_left`): they are resolved as they come.
+                return Action::ClearInflight;
+            }
             return Action::Range { from, to };
         }
         Action::Peek {
@@ -325,13 +361,9 @@ impl<E: Spooled> Uploader<E> {
             (Awaiting::TakeoverRecorded(w), Input::Done) => self.takeover = Some(w),
             (Awaiting::Peek, Input::Spool(entries)) => self.peeked(now, entries),
             (Awaiting::Range, Input::Spool(entries)) => self.begin_resync(entries),
-            (Awaiting::Marked { body, rows }, Input::Done) => {
-                let (from, to) = (self.batch[0].seq(), self.batch[rows - 1].seq());
-                self.inflight = Some((from, to));
-                self.queue(
-                    Action::Send { body, rows },
-                    Some(Awaiting::Sent { sent_at: now }),
-                );
+            (Awaiting::Marked { body, rows, until }, Input::Done) => {
+                self.window = Some(until);
+                self.send(now, body, rows);
             }
             (Awaiting::Sent { sent_at }, Input::Sent(answer)) => self.sent(now, sent_at, answer),
             (Awaiting::ResyncHwm, Input::Watermark(answer)) => self.resync_hwm(now, answer),
@@ -342,11 +374,29 @@ impl<E: Spooled> Uploader<E> {
                 self.settle_until = None;
                 if resync {
                     self.resync = None;
+                    self.window = None;
                 }
             }
-            (Awaiting::Cleared, Input::Done) => self.inflight = None,
+            (Awaiting::Cleared, Input::Done) => {
+                self.inflight = None;
+                self.window = None;
+            }
             (awaiting, _) => panic!("the driver answered something else than {awaiting:?}"),
         }
+    }
+
+    fn send(&mut self, now: Millis, body: String, rows: usize) {
+        let (from, to) = (self.batch[0].seq(), self.batch[rows - 1].seq());
+        self.inflight = Some((from, to));
+        self.queue(
+            Action::Send {
+                body,
+                rows,
+                from,
+                to,
+            },
+            Some(Awaiting::Sent { sent_at: now }),
+        );
     }
 
     fn queue(&mut self, action: Action<E>, awaits: Option<Awaiting>) {
@@ -450,11 +500,18 @@ impl<E: Spooled> Uploader<E> {
         entries.truncate(n);
         let (from, to) = (entries[0].seq(), entries[n - 1].seq());
         self.batch = entries;
+        if self.window.is_some_and(|until| to <= until) {
+            // A durable mark already covers it, and every commit since kept one.
+            self.send(now, body.finish(), n);
+            return;
+        }
+        let until = to.saturating_add(self.cfg.window_rows);
         let marked = Awaiting::Marked {
             body: body.finish(),
             rows: n,
+            until,
         };
-        self.queue(Action::MarkInflight { from, to }, Some(marked));
+        self.queue(Action::MarkInflight { from, to: until }, Some(marked));
     }
 
     fn sent(&mut self, now: Millis, sent_at: Millis, answer: Result<(), Failure>) {
@@ -464,10 +521,14 @@ impl<E: Spooled> Uploader<E> {
             Ok(()) => {
                 self.backoff.reset();
                 self.events.push(Event::Sent { rows: batch.len() });
+                let to = batch.last().map_or(0, |e| e.seq());
+                // The rest of the window stays marked for the batches to come.
+                self.window = self.window.filter(|&until| until > to);
                 let settle = Action::Settle {
                     stored: batch,
                     to_send: Vec::new(),
                     found: false,
+                    inflight: self.window.map(|until| (to + 1, until)),
                 };
                 self.queue(settle, Some(Awaiting::Settled { resync: false }));
             }

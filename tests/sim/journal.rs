@@ -39,6 +39,8 @@ pub struct State {
     pub next_seq: u64,
     pub spool: BTreeMap<u64, SpoolRow>,
     pub inflight: Option<(u64, u64)>,
+    /// Rows spooled under a lower number are in doubt (`TargetMeta::reread_doubt_below`).
+    pub reread_doubt_below: u64,
     /// None until the takeover is recorded.
     pub takeover: Option<Option<i64>>,
     pub ring: AckedRing,
@@ -47,8 +49,10 @@ pub struct State {
 /// One commit (`tests/sim/tenants/journal.rs` logs them per target).
 #[derive(Clone, Debug)]
 pub enum Op {
+    /// Rows spooled under their sequence numbers; the next row read takes `next_seq`.
     Append {
-        rows: Vec<SpoolRow>,
+        rows: Vec<(u64, SpoolRow)>,
+        next_seq: u64,
         pos: usize,
         fp: Option<usize>,
         replay_until: usize,
@@ -60,6 +64,14 @@ pub enum Op {
         stored: Vec<u64>,
         to_send: Vec<u64>,
         found: bool,
+        inflight: Option<(u64, u64)>,
+    },
+    /// What `Journal::open` does with an in-flight mark: spooled rows it covers are in
+    /// doubt (`Journal::doubt_what_may_have_left`), and so are rows spooled later under
+    /// the numbers it covers (the bound is raised in memory and carried by the next
+    /// commit, every real commit writing the whole meta).
+    Opened {
+        reread_doubt_below: u64,
     },
 }
 
@@ -142,10 +154,33 @@ impl Journal {
         self.unsynced.len()
     }
 
-    pub fn append(&mut self, rows: Vec<SpoolRow>, pos: usize, fp: Option<usize>) {
+    /// Opening the journal at a start: the end of an in-flight mark found raises the
+    /// bound of rows read again in doubt, as `journal::open` does.
+    pub fn open(&mut self) {
+        if let Some(op) = opened(&self.now) {
+            self.commit(op);
+        }
+    }
+
+    /// Every row read takes a sequence number; those no target keeps (None) are not
+    /// spooled. A row spooled under a number below the bound is in doubt.
+    pub fn append(&mut self, rows: Vec<Option<SpoolRow>>, pos: usize, fp: Option<usize>) {
         let (replay_until, replay_pass) = (self.now.replay_until, self.now.replay_pass);
+        let first = self.now.next_seq;
+        let next_seq = first + rows.len() as u64;
+        let below = self.now.reread_doubt_below;
+        let rows = (first..)
+            .zip(rows)
+            .filter_map(|(seq, r)| {
+                r.map(|mut r| {
+                    r.doubt |= seq < below;
+                    (seq, r)
+                })
+            })
+            .collect();
         self.commit(Op::Append {
             rows,
+            next_seq,
             pos,
             fp,
             replay_until,
@@ -157,6 +192,7 @@ impl Journal {
     pub fn rewind(&mut self, replay_until: usize, replay_pass: u64) {
         self.commit(Op::Append {
             rows: Vec::new(),
+            next_seq: self.now.next_seq,
             pos: 0,
             fp: None,
             replay_until,
@@ -178,12 +214,31 @@ impl Journal {
         self.commit(Op::Inflight(None));
     }
 
-    pub fn settle(&mut self, stored: Vec<u64>, to_send: Vec<u64>, found: bool) {
+    pub fn settle(
+        &mut self,
+        stored: Vec<u64>,
+        to_send: Vec<u64>,
+        found: bool,
+        inflight: Option<(u64, u64)>,
+    ) {
         self.commit(Op::Settle {
             stored,
             to_send,
             found,
+            inflight,
         });
+    }
+
+    /// Whether every state a crash could leave now (the synced one and each prefix of
+    /// the commits since) marks `from..=to` in flight: what must hold when a batch
+    /// leaves, or a cut could make it look unsent.
+    pub fn marked_in_any_crash(&self, from: u64, to: u64) -> bool {
+        let covers = |m: Option<(u64, u64)>| m.is_some_and(|(a, b)| a <= from && to <= b);
+        covers(self.synced.inflight)
+            && self.unsynced.iter().all(|op| match op {
+                Op::Inflight(m) | Op::Settle { inflight: m, .. } => covers(*m),
+                _ => true,
+            })
     }
 
     pub fn peek(&self, max: usize) -> Vec<(u64, SpoolRow)> {
@@ -197,6 +252,14 @@ impl Journal {
     }
 }
 
+/// What opening a journal in state `st` commits, if anything.
+pub fn opened(st: &State) -> Option<Op> {
+    let (_, until) = st.inflight?;
+    Some(Op::Opened {
+        reread_doubt_below: st.reread_doubt_below.max(until.saturating_add(1)),
+    })
+}
+
 /// The pass the reader goes on in from a stale journal's position: the real decision
 /// `journal::salvage` takes.
 fn salvaged_pass(st: &State) -> u64 {
@@ -208,15 +271,16 @@ pub fn apply(st: &mut State, op: &Op) {
     match op {
         Op::Append {
             rows,
+            next_seq,
             pos,
             fp,
             replay_until,
             replay_pass,
         } => {
-            for r in rows {
-                st.spool.insert(st.next_seq, r.clone());
-                st.next_seq += 1;
+            for (seq, r) in rows {
+                st.spool.insert(*seq, r.clone());
             }
+            st.next_seq = *next_seq;
             st.pos = *pos;
             st.fp = *fp;
             st.replay_until = *replay_until;
@@ -224,10 +288,19 @@ pub fn apply(st: &mut State, op: &Op) {
         }
         Op::Takeover(w) => st.takeover = Some(*w),
         Op::Inflight(i) => st.inflight = *i,
+        Op::Opened { reread_doubt_below } => {
+            if let Some((from, until)) = st.inflight {
+                for (_, r) in st.spool.range_mut(from..=until) {
+                    r.doubt = true;
+                }
+            }
+            st.reread_doubt_below = *reread_doubt_below;
+        }
         Op::Settle {
             stored,
             to_send,
             found,
+            inflight,
         } => {
             for seq in stored {
                 if let Some(r) = st.spool.remove(seq) {
@@ -243,7 +316,7 @@ pub fn apply(st: &mut State, op: &Op) {
                     r.takeover = false;
                 }
             }
-            st.inflight = None;
+            st.inflight = *inflight;
         }
     }
 }

@@ -25,7 +25,7 @@ use qlship::machine::shares::Shares;
 use qlship::machine::upload::{Input, Uploader};
 use qlship::row::Row;
 use qlship::rules::{How, Matcher, Rule, Split, Target};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 mod check;
 mod drive;
@@ -173,6 +173,10 @@ pub struct World {
     /// Per line read (durably, as far as the journal knows): each partition it was
     /// routed to, and whether it was kept for it.
     reads: BTreeMap<usize, Vec<(Key, bool)>>,
+    /// Per partition, every line ever kept for it, reads a crash took back included:
+    /// a row sent under an in-flight window may be read again after a power cut, and
+    /// routed elsewhere then if the operator edited its target meanwhile.
+    ever_kept: HashMap<Key, BTreeSet<usize>>,
     /// Lines dropped from a partition's backlog with the operator's `--drop-backlog`.
     dropped: HashMap<Key, Vec<usize>>,
     report: Report,
@@ -200,6 +204,7 @@ pub fn run(seed: u64, p: Params) -> Result<Report, String> {
         proc: None,
         restart_at: 0,
         reads: BTreeMap::new(),
+        ever_kept: HashMap::new(),
         dropped: HashMap::new(),
         report: Report::default(),
         p,

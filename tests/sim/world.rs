@@ -257,6 +257,7 @@ impl World {
         if self.journal.boot(&mut self.rng) {
             trace(self.now, "journal damaged: moved aside and salvaged");
         }
+        self.journal.open();
         let core = uploader(self.p.batch_rows, self.p.settle, seed, &self.journal.now);
         self.proc = Some(Proc {
             boot: self.now,
@@ -380,9 +381,11 @@ impl World {
                     stored,
                     to_send,
                     found,
+                    inflight,
                 } => {
                     let seqs = |v: Vec<SimEntry>| v.into_iter().map(|e| e.seq).collect();
-                    self.journal.settle(seqs(stored), seqs(to_send), found);
+                    self.journal
+                        .settle(seqs(stored), seqs(to_send), found, inflight);
                     Input::Done
                 }
                 Action::CheckHwm | Action::CheckRow(_) | Action::Send { .. } => {
@@ -409,13 +412,17 @@ impl World {
     }
 
     fn request(&mut self, action: Action<SimEntry>) -> (u64, Input<SimEntry>) {
-        // An insertAll's batch is what was just marked in flight.
-        let batch: Vec<(Row, usize)> = match (&action, self.journal.now.inflight) {
-            (Action::Send { .. }, Some((from, to))) => {
+        let batch: Vec<(Row, usize)> = match &action {
+            &Action::Send { from, to, .. } => {
+                // Whatever a power cut leaves of the journal, it must say these may
+                // have been sent.
+                assert!(
+                    self.journal.marked_in_any_crash(from, to),
+                    "{from}..={to} sent without a durable mark covering it"
+                );
                 let rows = self.journal.range(from, to).into_iter();
                 rows.map(|(_, r)| (r.row, r.line)).collect()
             }
-            (Action::Send { .. }, None) => panic!("sent without a mark"),
             _ => Vec::new(),
         };
         let (now, timeout) = (self.now, self.p.timeout);
@@ -455,6 +462,8 @@ pub fn uploader(batch_rows: usize, settle: u64, seed: u64, st: &State) -> Upload
         batch_rows,
         batch_bytes: 64 * 1024,
         linger: 300,
+        // Per boot: a mark per batch, or windows smaller and larger than a batch.
+        window_rows: [0, 2, 7, 32][(seed % 4) as usize],
         settle,
         backoff_min: Duration::from_millis(100),
         backoff_max: Duration::from_millis(5_000),

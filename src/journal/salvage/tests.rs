@@ -53,7 +53,7 @@ fn journal_with_rows(dir: &Path) {
         .unwrap();
     // a acknowledges row 0: it stays for b, and a's ring remembers it.
     let a = j.peek(0, 1).unwrap();
-    j.settle(0, &[&a[0]], &[], false).unwrap();
+    j.settle(0, &[&a[0]], &[], false, None).unwrap();
     j.mark_inflight(1, 0, 2).unwrap();
     j.sync().unwrap();
 }
@@ -88,12 +88,13 @@ fn a_damaged_journals_rows_come_back_as_they_were_with_its_position() {
     assert_eq!(s.rows, [("a".to_string(), 2), ("b".to_string(), 3)]);
     assert!(s.lost.is_empty());
     // Each row keeps its marks: in doubt (row 2 for b), before a takeover (row 1 for a),
-    // read again (row 2); b's batch in flight is resolved by its mark.
+    // read again (row 2); b's batch in flight (0..=2) is in doubt, marked so at the
+    // open (`Journal::doubt_what_may_have_left`).
     assert_eq!(doubts(&j, 0), [(1, false, true, 0), (3, false, false, 0)]);
     assert_eq!(
         doubts(&j, 1),
         [
-            (0, false, false, 0),
+            (0, true, false, 0),
             (2, true, false, 2),
             (3, false, false, 0)
         ]

@@ -109,10 +109,13 @@ impl<E: Spooled> Uploader<E> {
             requests: r.requests,
         });
         self.queue(
+            // A resync runs between batches: every batch sent under this run's window
+            // is settled in a commit before this one, so the mark can go.
             Action::Settle {
                 stored,
                 to_send,
                 found: true,
+                inflight: None,
             },
             Some(Awaiting::Settled { resync: true }),
         );

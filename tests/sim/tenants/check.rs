@@ -28,7 +28,8 @@ impl World {
                     ));
                 }
                 last = Some(line);
-                if !kept.contains(&line) {
+                let ever = self.ever_kept.get(&key);
+                if !ever.is_some_and(|e| e.contains(&line)) {
                     return Err(format!("{key:?}: line {line} stored, never kept for it"));
                 }
             }

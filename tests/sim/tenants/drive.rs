@@ -76,6 +76,7 @@ impl World {
                     stored,
                     to_send,
                     found,
+                    inflight,
                 } => {
                     let seqs = |v: Vec<SimEntry>| v.into_iter().map(|e| e.seq).collect();
                     let (stored, to_send) = (seqs(stored), seqs(to_send));
@@ -83,6 +84,7 @@ impl World {
                         stored,
                         to_send,
                         found,
+                        inflight,
                     };
                     self.journaled(t, settle)
                 }
@@ -120,13 +122,17 @@ impl World {
         let now = self.now;
         let slot = &self.journal.now.slots[t];
         let key = slot.key.expect("bound");
-        // The batch is what was just marked in flight.
-        let batch: Vec<(Row, usize)> = match (&action, slot.st.inflight) {
-            (Action::Send { .. }, Some((from, to))) => {
+        let batch: Vec<(Row, usize)> = match &action {
+            &Action::Send { from, to, .. } => {
+                // Whatever a power cut leaves of the journal, it must say these may
+                // have been sent.
+                assert!(
+                    self.journal.marked_in_any_crash(t, from, to),
+                    "tenant {t}: {from}..={to} sent without a durable mark covering it"
+                );
                 let rows = slot.st.spool.range(from..=to);
                 rows.map(|(_, r)| (r.row.clone(), r.line)).collect()
             }
-            (Action::Send { .. }, None) => panic!("sent without a mark"),
             _ => Vec::new(),
         };
         let (rng, timeout) = (&mut self.rng, self.p.timeout);

@@ -125,6 +125,7 @@ impl World {
             }
         }
         self.journal.bind(keys);
+        self.journal.open();
         self.drop_backlog = false;
         let spool_max = self.p.share_rows * ROW_BYTES * self.p.tenants as u64;
         let enabled: Vec<usize> = (0..self.p.tenants).filter(|&t| keys[t].is_some()).collect();

@@ -138,6 +138,11 @@ impl World {
             record.push((line, routed));
         }
         self.journal.read(end, spooled);
+        for (line, routed) in &record {
+            for &(key, _) in routed.iter().filter(|(_, kept)| *kept) {
+                self.ever_kept.entry(key).or_default().insert(*line);
+            }
+        }
         self.reads.extend(record);
         if let Some(p) = self.proc.as_mut() {
             for t in p.tenants.iter_mut().flatten() {

@@ -164,12 +164,15 @@ impl World {
                 replay: if i < replay_until { pass } else { 0 },
             };
             let plan = fanout::plan(None, &lane, vec![(self.file[line].clone(), origin)]);
-            rows.extend(plan.rows.into_iter().map(|r| SpoolRow {
-                row: r.row,
-                line,
-                doubt: r.doubt & 1 != 0,
-                takeover: r.takeover & 1 != 0,
-                replay: r.replay,
+            rows.extend(plan.rows.into_iter().map(|r| {
+                let kept = r.want != 0;
+                kept.then_some(SpoolRow {
+                    row: r.row,
+                    line,
+                    doubt: r.doubt & 1 != 0,
+                    takeover: r.takeover & 1 != 0,
+                    replay: r.replay,
+                })
             }));
         }
         self.journal.append(rows, end, Some(self.disk[end - 1]));
