@@ -87,14 +87,22 @@ pub(super) async fn uploader(sh: Arc<Shared>, lead: Arc<Lead>) -> Result<(), Fat
         let input = match core.poll(now()) {
             Action::Wait { until } => {
                 let d = until.map_or(IDLE, |t| Duration::from_millis(t.saturating_sub(now())));
-                let sync_first = d > SYNC_WHEN_IDLE && sh.journal.has_unsynced();
+                let unsynced = || sh.journal.has_unsynced() || core.holds_window();
+                let sync_first = d > SYNC_WHEN_IDLE && unsynced();
                 if !sync_first {
                     lead.wake.wait(d).await;
-                } else if !lead.wake.notified_within(SYNC_WHEN_IDLE).await
-                    && sh.journal.has_unsynced()
-                {
+                } else if !lead.wake.notified_within(SYNC_WHEN_IDLE).await && unsynced() {
+                    // Idle: the mark over the rest of an in-flight window goes in the
+                    // same sync, so that the next start does not wait a settle window.
+                    let release = core.release_window();
                     let j = sh.journal.clone();
-                    blocking(move || j.sync()).await?;
+                    blocking(move || {
+                        if release {
+                            j.clear_inflight(slot)?;
+                        }
+                        j.sync()
+                    })
+                    .await?;
                 }
                 report(&sh, &lead, core.take_events());
                 continue;

@@ -180,19 +180,10 @@ impl Journal {
                 | sled::Error::ReportableBug(_) => JournalError::Corrupt(format!("sled: {e}")),
                 other => JournalError::Sled(other),
             })?;
-        let mut meta = match db.get(b"m")? {
+        let meta = match db.get(b"m")? {
             None => Meta::default(),
             Some(v) => Meta::decode(&v).map_err(|e| JournalError::Corrupt(format!("meta: {e}")))?,
         };
-        // The previous run may have sent rows up to the end of its in-flight window
-        // whose spooling a power cut took back: read again, they get the same numbers,
-        // and must be checked, not sent. In memory until the next commit carries it:
-        // a crash before that finds the same mark again.
-        for t in &mut meta.targets {
-            if let Some((_, until)) = t.inflight {
-                t.reread_doubt_below = t.reread_doubt_below.max(until.saturating_add(1));
-            }
-        }
         let mut rings = Vec::new();
         let mut ring_deltas = Vec::new();
         for slot in 0..meta.targets.len() {

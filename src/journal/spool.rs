@@ -181,13 +181,15 @@ impl Journal {
         self.sync()
     }
 
-    /// At a start: the rows spooled under a number each target's in-flight mark covers
-    /// may have been sent by the previous run (a batch, or any batch of the window after
-    /// it). They are marked in doubt, so that the uploader resolves them as it resolves
-    /// any rows in doubt, a run of alike rows at a time, in file order, after the rows
-    /// before them are stored (a window can hold rows of several replay passes, which
-    /// one resync of the whole range would mix). Idempotent: a crash before this commit
-    /// is durable finds the same marks at the next start.
+    /// At a start, after any salvage: the previous run may have sent rows under every
+    /// number each target's in-flight mark covers (a batch, or any batch of the window
+    /// after it). Rows spooled under them are marked in doubt, so that the uploader
+    /// resolves them as it resolves any rows in doubt, a run of alike rows at a time, in
+    /// file order, after the rows before them are stored (a window can hold rows of
+    /// several replay passes, which one resync of the whole range would mix). Rows a
+    /// power cut took back from the spool are read again under the same numbers: the
+    /// target's `reread_doubt_below` is raised past the mark for them. One commit;
+    /// idempotent, so a crash before it is durable finds the same marks next time.
     pub fn doubt_what_may_have_left(&self) -> Result<(), JournalError> {
         let marks: Vec<(usize, (u64, u64))> = {
             let st = self.state.lock().expect("journal lock");
@@ -196,33 +198,47 @@ impl Journal {
                 .filter_map(|(slot, t)| Some((slot, t.inflight?)))
                 .collect()
         };
-        let (Some(from), Some(to)) = (
-            marks.iter().map(|(_, (from, _))| *from).min(),
-            marks.iter().map(|(_, (_, to))| *to).max(),
-        ) else {
+        if marks.is_empty() {
             return Ok(());
-        };
+        }
         let doubt = |e: &RawEntry| {
             let covered = marks
                 .iter()
                 .filter(|(_, (a, b))| (*a..=*b).contains(&e.seq));
             covered.fold(0, |d, (slot, _)| d | bit(*slot)) & e.want
         };
-        let start = match self.db.range(spool_key(0)..=spool_key(from)).next_back() {
-            Some(kv) => chunk_key_of(&kv?.0)?,
-            None => from,
-        };
         self.commit(|m, ops| {
-            for kv in self.db.range(spool_key(start)..=spool_key(to)) {
-                let (k, old) = kv?;
-                let chunk = chunk_key_of(&k)?;
-                let rows = scan_chunk(chunk, &old)?;
-                if rows.iter().all(|e| doubt(e) & !e.doubt == 0) {
-                    continue;
+            for &(slot, (_, until)) in &marks {
+                let t = &mut m.targets[slot];
+                t.reread_doubt_below = t.reread_doubt_below.max(until.saturating_add(1));
+            }
+            // Each mark's own range (an old mark of a target that keeps failing must not
+            // make every start scan the whole spool); a chunk under two marks once.
+            let mut seen = std::collections::HashSet::new();
+            for &(_, (from, until)) in &marks {
+                let start = match self.db.range(spool_key(0)..=spool_key(from)).next_back() {
+                    Some(kv) => chunk_key_of(&kv?.0)?,
+                    None => from,
+                };
+                for kv in self.db.range(spool_key(start)..=spool_key(until)) {
+                    let (k, old) = kv?;
+                    let chunk = chunk_key_of(&k)?;
+                    if !seen.insert(chunk) {
+                        continue;
+                    }
+                    // One that does not decode is left for the running daemon to find
+                    // (it then marks the journal suspect, and the next start salvages
+                    // it); failing the open here would fail every start the same way.
+                    let Ok(rows) = scan_chunk(chunk, &old) else {
+                        continue;
+                    };
+                    if rows.iter().all(|e| doubt(e) & !e.doubt == 0) {
+                        continue;
+                    }
+                    rewrite_chunk(m, ops, chunk, &old, &rows, |e| {
+                        [e.want, e.doubt | doubt(e), e.takeover, e.replay]
+                    });
                 }
-                rewrite_chunk(m, ops, chunk, &old, &rows, |e| {
-                    [e.want, e.doubt | doubt(e), e.takeover, e.replay]
-                });
             }
             Ok(Vec::new())
         })

@@ -64,7 +64,12 @@ impl Journal {
                 for &i in &gone {
                     let t = &mut m.targets[i];
                     dropped.push((t.key.clone().unwrap_or_default(), t.pending_rows));
-                    *t = TargetMeta::new(None);
+                    // A freed slot keeps its bound for whoever binds next (the target
+                    // may come back after a second cut, before the reader is past it).
+                    *t = TargetMeta {
+                        reread_doubt_below: t.reread_doubt_below,
+                        ..TargetMeta::new(None)
+                    };
                     edits.push(RingEdit {
                         slot: i,
                         add: Vec::new(),

@@ -282,6 +282,21 @@ impl<E: Spooled> Uploader<E> {
         self.reader_done = true;
     }
 
+    /// Nothing is in flight, and the journal's mark covers the rest of a window (see
+    /// [`Uploader::release_window`]).
+    pub fn holds_window(&self) -> bool {
+        self.window.is_some() && self.inflight.is_none() && self.resync.is_none()
+    }
+
+    /// Called while idle (after a `Wait`): if [`Uploader::holds_window`], the window
+    /// goes, and the driver clears the journal's mark (`Journal::clear_inflight`)
+    /// before the sync that makes it durable. Every batch sent under it was
+    /// acknowledged in a commit before; without this, every start after a pause (a
+    /// clean stop included) waited a whole settle window for rows never sent.
+    pub fn release_window(&mut self) -> bool {
+        self.holds_window() && self.window.take().is_some()
+    }
+
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
     }

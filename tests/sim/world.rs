@@ -338,8 +338,13 @@ impl World {
                     p.waiting = Some((until.map(|u| u + boot), now));
                     // The idle sync (`daemon::upload`, SYNC_WHEN_IDLE) at some idle
                     // waits (no draw from the world's generator: seeds replay as
-                    // before). `Journal::sync` fdatasyncs the queue_log first.
+                    // before); an idle uploader's window goes in it.
                     if until.is_none() && t.is_multiple_of(3) {
+                        if p.core.release_window() {
+                            trace(now, "idle: the window's mark goes");
+                            self.journal.clear_inflight();
+                        }
+                        // `Journal::sync` fdatasyncs the queue_log first (`sync_source`).
                         self.durable = self.disk.len();
                         self.journal.sync();
                     }

@@ -216,7 +216,7 @@ fn acknowledge(j: &Journal, rows: std::ops::Range<i64>) {
         };
         j.append(&[spooled], pos(100 + i as u64), 0, 0).unwrap();
         let e = j.peek(0, 1).unwrap();
-        j.settle(0, &[&e[0]], &[], false).unwrap();
+        j.settle(0, &[&e[0]], &[], false, None).unwrap();
     }
 }
 
