@@ -219,13 +219,7 @@ impl Journal {
 
     /// Makes everything written so far durable: the queue_log being read, then the journal.
     pub fn sync(&self) -> Result<(), JournalError> {
-        if let Some(source) = self.source.lock().expect("source lock").as_mut() {
-            // Not fatal: the file is Asterisk's, and an error here only leaves the old
-            // risk (a replay after a power cut, resolved with checkRow) in place.
-            if let Err(e) = source.sync() {
-                log::debug!("fdatasync of queue_log failed: {e}");
-            }
-        }
+        self.sync_source();
         // Read before the flush: a commit racing with it may not be durable, and a seal
         // ahead of the disk would condemn a healthy journal after a crash.
         let generation = self.state.lock().expect("journal lock").meta.generation;
@@ -242,6 +236,20 @@ impl Journal {
         // Not fatal: a missing seal only weakens the rollback check.
         let _ = self.seal.write(generation);
         Ok(())
+    }
+
+    /// Makes the queue_log being read durable (see [`Journal::follow_source`]), unless
+    /// nothing was written to it since the last time. Before every sync, and before
+    /// every batch that leaves under an in-flight window without a sync of its own:
+    /// rows shipped are then always durable in the file, as when every batch synced.
+    pub fn sync_source(&self) {
+        if let Some(source) = self.source.lock().expect("source lock").as_mut() {
+            // Not fatal: the file is Asterisk's, and an error here only leaves the old
+            // risk (a replay after a power cut, resolved with checkRow) in place.
+            if let Err(e) = source.sync() {
+                log::debug!("fdatasync of queue_log failed: {e}");
+            }
+        }
     }
 
     /// Whether commits were made since the last sync: they are in the page cache only,

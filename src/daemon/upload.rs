@@ -143,7 +143,17 @@ pub(super) async fn uploader(sh: Arc<Shared>, lead: Arc<Lead>) -> Result<(), Fat
             }
             Action::Send { body, rows, .. } => {
                 let client = lead.client.clone();
-                let answer = blocking(move || client.insert_all(body, rows)).await;
+                let j = sh.journal.clone();
+                let answer = blocking(move || {
+                    // A batch inside an in-flight window has no sync of its own: its
+                    // rows must still be durable in the queue_log before they leave, or
+                    // a power cut could take them back and let a durable position run
+                    // ahead of the file (a replay pass, and twins told apart less
+                    // well). Skipped when the mark's sync just did it.
+                    j.sync_source();
+                    client.insert_all(body, rows)
+                })
+                .await;
                 Input::Sent(answer.map_err(|e| e.failure()))
             }
             Action::CheckRow(row) => {

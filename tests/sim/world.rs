@@ -419,6 +419,8 @@ impl World {
     fn request(&mut self, action: Action<SimEntry>) -> (u64, Input<SimEntry>) {
         let batch: Vec<(Row, usize)> = match &action {
             &Action::Send { from, to, .. } => {
+                // `daemon::upload` fdatasyncs the queue_log before every insertAll.
+                self.sync_source();
                 // Whatever a power cut leaves of the journal, it must say these may
                 // have been sent.
                 assert!(
