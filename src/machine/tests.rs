@@ -255,3 +255,54 @@ fn rows_read_again_are_resolved_a_chunk_at_a_time() {
     assert_eq!(requests, 1 + chunks + 200);
     assert_eq!(stored.len() + sent.len(), 200);
 }
+
+/// Sends the one-row batch `seq` (marking it only if asked) and acknowledges it;
+/// returns whether a mark was asked and the mark the settle leaves.
+fn send_one(up: &mut Uploader<E>, seq: u64) -> (Option<(u64, u64)>, Option<(u64, u64)>) {
+    // Each a linger apart: a partial batch does not wait.
+    let now = 2_000 * (seq + 1);
+    assert!(matches!(up.poll(now), Action::Peek { .. }));
+    let e = E {
+        seq,
+        row: row(seq),
+        doubt: false,
+        replay: 0,
+    };
+    up.handle(now, Input::Spool(vec![e]));
+    let mut marked = None;
+    let mut action = up.poll(now);
+    if let Action::MarkInflight { from, to } = action {
+        marked = Some((from, to));
+        up.handle(now, Input::Done);
+        action = up.poll(now);
+    }
+    assert!(matches!(action, Action::Send { from, to, .. } if from == seq && to == seq));
+    up.handle(now, Input::Sent(Ok(())));
+    let Action::Settle { inflight, .. } = up.poll(now) else {
+        panic!("a stored batch is settled");
+    };
+    up.handle(now, Input::Done);
+    (marked, inflight)
+}
+
+/// A mark covers its batch and `window_rows` numbers after it: the batches that fit go
+/// without a mark, each settle leaves a mark over the rest, and an idle uploader gives
+/// the window up (the next batch is marked again).
+#[test]
+fn batches_inside_a_window_go_without_a_mark_until_it_is_used_up_or_released() {
+    let cfg = Config {
+        window_rows: 2,
+        ..config()
+    };
+    let mut up: Uploader<E> = Uploader::new(cfg, partition(), Some(None), None, 0);
+    up.poll(0);
+    up.handle(0, Input::Watermark(Ok(None)));
+    assert_eq!(send_one(&mut up, 0), (Some((0, 2)), Some((1, 2))));
+    assert_eq!(send_one(&mut up, 1), (None, Some((2, 2))));
+    assert_eq!(send_one(&mut up, 2), (None, None), "the window is used up");
+    assert_eq!(send_one(&mut up, 3), (Some((3, 5)), Some((4, 5))));
+    assert!(up.holds_window());
+    assert!(up.release_window());
+    assert!(!up.holds_window() && !up.release_window());
+    assert_eq!(send_one(&mut up, 4), (Some((4, 6)), Some((5, 6))));
+}
