@@ -256,9 +256,12 @@ fn rows_read_again_are_resolved_a_chunk_at_a_time() {
     assert_eq!(stored.len() + sent.len(), 200);
 }
 
+/// An in-flight mark's range.
+type Mark = Option<(u64, u64)>;
+
 /// Sends the one-row batch `seq` (marking it only if asked) and acknowledges it;
-/// returns whether a mark was asked and the mark the settle leaves.
-fn send_one(up: &mut Uploader<E>, seq: u64) -> (Option<(u64, u64)>, Option<(u64, u64)>) {
+/// returns the mark asked for, if any, and the mark the settle leaves.
+fn send_one(up: &mut Uploader<E>, seq: u64) -> (Mark, Mark) {
     // Each a linger apart: a partial batch does not wait.
     let now = 2_000 * (seq + 1);
     assert!(matches!(up.poll(now), Action::Peek { .. }));
