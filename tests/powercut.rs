@@ -551,8 +551,9 @@ fn power_cuts_while_asterisk_appends_unsynced_rows_end_exact() {
     // must have happened is that qlship shipped rows before a cut and the cuts took back
     // rows Asterisk had appended (8 x 1,500 were written, never synced). Rows shipped and
     // then taken back by a cut (which force a replay) were common while sled's own
-    // writes reached the disk ahead of the syncs (`vendor/README.md`); every sync
-    // fdatasyncs queue_log first, so now they should not happen (printed above).
+    // writes reached the disk ahead of the syncs (`vendor/README.md`); queue_log is
+    // fdatasynced before every sync and every batch (a batch inside an in-flight window
+    // has no sync of its own), so now they should not happen (printed above).
     assert!(
         end.after_boot[0] > 0 && end.in_file > 0 && end.in_file < 8 * 1_500,
         "no rows shipped before the first cut, or no cut took back appended rows: nothing was tested"
