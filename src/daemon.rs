@@ -192,6 +192,17 @@ pub fn run(
     // smol's reactor thread poll every few milliseconds while we idle.
     let result = smol::future::block_on(ex.run(smol::future::or(stopped, work)));
     drop(ex);
+    // An uploader stopped while waiting with an in-flight window and nothing in flight:
+    // every batch sent under it was acknowledged, so the mark goes (the caller's final
+    // sync makes it durable); otherwise the next start would wait a settle window and
+    // check rows never sent.
+    for l in &shared.leads {
+        if l.window_to_release.load(Ordering::SeqCst) {
+            if let Err(e) = shared.journal.clear_inflight(l.slot) {
+                log::warn!("{}: the in-flight mark stays: {e}", l.who());
+            }
+        }
+    }
     // A stopped daemon leaves no status behind: `qlship status` then says so at once.
     let _ = std::fs::remove_file(status::path_in(&shared.settings.run_dir));
     result

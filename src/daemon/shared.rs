@@ -68,6 +68,10 @@ pub(super) struct Lead {
     pub(super) status: Mutex<TargetStatus>,
     /// Beaten at every turn of the uploader (the systemd watchdog's evidence).
     pub(super) pulse: Pulse,
+    /// Set while the uploader waits with nothing in flight and an in-flight window
+    /// still marked: a stop then clears the mark (`daemon::run`), so that the next start
+    /// does not wait a settle window for rows never sent.
+    pub(super) window_to_release: AtomicBool,
 }
 
 impl Lead {

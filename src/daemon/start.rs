@@ -65,6 +65,7 @@ pub(super) fn start(settings: Settings, journal: Arc<Journal>) -> Result<Shared,
                 pulse: Pulse::new(format!("uploader for {} token {:?}", client.url(), t.token)),
                 client,
                 wake: Wake::new(),
+                window_to_release: Default::default(),
             })
         })
         .collect();

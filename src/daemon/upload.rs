@@ -87,6 +87,10 @@ pub(super) async fn uploader(sh: Arc<Shared>, lead: Arc<Lead>) -> Result<(), Fat
         let input = match core.poll(now()) {
             Action::Wait { until } => {
                 let d = until.map_or(IDLE, |t| Duration::from_millis(t.saturating_sub(now())));
+                // Cleared below before anything else is done: a stop can only find
+                // it set at one of these awaits.
+                lead.window_to_release
+                    .store(core.holds_window(), Ordering::SeqCst);
                 let unsynced = || sh.journal.has_unsynced() || core.holds_window();
                 let sync_first = d > SYNC_WHEN_IDLE && unsynced();
                 if !sync_first {
@@ -94,6 +98,7 @@ pub(super) async fn uploader(sh: Arc<Shared>, lead: Arc<Lead>) -> Result<(), Fat
                 } else if !lead.wake.notified_within(SYNC_WHEN_IDLE).await && unsynced() {
                     // Idle: the mark over the rest of an in-flight window goes in the
                     // same sync, so that the next start does not wait a settle window.
+                    lead.window_to_release.store(false, Ordering::SeqCst);
                     let release = core.release_window();
                     let j = sh.journal.clone();
                     blocking(move || {
@@ -104,6 +109,7 @@ pub(super) async fn uploader(sh: Arc<Shared>, lead: Arc<Lead>) -> Result<(), Fat
                     })
                     .await?;
                 }
+                lead.window_to_release.store(false, Ordering::SeqCst);
                 report(&sh, &lead, core.take_events());
                 continue;
             }
