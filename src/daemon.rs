@@ -50,8 +50,8 @@ pub const MAX_BATCH_BYTES: usize = 900 * 1024;
 /// one (the queue_log is still fdatasynced before each). A catch-up's full batches are
 /// longer than the window and mark each their own. The price: after a crash, the rows
 /// spooled under a window's numbers are checked with checkRow before they go, up to
-/// this many more per target than the batch in flight (an idle uploader gives its window
-/// up, so a stop after a pause costs none).
+/// this many more per target than the batch in flight (an uploader idle for 2 s, or
+/// stopped while waiting, gives its window up: a restart after either costs none).
 pub const INFLIGHT_WINDOW_ROWS: u64 = 32;
 /// A partial batch waits this long after the previous send, so a trickle of rows costs
 /// fewer than one fsync per second: each batch fdatasyncs the queue_log, and about one
