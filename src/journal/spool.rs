@@ -138,6 +138,16 @@ impl Journal {
         self.wanted(slot, from, to, usize::MAX)
     }
 
+    /// The spool chunks that may hold rows numbered `from..=to`: chunks start at or
+    /// before their rows, so from the last one keyed at or before `from`.
+    fn chunks_covering(&self, from: u64, to: u64) -> Result<sled::Iter, JournalError> {
+        let start = match self.db.range(spool_key(0)..=spool_key(from)).next_back() {
+            Some(kv) => chunk_key_of(&kv?.0)?,
+            None => from,
+        };
+        Ok(self.db.range(spool_key(start)..=spool_key(to)))
+    }
+
     fn wanted(
         &self,
         slot: usize,
@@ -146,12 +156,7 @@ impl Journal {
         max: usize,
     ) -> Result<Vec<Entry>, JournalError> {
         let mut out = Vec::new();
-        // Chunks start at or before their rows: begin with the last one keyed <= from.
-        let start = match self.db.range(spool_key(0)..=spool_key(from)).next_back() {
-            Some(kv) => chunk_key_of(&kv?.0)?,
-            None => from,
-        };
-        for kv in self.db.range(spool_key(start)..=spool_key(to)) {
+        for kv in self.chunks_covering(from, to)? {
             let (k, v) = kv?;
             let chunk = chunk_key_of(&k)?;
             for e in scan_chunk(chunk, &v)? {
@@ -216,11 +221,7 @@ impl Journal {
             // make every start scan the whole spool); a chunk under two marks once.
             let mut seen = std::collections::HashSet::new();
             for &(_, (from, until)) in &marks {
-                let start = match self.db.range(spool_key(0)..=spool_key(from)).next_back() {
-                    Some(kv) => chunk_key_of(&kv?.0)?,
-                    None => from,
-                };
-                for kv in self.db.range(spool_key(start)..=spool_key(until)) {
+                for kv in self.chunks_covering(from, until)? {
                     let (k, old) = kv?;
                     let chunk = chunk_key_of(&k)?;
                     if !seen.insert(chunk) {

@@ -6,11 +6,11 @@ use crate::row::{put_varint, DecodeError, Row};
 /// In-flight windows: what the journal does with a mark left by the previous run.
 mod window;
 
-fn row(i: i64) -> Row {
+pub(super) fn row(i: i64) -> Row {
     Row::new(1000 + i, &format!("c{i}"), "q", "a", "V", [""; 5])
 }
 
-fn pos(offset: u64) -> FilePos {
+pub(super) fn pos(offset: u64) -> FilePos {
     FilePos {
         id: FileId { dev: 1, ino: 2 },
         offset,

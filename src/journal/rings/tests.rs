@@ -1,6 +1,6 @@
 use super::*;
-use crate::journal::{FileId, FilePos, Journal, Spooled};
-use crate::row::Row;
+use crate::journal::tests::{pos, row};
+use crate::journal::{Journal, Spooled};
 
 fn db() -> (tempfile::TempDir, sled::Db) {
     let dir = tempfile::tempdir().unwrap();
@@ -184,25 +184,6 @@ fn bases_no_slot_names_are_dropped_and_named_ones_kept() {
 }
 
 // The journal around them: a ring acknowledged one row a commit, as a trickle does.
-
-fn row(i: i64) -> Row {
-    Row::new(1000 + i, &format!("c{i}"), "q", "a", "V", [""; 5])
-}
-
-fn pos(offset: u64) -> FilePos {
-    FilePos {
-        id: FileId { dev: 1, ino: 2 },
-        offset,
-        fp_hash: 3,
-        fp_len: offset.min(4) as u32,
-        skipping: false,
-        since: 5,
-        live: true,
-        replay_until: 0,
-        replay_pass: 0,
-        head: 0,
-    }
-}
 
 /// Spools rows `rows` for slot 0 and acknowledges each in a commit of its own.
 fn acknowledge(j: &Journal, rows: std::ops::Range<i64>) {
